@@ -1,0 +1,63 @@
+"""The bus seam: what api, dispatch and gateway may rely on, whatever the backend.
+
+Two small protocols:
+
+* :class:`MessageQueue` — accepted messages waiting for dispatch. One queue
+  per priority, physically separate, each FIFO. ``publish`` returns once the
+  message is held by the queue; a full queue raises :class:`QueueFull`
+  instead of blocking the API.
+* :class:`NodeChannel` — dispatch hands each gateway node the messages it
+  must write. Per node, messages arrive in the order they were sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from longlink.model import Message, Priority
+from longlink.protocol.errors import LonglinkError
+
+
+class QueueFull(LonglinkError):
+    """The queue of that priority is at its bound; the API answers 503."""
+
+
+#: Called by a node channel on the gateway's event loop with messages for the node.
+DeliveryHandler = Callable[[Sequence[Message]], None]
+
+
+class MessageQueue(Protocol):
+    """Accepted messages waiting for dispatch; FIFO per priority."""
+
+    async def publish(self, message: Message) -> None:
+        """Hold ``message`` on the queue of its priority; raise QueueFull at the bound."""
+        ...
+
+    async def fetch(self, priority: Priority, max_count: int) -> list[Message]:
+        """Wait for at least one message of ``priority``; return up to ``max_count``."""
+        ...
+
+    def depth(self, priority: Priority) -> int:
+        """Messages of ``priority`` waiting (for metrics and overload checks)."""
+        ...
+
+    async def close(self) -> None:
+        """Wake every ``fetch`` with an empty list and refuse further publishes."""
+        ...
+
+
+class NodeChannel(Protocol):
+    """Delivery of messages from dispatch to gateway nodes."""
+
+    async def send(self, node_id: str, messages: Sequence[Message]) -> None:
+        """Hand ``messages`` to ``node_id``; a node not attached drops them."""
+        ...
+
+    async def attach(self, node_id: str, handler: DeliveryHandler) -> None:
+        """Start receiving the messages sent to ``node_id``."""
+        ...
+
+    async def detach(self, node_id: str) -> None:
+        """Stop receiving; idempotent."""
+        ...

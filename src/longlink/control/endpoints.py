@@ -1,0 +1,62 @@
+"""Which gateway nodes a client is sent to (PROTOCOL.md §2.1).
+
+Pure policy, no I/O: the caller passes the registry's node reports and the
+current time. A node is healthy when it reported within ``stale_ms`` (so a
+node that stops reporting is left out within 5 s by default), is not
+draining, and offers a transport the client asked for. Healthy nodes are
+ordered best first: same region, then fewest connections, then lowest load
+(the node id breaks ties, so the order is stable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from longlink.logic.base import NodeInfo
+
+__all__ = ["DEFAULT_STALE_MS", "TRANSPORTS", "choose_endpoints", "node_healthy"]
+
+#: A node whose last report is older than this is not offered (PROTOCOL.md §2.1).
+DEFAULT_STALE_MS = 5000
+#: Transports a client may ask for, in the order they appear in an endpoint.
+TRANSPORTS = ("ws", "tcp")
+
+
+def node_healthy(node: NodeInfo, now_ms: int, stale_ms: int = DEFAULT_STALE_MS) -> bool:
+    """True when ``node`` reported within ``stale_ms`` of ``now_ms`` and is not draining."""
+    return not node.draining and now_ms - node.reported_ms <= stale_ms
+
+
+def _offered(node: NodeInfo, wanted: Iterable[str]) -> dict[str, str]:
+    addresses = {"ws": node.ws, "tcp": node.tcp}
+    return {t: address for t in wanted if (address := addresses.get(t))}
+
+
+def choose_endpoints(
+    nodes: list[NodeInfo],
+    *,
+    region: str | None,
+    now_ms: int,
+    transports: list[str] | None,
+    limit: int = 3,
+    stale_ms: int = DEFAULT_STALE_MS,
+) -> list[dict[str, str]]:
+    """Up to ``limit`` endpoints, best first, for a client in ``region``.
+
+    ``transports`` is the client's wish (a subset of :data:`TRANSPORTS`; None
+    means all). Each endpoint is ``{"node", "region", "ws", "tcp"}`` where a
+    transport the client did not ask for, or the node does not offer, is left
+    out. An empty list means no healthy node can take the client.
+    """
+    wanted = TRANSPORTS if transports is None else tuple(t for t in TRANSPORTS if t in transports)
+    candidates: list[tuple[tuple[bool, int, float, str], dict[str, str]]] = []
+    for node in nodes:
+        if not node_healthy(node, now_ms, stale_ms):
+            continue
+        offered = _offered(node, wanted)
+        if not offered:
+            continue
+        key = (region is not None and node.region != region, node.connections, node.load, node.node)
+        candidates.append((key, {"node": node.node, "region": node.region, **offered}))
+    candidates.sort(key=lambda item: item[0])
+    return [endpoint for _, endpoint in candidates[: max(limit, 0)]]

@@ -1,0 +1,361 @@
+"""The gateway node: listeners, the connection hub, heartbeat wheel and node reports.
+
+Lifetime (``async with Gateway(...)``):
+
+1. start: bind TCP and WebSocket listeners, attach to the node channel,
+   report the node to the registry, start the tick and report loops;
+2. run: connections come and go; dispatch calls :meth:`Gateway.deliver`;
+3. close (idempotent), in this order: stop accepting; KICK every client with
+   reason ``drain`` so SDKs reconnect through control to another node; wait
+   up to ``drain_timeout_s`` for their transports to flush and close; detach
+   from the node channel; stop the loops; forget the node in the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from longlink.bus.base import NodeChannel
+from longlink.control.tokens import TokenIssuer
+from longlink.gateway.connection import Connection
+from longlink.gateway.hub import Hub
+from longlink.gateway.tcp import TcpConnection
+from longlink.gateway.websocket import WsConnection, ws_message
+from longlink.gateway.wheel import TimingWheel
+from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
+from longlink.model import Message, Priority
+from longlink.protocol import ErrorCode, Flag, Frame, Op, ProtocolError, encode_frame
+from longlink.protocol.session import SessionState
+from longlink.settings import Settings
+
+log = logging.getLogger("longlink.gateway")
+
+TICK_S = 0.1
+WHEEL_SLOTS = 1024
+HEARTBEAT_GRACE = 2.5  # PROTOCOL §1.3 rule 3
+REPORT_INTERVAL_S = 1.0
+OUTBOX_SOFT_LIMIT = 1 << 20  # bytes queued to a client before low-priority pushes are dropped
+OUTBOX_HARD_LIMIT = 4 << 20  # past this even high priority does not fit: close server_busy
+
+
+class GatewayMetrics:
+    """Prometheus collectors of the access layer."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connections = Gauge(
+            "longlink_connections", "Open client connections", ["transport"], registry=registry
+        )
+        self.accepted = Counter(
+            "longlink_connections_accepted",
+            "Connections accepted",
+            ["transport"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "longlink_protocol_errors", "ERROR frames sent", ["code"], registry=registry
+        )
+        self.pushes_written = Counter(
+            "longlink_push_writes", "PUSH frames written to connections", registry=registry
+        )
+        self.slow_drops = Counter(
+            "longlink_slow_client_drops",
+            "Pushes dropped because a client's write buffer was full",
+            ["priority"],
+            registry=registry,
+        )
+
+
+class Gateway:
+    """One access node: accepts clients over TCP and WebSocket and writes their pushes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: SessionRegistry,
+        channel: NodeChannel,
+        tokens: TokenIssuer,
+        metrics: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.channel = channel
+        self.tokens = tokens
+        self.metrics = GatewayMetrics(metrics or CollectorRegistry())
+        self.hub = Hub()
+        self.clock = time.monotonic()
+        self.wheel: TimingWheel[Connection] = TimingWheel(TICK_S, WHEEL_SLOTS, self.clock)
+        self.tcp_port = 0
+        self.ws_port = 0
+        self._online: dict[str, int] = {}
+        self._conn_seq = 0
+        self._conn_prefix = f"{settings.node_id}-{os.getpid():x}{int(time.time()) & 0xFFFF:04x}-"
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._accepted: set[Connection] = set()  # not yet authenticated
+        self._closed = False
+        self._cpu = (time.monotonic(), time.process_time())
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Bind the listeners and begin serving; ports are then in ``tcp_port``/``ws_port``."""
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        tcp = await loop.create_server(
+            lambda: TcpConnection(self), s.host, s.tcp_port, reuse_address=True, backlog=4096
+        )
+        ws = await loop.create_server(
+            lambda: WsConnection(self), s.host, s.ws_port, reuse_address=True, backlog=4096
+        )
+        self._servers = [tcp, ws]
+        self.tcp_port = tcp.sockets[0].getsockname()[1]
+        self.ws_port = ws.sockets[0].getsockname()[1]
+        await self.channel.attach(s.node_id, self.deliver)
+        await self._report()
+        self._loops = [
+            asyncio.create_task(self._tick_loop(), name="gateway-tick"),
+            asyncio.create_task(self._report_loop(), name="gateway-report"),
+        ]
+
+    async def close(self) -> None:
+        """Drain and stop (see the module docstring for the order); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for server in self._servers:
+            server.close()
+        for conn in list(self._accepted):
+            conn.close_session()
+        for conn in list(self.hub.conns.values()):
+            conn.kick("drain")
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+        await self.channel.detach(self.settings.node_id)
+        for task in self._loops:
+            task.cancel()
+        for task in [*self._loops, *self._tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.registry.forget_node(self.settings.node_id)
+
+    @property
+    def endpoints(self) -> tuple[str, str]:
+        """(ws url, tcp address) clients should use for this node."""
+        host = self.settings.advertised_host
+        return f"ws://{host}:{self.ws_port}/ws", f"{host}:{self.tcp_port}"
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a short step (registry I/O) as a tracked task."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ connection events
+
+    def accepted(self, conn: Connection) -> None:
+        if self._closed:
+            conn.shutdown()
+            conn.state = SessionState.CLOSED
+            return
+        self._conn_seq += 1
+        conn.conn_id = f"{self._conn_prefix}{self._conn_seq:x}"
+        conn.last_seen = self.clock
+        self._accepted.add(conn)
+        conn.wheel_slot = self.wheel.schedule(conn, self.clock + self.settings.auth_timeout_s)
+        kind = _KIND[conn.kind]
+        self.metrics.accepted.labels(kind).inc()
+        self.metrics.connections.labels(kind).inc()
+
+    def lost(self, conn: Connection) -> None:
+        """The session is over (closed by either side); idempotent."""
+        previous = conn.state
+        if previous == SessionState.CLOSED:
+            return
+        conn.state = SessionState.CLOSED
+        conn.deferred = None
+        self.wheel.cancel(conn, conn.wheel_slot)
+        self._accepted.discard(conn)
+        self.metrics.connections.labels(_KIND[conn.kind]).dec()
+        if previous == SessionState.OPEN:
+            self.hub.remove(conn)
+            self.spawn(self._unregister(conn.conn_id))
+
+    async def _unregister(self, conn_id: str) -> None:
+        await self.registry.remove_session(conn_id)
+
+    async def open_session(self, conn: Connection, rooms: list[str]) -> None:
+        """Register the session, then index it (AUTH_OK follows at once: routable)."""
+        info = SessionInfo(
+            conn_id=conn.conn_id,
+            node=self.settings.node_id,
+            user=conn.user,
+            device=conn.device,
+            rooms=list(rooms),
+            connected_ms=int(time.time() * 1000),
+        )
+        await self.registry.add_session(info)
+        if conn.closed:
+            await self.registry.remove_session(conn.conn_id)
+            return
+        if rooms:
+            self._online.update(await self.registry.room_online(rooms))
+            if conn.closed:
+                await self.registry.remove_session(conn.conn_id)
+                return
+        self._accepted.discard(conn)
+        self.hub.add(conn, rooms)
+
+    def opened(self, conn: Connection) -> None:
+        """AUTH_OK has been sent: watch the heartbeat from now on."""
+        self._reschedule(conn)
+
+    async def join(self, conn: Connection, room: str) -> int:
+        online = await self.registry.join(conn.conn_id, room)
+        if conn.state == SessionState.OPEN:
+            self.hub.join(conn, room)
+        self._online[room] = online
+        return online
+
+    async def leave(self, conn: Connection, room: str) -> None:
+        self.hub.leave(conn, room)
+        self._online[room] = await self.registry.leave(conn.conn_id, room)
+
+    def room_counts(self, rooms: Iterable[str]) -> dict[str, int]:
+        """Online counts of ``rooms`` as last read from the registry (refreshed every second)."""
+        return {room: self._online.get(room, 0) for room in rooms}
+
+    def acked(self, conn: Connection, msg_ids: list[int]) -> None:
+        """ACK from a client; guaranteed delivery tracks these (see docs)."""
+
+    def upstream(self, conn: Connection, frame: Frame) -> None:
+        """UPSTREAM from a client: refused until a webhook is configured."""
+        raise ProtocolError(ErrorCode.NOT_ALLOWED, "upstream is not enabled on this server")
+
+    def kick_user(self, user: str, reason: str) -> int:
+        """Close every connection of ``user`` on this node with KICK; returns how many."""
+        conns = list(self.hub.users.get(user, ()))
+        for conn in conns:
+            conn.kick(reason)
+        return len(conns)
+
+    # ------------------------------------------------------------------ delivery
+
+    def deliver(self, messages: Sequence[Message]) -> None:
+        """Write each message to every local connection it targets (frame once, write many)."""
+        for message in messages:
+            flags = 0
+            if message.priority == Priority.HIGH:
+                flags |= Flag.HIGH_PRIORITY
+            if message.guaranteed:
+                flags |= Flag.ACK_REQUIRED
+            frame = encode_frame(Op.PUSH, message.payload, flags=flags, msg_id=message.msg_id)
+            self.write_many(self.hub.resolve(message.target), frame, message.priority)
+
+    def write_many(self, conns: Iterable[Connection], frame: bytes, priority: Priority) -> int:
+        """Write one frame to many connections; the WebSocket message is built once."""
+        encoded: list[bytes | None] = [frame, None]
+        written = 0
+        high = priority == Priority.HIGH
+        for conn in conns:
+            transport = conn.transport
+            if transport is None or conn.state != SessionState.OPEN:
+                continue
+            queued = transport.get_write_buffer_size()
+            if queued > OUTBOX_SOFT_LIMIT:
+                # A slow client never slows its room: it loses low priority, then its connection.
+                if not high:
+                    self.metrics.slow_drops.labels("low").inc()
+                    continue
+                if queued > OUTBOX_HARD_LIMIT:
+                    self.metrics.slow_drops.labels("high").inc()
+                    conn.fail(ProtocolError(ErrorCode.SERVER_BUSY, "client reads too slowly"))
+                    continue
+            data = encoded[conn.kind]
+            if data is None:
+                data = encoded[conn.kind] = ws_message(frame)
+            transport.write(data)
+            written += 1
+        self.metrics.pushes_written.inc(written)
+        return written
+
+    # ------------------------------------------------------------------ loops
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.clock = time.monotonic()
+            for conn in self.wheel.advance(self.clock):
+                conn.wheel_slot = -1
+                self._check_deadline(conn)
+
+    def _check_deadline(self, conn: Connection) -> None:
+        state = conn.state
+        if state == SessionState.CLOSED:
+            return
+        if state == SessionState.OPEN:
+            deadline = conn.last_seen + HEARTBEAT_GRACE * conn.heartbeat_s
+            if self.clock >= deadline:
+                # PROTOCOL §1.3 rule 3: nothing for 2.5 intervals: close, leave the rooms.
+                log.info("conn %s: heartbeat lost", conn.conn_id)
+                conn.close_session()
+            else:
+                conn.wheel_slot = self.wheel.schedule(conn, deadline)
+            return
+        deadline = conn.last_seen + self.settings.auth_timeout_s
+        if state == SessionState.AWAIT_AUTH and self.clock >= deadline:
+            conn.fail(ProtocolError(ErrorCode.AUTH_REQUIRED, "no AUTH in time"))
+        else:  # AUTHENTICATING: the registry is answering; look again shortly
+            conn.wheel_slot = self.wheel.schedule(conn, max(deadline, self.clock + TICK_S))
+
+    def _reschedule(self, conn: Connection) -> None:
+        self.wheel.cancel(conn, conn.wheel_slot)
+        deadline = conn.last_seen + HEARTBEAT_GRACE * conn.heartbeat_s
+        conn.wheel_slot = self.wheel.schedule(conn, deadline)
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL_S)
+            try:
+                await self._report()
+                if self.hub.rooms:
+                    self._online = await self.registry.room_online(list(self.hub.rooms))
+            except Exception:
+                log.exception("node report failed")
+
+    async def _report(self) -> None:
+        now, cpu = time.monotonic(), time.process_time()
+        last_now, last_cpu = self._cpu
+        self._cpu = (now, cpu)
+        load = (cpu - last_cpu) / (now - last_now) if now > last_now else 0.0
+        ws, tcp = self.endpoints
+        await self.registry.report_node(
+            NodeInfo(
+                node=self.settings.node_id,
+                region=self.settings.region,
+                ws=ws,
+                tcp=tcp,
+                connections=len(self.hub.conns) + len(self._accepted),
+                load=round(load, 3),
+                reported_ms=int(time.time() * 1000),
+            )
+        )
+
+
+_KIND = ("tcp", "ws")

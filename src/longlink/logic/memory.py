@@ -1,0 +1,176 @@
+"""The embedded registry: dicts in one process, counts kept incrementally.
+
+Limit: one process only; a multi-process deployment uses the Redis registry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from longlink.logic.base import NodeInfo, Online, SessionInfo
+from longlink.model import Target
+
+
+class MemoryRegistry:
+    """Sessions, rooms, areas and nodes held in dicts."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, SessionInfo] = {}
+        self._by_user: defaultdict[str, set[str]] = defaultdict(set)
+        self._by_device: defaultdict[str, set[str]] = defaultdict(set)
+        # room -> node -> number of that node's connections in the room
+        self._room_nodes: defaultdict[str, defaultdict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
+        self._room_count: defaultdict[str, int] = defaultdict(int)
+        self._room_area: dict[str, str] = {}
+        self._area_count: defaultdict[str, int] = defaultdict(int)
+        self._node_sessions: defaultdict[str, set[str]] = defaultdict(set)
+        self._nodes: dict[str, NodeInfo] = {}
+
+    # ------------------------------------------------------------ sessions
+
+    async def add_session(self, session: SessionInfo) -> None:
+        if session.conn_id in self._sessions:
+            await self.remove_session(session.conn_id)
+        rooms = list(dict.fromkeys(session.rooms))
+        session.rooms = []
+        self._sessions[session.conn_id] = session
+        self._by_user[session.user].add(session.conn_id)
+        self._by_device[session.device].add(session.conn_id)
+        self._node_sessions[session.node].add(session.conn_id)
+        for room in rooms:
+            self._enter(session, room)
+
+    async def remove_session(self, conn_id: str) -> SessionInfo | None:
+        session = self._sessions.pop(conn_id, None)
+        if session is None:
+            return None
+        for room in list(session.rooms):
+            self._exit(session, room)
+        session.rooms = []
+        _discard(self._by_user, session.user, conn_id)
+        _discard(self._by_device, session.device, conn_id)
+        _discard(self._node_sessions, session.node, conn_id)
+        return session
+
+    async def join(self, conn_id: str, room: str) -> int:
+        session = self._sessions.get(conn_id)
+        if session is not None and room not in session.rooms:
+            self._enter(session, room)
+        return self._room_count.get(room, 0)
+
+    async def leave(self, conn_id: str, room: str) -> int:
+        session = self._sessions.get(conn_id)
+        if session is not None and room in session.rooms:
+            self._exit(session, room)
+        return self._room_count.get(room, 0)
+
+    def _enter(self, session: SessionInfo, room: str) -> None:
+        session.rooms.append(room)
+        self._room_nodes[room][session.node] += 1
+        self._room_count[room] += 1
+        area = self._room_area.get(room)
+        if area is not None:
+            self._area_count[area] += 1
+
+    def _exit(self, session: SessionInfo, room: str) -> None:
+        session.rooms.remove(room)
+        nodes = self._room_nodes[room]
+        nodes[session.node] -= 1
+        if nodes[session.node] <= 0:
+            del nodes[session.node]
+        if not nodes:
+            del self._room_nodes[room]
+        self._room_count[room] -= 1
+        if self._room_count[room] <= 0:
+            del self._room_count[room]
+        area = self._room_area.get(room)
+        if area is not None:
+            self._area_count[area] -= 1
+            if self._area_count[area] <= 0:
+                del self._area_count[area]
+
+    async def user_sessions(self, user: str) -> list[SessionInfo]:
+        return [self._sessions[c] for c in sorted(self._by_user.get(user, ()))]
+
+    async def nodes_for(self, target: Target) -> set[str]:
+        nodes: set[str] = set()
+        if target.all:
+            return {n for n, conns in self._node_sessions.items() if conns}
+        for user in target.users:
+            nodes.update(self._sessions[c].node for c in self._by_user.get(user, ()))
+        for device in target.devices:
+            nodes.update(self._sessions[c].node for c in self._by_device.get(device, ()))
+        rooms = list(target.rooms)
+        if target.areas:
+            areas = set(target.areas)
+            rooms.extend(r for r, a in self._room_area.items() if a in areas)
+        for room in rooms:
+            nodes.update(self._room_nodes.get(room, ()))
+        return nodes
+
+    async def room_online(self, rooms: list[str]) -> dict[str, int]:
+        return {room: self._room_count.get(room, 0) for room in rooms}
+
+    async def online(self) -> Online:
+        return Online(
+            total=len(self._sessions),
+            rooms=dict(self._room_count),
+            areas=dict(self._area_count),
+        )
+
+    async def set_room_area(self, room: str, area: str | None) -> None:
+        old = self._room_area.get(room)
+        count = self._room_count.get(room, 0)
+        if old is not None:
+            self._area_count[old] -= count
+            if self._area_count[old] <= 0:
+                del self._area_count[old]
+            del self._room_area[room]
+        if area is not None:
+            self._room_area[room] = area
+            if count:
+                self._area_count[area] += count
+
+    async def room_area(self, room: str) -> str | None:
+        return self._room_area.get(room)
+
+    async def rooms_in_areas(self, areas: list[str]) -> list[str]:
+        wanted = set(areas)
+        return [r for r, a in self._room_area.items() if a in wanted]
+
+    # ------------------------------------------------------------ nodes
+
+    async def report_node(self, info: NodeInfo) -> None:
+        old = self._nodes.get(info.node)
+        if old is not None and old.draining:
+            info.draining = True
+        if not info.reported_ms:
+            info.reported_ms = int(time.time() * 1000)
+        self._nodes[info.node] = info
+
+    async def nodes(self) -> list[NodeInfo]:
+        return list(self._nodes.values())
+
+    async def set_draining(self, node: str, draining: bool) -> bool:
+        info = self._nodes.get(node)
+        if info is None:
+            return False
+        info.draining = draining
+        return True
+
+    async def forget_node(self, node: str) -> None:
+        for conn_id in list(self._node_sessions.get(node, ())):
+            await self.remove_session(conn_id)
+        self._node_sessions.pop(node, None)
+        self._nodes.pop(node, None)
+
+
+def _discard(index: defaultdict[str, set[str]], key: str, conn_id: str) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(conn_id)
+        if not members:
+            del index[key]

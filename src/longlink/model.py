@@ -1,0 +1,114 @@
+"""Messages as they travel between the layers (api → queue → dispatch → gateway).
+
+These structs are the bus's wire format too (msgpack, array-like), so a Redis
+bus carries exactly what the embedded one does.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+import zlib
+
+import msgspec
+
+
+class Priority(enum.StrEnum):
+    LOW = "low"
+    HIGH = "high"
+
+
+class Target(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """Who a push goes to: exactly one kind is set (PROTOCOL.md §2.2)."""
+
+    users: list[str] = []
+    devices: list[str] = []
+    rooms: list[str] = []
+    areas: list[str] = []
+    all: bool = False
+
+    @property
+    def kind(self) -> str:
+        for name in ("users", "devices", "rooms", "areas"):
+            if getattr(self, name):
+                return name
+        return "all"
+
+
+class Message(msgspec.Struct, frozen=True, array_like=True):
+    """A push accepted by the API, ready for dispatch."""
+
+    msg_id: int
+    target: Target
+    payload: bytes
+    priority: Priority = Priority.LOW
+    guaranteed: bool = False
+    ttl_s: int = 60
+    accepted_ms: int = 0
+
+    @property
+    def expires_ms(self) -> int:
+        return self.accepted_ms + self.ttl_s * 1000
+
+
+_packer = msgspec.msgpack.Encoder()
+_unpacker = msgspec.msgpack.Decoder(Message)
+
+
+def pack_message(message: Message) -> bytes:
+    return _packer.encode(message)
+
+
+def unpack_message(data: bytes) -> Message:
+    return _unpacker.decode(data)
+
+
+# ------------------------------------------------------------------ message ids
+
+EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+NODE_BITS = 10
+SEQ_BITS = 12
+MAX_NODE = (1 << NODE_BITS) - 1
+MAX_SEQ = (1 << SEQ_BITS) - 1
+
+
+class MsgIdGenerator:
+    """Time-ordered unique 64-bit ids: 41 bits ms since 2024, 10 bits node, 12 bits sequence.
+
+    Snowflake-like: ids from one generator strictly increase; two generators
+    with different ``node`` numbers never collide. When the clock steps back the
+    generator keeps using its last timestamp, so ids never go backwards.
+    """
+
+    __slots__ = ("_last_ms", "_lock", "_node", "_seq")
+
+    def __init__(self, node: int) -> None:
+        if not 0 <= node <= MAX_NODE:
+            raise ValueError(f"node must be in 0..{MAX_NODE}")
+        self._node = node
+        self._last_ms = 0
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def next_id(self) -> int:
+        with self._lock:
+            now = max(int(time.time() * 1000) - EPOCH_MS, self._last_ms)
+            if now == self._last_ms:
+                self._seq = (self._seq + 1) & MAX_SEQ
+                if self._seq == 0:  # 4096 ids in one ms: borrow the next ms
+                    now += 1
+            else:
+                self._seq = 0
+            self._last_ms = now
+            return (now << (NODE_BITS + SEQ_BITS)) | (self._node << SEQ_BITS) | self._seq
+
+    @staticmethod
+    def timestamp_ms(msg_id: int) -> int:
+        """Unix ms at which ``msg_id`` was made."""
+        return (msg_id >> (NODE_BITS + SEQ_BITS)) + EPOCH_MS
+
+
+def node_number(node_id: str) -> int:
+    """A stable 10-bit number for a node id (for :class:`MsgIdGenerator`)."""
+    return zlib.crc32(node_id.encode()) & MAX_NODE

@@ -1,0 +1,202 @@
+"""One frozen, typed settings object, read from a TOML file and ``LONGLINK_*`` variables.
+
+Environment variables override the file (PROTOCOL.md §3). Only the CLI calls
+:func:`load_settings`; everything else receives the :class:`Settings` object.
+See docs/configuration.md for every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longlink.protocol.errors import LonglinkError
+
+
+class ConfigError(LonglinkError):
+    """The configuration file or an environment variable is invalid."""
+
+
+TARGET_KINDS = ("users", "devices", "rooms", "areas", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyConfig:
+    """One API key of the push API (PROTOCOL.md §3, ``[[api_keys]]``)."""
+
+    name: str
+    key: str | None = None
+    key_sha256: str | None = None
+    targets: tuple[str, ...] = TARGET_KINDS
+    room_prefixes: tuple[str, ...] = ()
+    high_priority: bool = True
+    guaranteed: bool = True
+    rate: float = 0.0  # messages per second; 0 means unlimited
+    burst: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a longlink process needs to know; see docs/configuration.md."""
+
+    host: str = "127.0.0.1"
+    public_host: str | None = None
+    http_port: int = 8080
+    ws_port: int = 7000
+    tcp_port: int = 7001
+    node_id: str = "g1"
+    region: str = "local"
+    api_key: str | None = None
+    ticket_secret: str | None = None
+    token_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    token_ttl_s: int = 600
+    demo: bool = False
+    auth_timeout_s: float = 5.0
+    heartbeat_s: int = 30
+    min_heartbeat_s: int = 1
+    max_heartbeat_s: int = 300
+    retry_interval_s: float = 2.0
+    max_retries: int = 2
+    aggregate_ms: int = 50
+    data_dir: str = "./data"
+    bus: str = "memory"
+    webhook_url: str | None = None
+    max_frame: int = 64 * 1024
+    max_rooms: int = 8
+    max_payload: int = 32 * 1024
+    default_ttl_s: int = 60
+    max_ttl_s: int = 7 * 24 * 3600
+    queue_size: int = 100_000
+    drain_timeout_s: float = 10.0
+    roles: tuple[str, ...] = ("gateway", "api", "control", "dispatch")
+    api_keys: tuple[ApiKeyConfig, ...] = ()
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (tests use this)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def advertised_host(self) -> str:
+        """The host clients are told to connect to."""
+        if self.public_host:
+            return self.public_host
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+
+ROLES = ("gateway", "api", "control", "dispatch")
+
+# field name -> environment variable (PROTOCOL.md §3 and extensions).
+ENV_NAMES: dict[str, str] = {
+    f.name: "LONGLINK_" + f.name.upper()
+    for f in dataclasses.fields(Settings)
+    if f.name not in ("api_keys",)
+}
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    try:
+        if kind in ("bool", bool):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+        if "tuple" in str(kind):
+            if isinstance(raw, str):
+                return tuple(part.strip() for part in raw.split(",") if part.strip())
+            return tuple(str(part) for part in raw)
+        if raw is None or raw == "":
+            return None if "None" in str(kind) else ""
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: cannot read {raw!r} as {kind}") from exc
+
+
+def _api_key(entry: Any) -> ApiKeyConfig:
+    if not isinstance(entry, Mapping):
+        raise ConfigError("api_keys: each entry must be a [[api_keys]] table")
+    known = {f.name for f in dataclasses.fields(ApiKeyConfig)}
+    unknown = set(entry) - known
+    if unknown:
+        raise ConfigError(f"api_keys: unknown fields {sorted(unknown)}")
+    if not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise ConfigError("api_keys: every key needs a name")
+    where = f"api_keys.{entry['name']}"
+    if not entry.get("key") and not entry.get("key_sha256"):
+        raise ConfigError(f"{where}: give key or key_sha256")
+    values = dict(entry)
+    # Types are checked strictly: a quoted "false" must not grant a scope.
+    for name in ("key", "key_sha256"):
+        if name in values and not isinstance(values[name], str):
+            raise ConfigError(f"{where}.{name}: expected a string")
+    if "key_sha256" in values:
+        digest = values["key_sha256"].strip().lower()
+        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+            raise ConfigError(f"{where}.key_sha256: expected 64 hex digits")
+        values["key_sha256"] = digest
+    for name in ("targets", "room_prefixes"):
+        if name in values:
+            raw = values[name]
+            if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+                raise ConfigError(f"{where}.{name}: expected a list of strings")
+            values[name] = tuple(raw)
+    for name in ("high_priority", "guaranteed"):
+        if name in values and not isinstance(values[name], bool):
+            raise ConfigError(f"{where}.{name}: expected true or false")
+    for name in ("rate", "burst"):
+        if name in values:
+            raw = values[name]
+            if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
+                raise ConfigError(f"{where}.{name}: expected a number >= 0")
+            values[name] = float(raw)
+    bad = set(values.get("targets", ())) - set(TARGET_KINDS)
+    if bad:
+        raise ConfigError(f"{where}.targets: unknown {sorted(bad)}")
+    return ApiKeyConfig(**values)
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read ``config_file`` (TOML), then ``LONGLINK_*`` from ``environ``, then ``overrides``."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    if config_file:
+        try:
+            data = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{config_file}: {exc}") from exc
+        for key, raw in data.items():
+            if key == "api_keys":
+                if not isinstance(raw, list):
+                    raise ConfigError(f"{config_file}: api_keys must be [[api_keys]] tables")
+                values["api_keys"] = tuple(_api_key(entry) for entry in raw)
+            elif key in fields:
+                values[key] = _coerce(key, raw, fields[key].type)
+            else:
+                raise ConfigError(f"{config_file}: unknown setting {key!r}")
+    for name, var in ENV_NAMES.items():
+        if var in env:
+            values[name] = _coerce(var, env[var], fields[name].type)
+    values.update(overrides)
+    settings = Settings(**values)
+    bad_roles = set(settings.roles) - set(ROLES)
+    if bad_roles:
+        raise ConfigError(f"unknown roles {sorted(bad_roles)}; choose from {', '.join(ROLES)}")
+    return settings
