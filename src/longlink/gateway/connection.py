@@ -135,19 +135,17 @@ class Connection(asyncio.Protocol):
         op = frame.op
         if op == Op.HEARTBEAT:
             # PROTOCOL §1.3 rule 3: answer with the online counts of the rooms.
-            online = self.gateway.room_counts(self.rooms)
-            self.send(
-                encode_frame(Op.HEARTBEAT_OK, encode_body(HeartbeatOk(online)), seq=frame.seq)
-            )
+            counts = self.gateway.room_counts(self.rooms)
+            body = encode_body(HeartbeatOk(counts))
+            self.send(encode_frame(Op.HEARTBEAT_OK, body, seq=frame.seq))
         elif op == Op.AUTH:
             self._auth(frame)
         elif op == Op.JOIN:
             room = decode_body(frame.body, RoomBody).room
             if room in self.rooms:
                 online = self.gateway.room_counts((room,))[room]
-                self.send(
-                    encode_frame(Op.JOIN_OK, encode_body(JoinOk(room, online)), seq=frame.seq)
-                )
+                body = encode_body(JoinOk(room, online))
+                self.send(encode_frame(Op.JOIN_OK, body, seq=frame.seq))
                 return
             self._check_room(room)
             if len(self.rooms) >= self.gateway.settings.max_rooms:

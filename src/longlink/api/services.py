@@ -1,0 +1,43 @@
+"""What the HTTP app needs from the rest of the process, in one place.
+
+The composition root (``longlink.node``) builds one :class:`Services` and
+passes it to :func:`longlink.api.app.build_app`; tests build one from the
+in-memory backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from longlink.bus.base import MessageQueue
+from longlink.control.tokens import TokenIssuer
+from longlink.logic.base import SessionRegistry
+from longlink.model import MsgIdGenerator
+from longlink.settings import Settings
+
+__all__ = ["KickFunc", "Services"]
+
+#: ``await kick(user, reason)`` closes the user's connections with KICK; returns how many.
+KickFunc = Callable[[str, str], Awaitable[int]]
+
+
+@dataclass(slots=True)
+class Services:
+    """The backends and helpers the HTTP API works with.
+
+    ``kick`` is None where this process cannot reach the user's connections
+    (``POST /v1/users/{user}/kick`` then answers 501). ``metrics`` is the
+    Prometheus registry ``/metrics`` serves; the app registers its own
+    counters in it, so give each app its own registry (the default).
+    """
+
+    settings: Settings
+    queue: MessageQueue
+    registry: SessionRegistry
+    ids: MsgIdGenerator
+    tokens: TokenIssuer
+    kick: KickFunc | None = None
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)

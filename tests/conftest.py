@@ -1,0 +1,57 @@
+"""Shared fixtures: uvloop for every async test, a real node on free ports, timeouts.
+
+No test sleeps to wait for an event: each awaits the event with a timeout of
+``WAIT`` seconds (scaled by ``LONGLINK_TEST_TIMEOUT_SCALE`` on slow machines).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvloop
+
+from longlink.node import Node
+from longlink.settings import Settings
+
+SCALE = float(os.environ.get("LONGLINK_TEST_TIMEOUT_SCALE", "1"))
+WAIT = 5.0 * SCALE
+API_KEY = "test-key-with-every-scope"
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> uvloop.EventLoopPolicy:
+    return uvloop.EventLoopPolicy()
+
+
+def node_settings(tmp_path: Any, **changes: Any) -> Settings:
+    """Settings for a test node: free ports, demo mode, one all-scope API key."""
+    base = Settings(
+        http_port=0,
+        ws_port=0,
+        tcp_port=0,
+        demo=True,
+        api_key=API_KEY,
+        ticket_secret="ticket-secret-for-tests",
+        data_dir=str(tmp_path),
+        drain_timeout_s=2.0,
+    )
+    return base.replace(**changes)
+
+
+@pytest.fixture
+async def node(tmp_path: Any) -> AsyncIterator[Node]:
+    async with Node(node_settings(tmp_path)) as running:
+        yield running
+
+
+@pytest.fixture
+async def api(node: Node) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the node's API, authorised with the all-scope key."""
+    async with httpx.AsyncClient(
+        base_url=node.http_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=WAIT
+    ) as client:
+        yield client
