@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	LONGLINK_DEMO=1 $(BIN)/longlink serve
+	LONGLINK_DEMO=1 LONGLINK_API_KEY=$${LONGLINK_API_KEY:-demo-key} $(BIN)/longlink serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -33,13 +33,14 @@ import gc
 import os
 import platform
 import queue
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 
@@ -145,8 +146,7 @@ async def start_longlink(port: int) -> Server:
             self.reader: WsReader | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
-            self.transport = transport
+            self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
         def data_received(self, data: bytes) -> None:
             if self.handshake is not None:
@@ -252,8 +252,7 @@ class Client(asyncio.BufferedProtocol):
         self.sample = sample  # a WsReader on one connection, to check the frames
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport = cast(asyncio.Transport, transport)
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write(
             (
@@ -313,7 +312,7 @@ class SampleReader:
             self.bad += opcode != 2 or payload != PAYLOAD
 
 
-async def load(port: int, conns: int) -> None:
+async def load(port: int, conns: int, lowat: int) -> None:
     """Open the connections (after the driver's ``go``), count, and report on request."""
     loop = asyncio.get_running_loop()
     tally = Tally()
@@ -331,6 +330,18 @@ async def load(port: int, conns: int) -> None:
             transports.append(transport)
             await done
 
+    def set_lowat(frames: int) -> None:
+        # SO_RCVLOWAT: the kernel reports a socket readable only once this many bytes wait,
+        # so each read (and each Python callback) takes several frames. The sample connection
+        # keeps the default of 1 byte: it sees every message at once and dates the window.
+        for transport in transports[1:]:
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, frames * FRAME_SIZE)
+
+    async def quiet(seconds: float) -> None:
+        while tally.bytes == 0 or time.perf_counter() - tally.last < seconds:
+            await asyncio.sleep(0.05)
+
     commands = await stdin_lines()
     started = time.perf_counter()
     await asyncio.gather(*(connect(i) for i in range(WARM_CONNS)))
@@ -342,13 +353,18 @@ async def load(port: int, conns: int) -> None:
         elif line[0] == "count":
             tally.bytes, tally.first, tally.last = 0, 0.0, 0.0
             sample.frames = sample.bad = 0
+            set_lowat(lowat)
             cpu0 = time.process_time()
             say("counting")
         elif line[0] == "report":
-            while tally.bytes == 0 or time.perf_counter() - tally.last < 0.5:
-                await asyncio.sleep(0.1)  # until the stream has been quiet for 0.5 s
-            cpu = time.process_time() - cpu0
+            await quiet(0.5)  # the server has stopped and its buffers have drained
             window = tally.last - tally.first
+            cpu = time.process_time() - cpu0
+            # Frames still below a socket's low-water mark had arrived by ``tally.last``:
+            # read them now so they are counted, then compute the rate over the window.
+            set_lowat(0)
+            await asyncio.sleep(0.05)
+            await quiet(0.3)
             say("report", tally.bytes, f"{window:.4f}", f"{cpu:.4f}", sample.frames, sample.bad)
         elif line[0] == "quit":
             break
@@ -407,12 +423,12 @@ class Child:
                 self.proc.wait()
 
 
-def measure(name: str, conns: int, seconds: float) -> dict[str, float]:
+def measure(name: str, conns: int, seconds: float, lowat: int) -> dict[str, float]:
     server = Child("--serve", name, "--port", "0")
     gen = None
     try:
         port = server.expect("ready", 30)[0]
-        gen = Child("--load", "--port", port, "--conns", str(conns))
+        gen = Child("--load", "--port", port, "--conns", str(conns), "--lowat", str(lowat))
         gen.expect("warm", 30)
         server.send("stats")
         _, rss_before = map(int, server.expect("stats", 10))
@@ -469,14 +485,14 @@ def machine() -> list[str]:
     ]
 
 
-def drive(names: list[str], conns: int, seconds: float) -> None:
+def drive(names: list[str], conns: int, seconds: float, lowat: int) -> None:
     for line in machine():
         say(line)
     say(f"{conns} idle connections; broadcast of {len(PAYLOAD)}-byte messages for {seconds} s")
     results: dict[str, dict[str, float]] = {}
     for name in names:
         say(f"... {name}")
-        results[name] = measure(name, conns, seconds)
+        results[name] = measure(name, conns, seconds, lowat)
     say()
     say(
         "| server | idle KiB/conn | deliveries/s | server CPU % | writes/s "
@@ -503,6 +519,12 @@ def main() -> None:
     parser.add_argument("--serve", choices=SERVERS, help="run one server (driven on stdin)")
     parser.add_argument("--load", action="store_true", help="run the load generator")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--lowat",
+        type=int,
+        default=8,
+        help="frames the load generator lets queue in a socket before reading it (SO_RCVLOWAT)",
+    )
     args = parser.parse_args()
     if args.conns <= WARM_CONNS:
         parser.error(f"--conns must be more than {WARM_CONNS}")
@@ -511,9 +533,9 @@ def main() -> None:
         uvloop.run(serve(args.serve, args.port))
     elif args.load:
         pin(LOAD_CORE)
-        uvloop.run(load(args.port, args.conns))
+        uvloop.run(load(args.port, args.conns, args.lowat))
     else:
-        drive(args.servers, args.conns, args.seconds)
+        drive(args.servers, args.conns, args.seconds, args.lowat)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ class Backoff:
     def cap(self, attempt: int) -> float:
         """The longest delay of attempt ``attempt`` (counted from 0)."""
         # 2**64 already exceeds any sane maximum; bounding the exponent avoids huge ints.
-        return min(self.maximum, self.initial * 2 ** min(attempt, 64))
+        return min(self.maximum, self.initial * (1 << min(attempt, 64)))
 
     def next_delay(self) -> float:
         """The delay before the next attempt, in seconds; counts the attempt."""

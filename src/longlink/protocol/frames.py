@@ -124,13 +124,17 @@ def encode_frame(
 
 
 def check_header(length: int, version: int, op: int, flags: int, codec: int, max_size: int) -> None:
-    """Raise :class:`ProtocolError` unless the header fields are valid."""
+    """Raise :class:`ProtocolError` unless the header fields are valid.
+
+    The version is checked first, so a stream of garbage (an HTTP request on
+    the TCP port, say) gets ``bad_frame`` rather than ``too_large``.
+    """
+    if version != VERSION:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"unsupported version {version}")
     if length < HEADER_SIZE:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"frame length {length} < {HEADER_SIZE}")
     if length > max_size:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"frame of {length} bytes > limit {max_size}")
-    if version != VERSION:
-        raise ProtocolError(ErrorCode.BAD_FRAME, f"unsupported version {version}")
     if op not in _OPS:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"unknown op {op}")
     if flags & ~KNOWN_FLAGS:

@@ -1,0 +1,401 @@
+"""The HTTP app: control (``/v1/connect``), push and query routes (PROTOCOL.md §2).
+
+:func:`build_app` turns a :class:`~longlink.api.services.Services` into a
+Starlette app; :class:`~longlink.api.server.HttpServer` serves it. JSON goes
+in and out through msgspec. Every refusal is an
+:class:`~longlink.api.errors.ApiError` rendered as
+``{"error": {"code", "message"}}``, unknown routes (404) and wrong methods
+(405) included.
+
+Every route needs an API key (``Authorization: Bearer``) except
+``/v1/connect`` (clients, authenticated by their ticket), ``/healthz``,
+``/metrics`` and ``/openapi.json``.
+
+The push routes never wait for delivery: a message is answered 202 once the
+queue holds it (ARCHITECTURE.md, service layer "must not block on delivery").
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from longlink.api import errors
+from longlink.api.errors import ApiError, encode_error
+from longlink.api.keys import ApiKey, ApiKeys
+from longlink.api.openapi import openapi_document
+from longlink.api.schemas import (
+    ConnectBody,
+    DrainBody,
+    KickBody,
+    PushRequest,
+    RoomAreaBody,
+    decode_body,
+    parse_push,
+    parse_push_batch,
+)
+from longlink.api.services import Services
+from longlink.bus.base import QueueFull
+from longlink.control.endpoints import choose_endpoints, node_healthy
+from longlink.control.ids import id_problem
+from longlink.control.tickets import TicketError, TicketVerifier
+from longlink.model import Message
+
+__all__ = ["BODY_LIMIT", "BATCH_BODY_LIMIT", "PUSH_BODY_LIMIT", "build_app", "read_body"]
+
+JSON = "application/json"
+#: Largest body of a single push (raised to 8 x ``max_payload`` when that is larger).
+PUSH_BODY_LIMIT = 1 << 20
+#: Largest body of a batch push (raised to 2 x the single limit when that is larger).
+BATCH_BODY_LIMIT = 16 << 20
+#: Largest body of every other route.
+BODY_LIMIT = 64 << 10
+#: Seconds a client is told to wait after 503 (queue full, no node).
+RETRY_AFTER_S = 1
+
+_encoder = msgspec.json.Encoder()
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(_encoder.encode(content), status_code=status, media_type=JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 ``too_large`` past ``limit`` bytes.
+
+    A ``Content-Length`` over the limit is refused before anything is read;
+    a body streamed without one is counted as it arrives.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise ApiError(400, errors.BAD_REQUEST, "Content-Length is not a number") from None
+        if length > limit:
+            raise ApiError(
+                413, errors.TOO_LARGE, f"body is {length} bytes; the limit is {limit}"
+            )
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, errors.TOO_LARGE, f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, errors.BAD_REQUEST, "client disconnected") from None
+    return b"".join(chunks)
+
+
+def _path_id(request: Request, name: str) -> str:
+    value: str = request.path_params[name]
+    problem = id_problem(value)
+    if problem:
+        raise ApiError(400, errors.BAD_REQUEST, f"{name}: {problem}")
+    return value
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Metrics:
+    """The API's counters, registered in ``Services.metrics``."""
+
+    def __init__(self, services: Services) -> None:
+        self.accepted = Counter(
+            "longlink_push_accepted",
+            "Messages queued by the push API, by target kind and priority.",
+            ["target", "priority"],
+            registry=services.metrics,
+        )
+        self.refused = Counter(
+            "longlink_push_refused",
+            "Push requests refused by the push API, by HTTP status and error code.",
+            ["status", "code"],
+            registry=services.metrics,
+        )
+
+
+class _Api:
+    """The route handlers, bound to one :class:`Services`."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = settings = services.settings
+        self.keys = ApiKeys(settings)
+        self.tickets = TicketVerifier(settings.ticket_secret) if settings.ticket_secret else None
+        self.metrics = _Metrics(services)
+        self.push_limit = max(PUSH_BODY_LIMIT, 8 * settings.max_payload)
+        self.batch_limit = max(BATCH_BODY_LIMIT, 2 * self.push_limit)
+        self.openapi = _encoder.encode(openapi_document())
+
+    def _key(self, request: Request) -> ApiKey:
+        return self.keys.authenticate(request.headers.get("authorization"))
+
+    # -------------------------------------------------------------- control
+
+    async def connect(self, request: Request) -> Response:
+        """``POST /v1/connect`` (PROTOCOL.md §2.1)."""
+        body = decode_body(await read_body(request, BODY_LIMIT), ConnectBody)
+        if body.ticket is not None:
+            if self.tickets is None:
+                raise ApiError(
+                    401, errors.BAD_TICKET, "this server has no ticket secret configured"
+                )
+            try:
+                user, device = self.tickets.verify(body.ticket)
+            except TicketError as exc:
+                raise ApiError(401, exc.code, str(exc)) from exc
+        elif body.user is not None and self.settings.demo:
+            user, device = body.user, body.device
+        elif body.user is not None:
+            raise ApiError(400, errors.BAD_REQUEST, "demo mode is off: give a ticket")
+        else:
+            demo = " or, in demo mode, a user" if self.settings.demo else ""
+            raise ApiError(400, errors.BAD_REQUEST, f"give a ticket{demo}")
+        endpoints = choose_endpoints(
+            await self.services.registry.nodes(),
+            region=body.region,
+            now_ms=_now_ms(),
+            transports=list(body.transports) if body.transports is not None else None,
+        )
+        if not endpoints:
+            raise ApiError(
+                503,
+                errors.NO_NODES,
+                "no healthy gateway node offers the requested transports",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        # A ticket without a device claim, or a demo client without one, gets a fresh id.
+        device = device or "dev-" + secrets.token_hex(6)
+        token, expires_at = self.services.tokens.issue(user, device)
+        return _json(
+            {
+                "token": token,
+                "expires_at": expires_at,
+                "heartbeat_s": self.settings.heartbeat_s,
+                "endpoints": endpoints,
+            }
+        )
+
+    # -------------------------------------------------------------- push
+
+    async def push(self, request: Request) -> Response:
+        """``POST /v1/push`` (PROTOCOL.md §2.2): 202 ``{"msg_id"}``."""
+        try:
+            key = self._key(request)
+            push = parse_push(await read_body(request, self.push_limit), self.settings)
+            key.check_scope(push)
+            self.keys.take(key, 1)
+            ids = await self._queue(key, [push])
+        except ApiError as exc:
+            self.metrics.refused.labels(str(exc.status), exc.code).inc()
+            raise
+        return _json({"msg_id": str(ids[0])}, 202)
+
+    async def push_batch(self, request: Request) -> Response:
+        """``POST /v1/push/batch`` (PROTOCOL.md §2.2): 202 ``{"msg_ids"}``, all or none checked."""
+        try:
+            key = self._key(request)
+            pushes = parse_push_batch(await read_body(request, self.batch_limit), self.settings)
+            for index, push in enumerate(pushes):
+                key.check_scope(push, f"messages[{index}].")
+            self.keys.take(key, len(pushes))
+            ids = await self._queue(key, pushes)
+        except ApiError as exc:
+            self.metrics.refused.labels(str(exc.status), exc.code).inc()
+            raise
+        return _json({"msg_ids": [str(i) for i in ids]}, 202)
+
+    async def _queue(self, key: ApiKey, pushes: list[PushRequest]) -> list[int]:
+        """Publish each push in order; a full queue stops the rest (503, ids so far in the error)."""
+        accepted_ms = _now_ms()
+        queue, ids = self.services.queue, self.services.ids
+        done: list[int] = []
+        for push in pushes:
+            msg_id = ids.next_id()
+            message = Message(
+                msg_id=msg_id,
+                target=push.target,
+                payload=push.payload,
+                priority=push.priority,
+                guaranteed=push.guaranteed,
+                ttl_s=push.ttl_s,
+                accepted_ms=accepted_ms,
+            )
+            try:
+                await queue.publish(message)
+            except QueueFull as exc:
+                self.keys.give_back(key, len(pushes) - len(done))
+                queued = f"; {len(done)} of {len(pushes)} were queued (msg_ids)" if done else ""
+                raise ApiError(
+                    503,
+                    errors.OVERLOADED,
+                    f"the {push.priority.value} priority queue is full{queued}; retry later",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                    extra={"msg_ids": [str(i) for i in done]} if done else None,
+                ) from exc
+            done.append(msg_id)
+            self.metrics.accepted.labels(push.target.kind, push.priority.value).inc()
+        return done
+
+    # -------------------------------------------------------------- queries
+
+    async def online(self, request: Request) -> Response:
+        """``GET /v1/online``: ``{"total", "rooms", "areas"}``."""
+        self._key(request)
+        return _json(await self.services.registry.online())
+
+    async def _room(self, room: str) -> Response:
+        registry = self.services.registry
+        online = await registry.room_online([room])
+        return _json(
+            {"room": room, "area": await registry.room_area(room), "online": online.get(room, 0)}
+        )
+
+    async def room(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}`` ``{"room", "area", "online"}``; ``PUT`` ``{"area"}`` sets it."""
+        self._key(request)
+        room = _path_id(request, "room")
+        if request.method == "PUT":
+            body = decode_body(await read_body(request, BODY_LIMIT), RoomAreaBody)
+            await self.services.registry.set_room_area(room, body.area)
+        return await self._room(room)
+
+    async def get_user(self, request: Request) -> Response:
+        """``GET /v1/users/{user}``: the user's live connections."""
+        self._key(request)
+        user = _path_id(request, "user")
+        sessions = await self.services.registry.user_sessions(user)
+        connections = [
+            {
+                "conn_id": s.conn_id,
+                "node": s.node,
+                "device": s.device,
+                "rooms": list(s.rooms),
+                "connected_ms": s.connected_ms,
+            }
+            for s in sessions
+        ]
+        return _json({"user": user, "connections": connections})
+
+    async def kick_user(self, request: Request) -> Response:
+        """``POST /v1/users/{user}/kick`` ``{"reason"?}``: ``{"kicked": n}``."""
+        self._key(request)
+        user = _path_id(request, "user")
+        body = decode_body(await read_body(request, BODY_LIMIT), KickBody, empty_ok=True)
+        if self.services.kick is None:
+            raise ApiError(
+                501, errors.NOT_SUPPORTED, "this process runs no gateway it could kick from"
+            )
+        kicked = await self.services.kick(user, body.reason)
+        return _json({"kicked": kicked})
+
+    async def nodes(self, request: Request) -> Response:
+        """``GET /v1/nodes``: every reporting node with load, ``healthy`` and ``draining``."""
+        self._key(request)
+        now_ms = _now_ms()
+        nodes = [
+            {**msgspec.structs.asdict(node), "healthy": node_healthy(node, now_ms)}
+            for node in await self.services.registry.nodes()
+        ]
+        return _json({"nodes": nodes})
+
+    async def drain(self, request: Request) -> Response:
+        """``POST /v1/nodes/{node}/drain`` (``{"draining": false}`` undoes it)."""
+        self._key(request)
+        node = _path_id(request, "node")
+        body = decode_body(await read_body(request, BODY_LIMIT), DrainBody, empty_ok=True)
+        if not await self.services.registry.set_draining(node, body.draining):
+            raise ApiError(404, errors.NOT_FOUND, f"node {node!r} is unknown")
+        return _json({"node": node, "draining": body.draining})
+
+    # -------------------------------------------------------------- operations
+
+    async def healthz(self, request: Request) -> Response:
+        """``GET /healthz``: liveness."""
+        return _json({"status": "ok"})
+
+    async def prometheus(self, request: Request) -> Response:
+        """``GET /metrics``: Prometheus text format of ``Services.metrics``."""
+        return Response(generate_latest(self.services.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi_json(self, request: Request) -> Response:
+        """``GET /openapi.json``."""
+        return Response(self.openapi, media_type=JSON)
+
+
+# ------------------------------------------------------------------ errors
+
+
+async def _on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return Response(
+        encode_error(exc), status_code=exc.status, media_type=JSON, headers=exc.headers
+    )
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (unknown route, wrong method) in the API's error shape."""
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        error = ApiError(404, errors.NOT_FOUND, f"no route for {where}")
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        error = ApiError(
+            405, errors.METHOD_NOT_ALLOWED, f"{where} is not allowed; allowed: {allowed}"
+        )
+    else:
+        error = ApiError(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
+    error.headers.update(exc.headers or {})
+    return await _on_api_error(request, error)
+
+
+async def _on_internal_error(request: Request, exc: Exception) -> Response:
+    error = ApiError(500, errors.INTERNAL, "internal error; see the server log")
+    return await _on_api_error(request, error)
+
+
+def build_app(services: Services) -> Starlette:
+    """The HTTP app of PROTOCOL.md §2 over ``services``.
+
+    Registers the API's counters in ``services.metrics`` (so build one app per
+    registry). Serve it with :class:`~longlink.api.server.HttpServer`.
+    """
+    api = _Api(services)
+    routes = [
+        Route("/v1/connect", api.connect, methods=["POST"]),
+        Route("/v1/push", api.push, methods=["POST"]),
+        Route("/v1/push/batch", api.push_batch, methods=["POST"]),
+        Route("/v1/online", api.online, methods=["GET"]),
+        Route("/v1/rooms/{room:path}", api.room, methods=["GET", "PUT"]),
+        # The kick route comes first: a user id may contain "/" ({user:path}).
+        Route("/v1/users/{user:path}/kick", api.kick_user, methods=["POST"]),
+        Route("/v1/users/{user:path}", api.get_user, methods=["GET"]),
+        Route("/v1/nodes", api.nodes, methods=["GET"]),
+        Route("/v1/nodes/{node}/drain", api.drain, methods=["POST"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/metrics", api.prometheus, methods=["GET"]),
+        Route("/openapi.json", api.openapi_json, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            ApiError: _on_api_error,
+            HTTPException: _on_http_error,
+            500: _on_internal_error,
+        },
+    )

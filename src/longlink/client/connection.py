@@ -1,0 +1,746 @@
+"""The client SDK: one long connection to longlink, kept alive across losses.
+
+Lifetime
+--------
+:meth:`Client.connect` asks ``/v1/connect`` for a token and endpoints, opens
+the first endpoint that answers, sends AUTH and waits for AUTH_OK, all in the
+caller's task. Then two tasks run, tracked by the client:
+
+* the *session task* (one per client) reads frames and dispatches them; when
+  the connection is lost it either reconnects (backoff with full jitter, a
+  fresh ``/v1/connect``, AUTH with the current :attr:`Client.rooms`) or stops
+  for good;
+* the *pump task* (one per connection) sends HEARTBEAT every
+  ``AUTH_OK.heartbeat_s`` seconds, writes queued ACKs, and aborts a connection
+  from which nothing has arrived for 2.5 intervals (PROTOCOL.md §1.3 rule 3).
+
+Reconnect or stop
+-----------------
+=================================  ==========================================
+what happened                      with ``reconnect=True``
+=================================  ==========================================
+transport lost, malformed frame    reconnect
+ERROR ``token_expired``, then      reconnect (a new token comes from
+close                              ``/v1/connect`` every time)
+KICK ``drain``                     reconnect, to whatever node is now listed
+KICK any other reason              stop
+ERROR ``auth_failed`` then close,  stop
+AUTH refused, ``/v1/connect`` 4xx
+:meth:`Client.close`               stop
+=================================  ==========================================
+
+With ``reconnect=False`` every loss stops the client. A stopped client emits
+:class:`Disconnected` with ``will_reconnect=False``; its iterators hand out
+what was already received, then raise :class:`ConnectionClosed`.
+
+Messages and acknowledgements
+-----------------------------
+Pushes are delivered in arrival order, BATCH frames unpacked in place, and
+duplicates dropped by ``msg_id`` (a window of ``dedup_size`` ids). With
+``auto_ack`` a guaranteed message is acked *when the application takes it*:
+the moment :meth:`Client.next_message` (or ``__anext__``) returns it, its id is
+queued and the pump task writes the ACK right away (several at once become one
+``{"msg_ids": [...]}`` ACK). A duplicate of a guaranteed message is acked at
+once, unless the original is still waiting to be taken (or, without
+``auto_ack``, waiting for the application's :meth:`Client.ack`): that ack will
+cover both.
+
+Shutdown order of :meth:`Client.close`: the inboxes are closed (readers wake
+with :class:`ConnectionClosed`), the session task is cancelled and awaited,
+queued ACKs are flushed (1 s at most), the pump task is cancelled and awaited,
+the transport is closed, pending requests fail, and an HTTP client the
+``Client`` created is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import ssl as ssl_module
+from collections import OrderedDict
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import httpx
+import msgspec
+
+from longlink.client.backoff import Backoff
+from longlink.client.control import Grant, connect_request, fetch_grant
+from longlink.client.dedup import RecentIds
+from longlink.client.errors import (
+    AuthError,
+    ClientError,
+    ConnectFailed,
+    ConnectionClosed,
+    ControlError,
+    ServerError,
+)
+from longlink.client.inbox import Inbox
+from longlink.client.messages import (
+    ClientEvent,
+    Disconnected,
+    ErrorEvent,
+    Kicked,
+    Message,
+    Reconnected,
+    event_from_body,
+    unpack_pushes,
+)
+from longlink.client.transport import Transport, TransportKind, open_transport
+from longlink.protocol import ErrorCode, Frame, Op, ProtocolError, encode_frame
+from longlink.protocol.messages import (
+    AckBody,
+    AuthOk,
+    ErrorBody,
+    HeartbeatOk,
+    JoinOk,
+    KickBody,
+    RoomBody,
+    decode_body,
+    encode_body,
+)
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: Nothing received for this many heartbeat intervals: the connection is dead.
+DEAD_AFTER_INTERVALS = 2.5
+#: Most ids in one ACK frame (keeps it far below the 64 KiB client frame limit).
+MAX_ACK_IDS = 1000
+#: Events kept for an application that does not read them (oldest dropped first).
+EVENT_QUEUE_SIZE = 1000
+#: ERROR codes after which reconnecting cannot help.
+TERMINAL_CODES = frozenset({ErrorCode.AUTH_FAILED.value})
+
+_MAX_SEQ = 0xFFFFFFFF
+_HEARTBEAT = encode_frame(Op.HEARTBEAT)
+_REPLY_OPS = frozenset({Op.JOIN_OK, Op.LEAVE_OK, Op.UPSTREAM_OK})
+
+
+@dataclass(eq=False, slots=True)
+class _Link:
+    """One authenticated connection."""
+
+    transport: Transport
+    auth_ok: AuthOk
+    opened_at: float
+    last_rx: float
+    error_code: str | None = None  # the last ERROR that answered no request
+    pump: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Loss:
+    """Why a connection ended, and whether that allows a reconnect."""
+
+    reason: str
+    reconnect: bool
+
+
+class Client:
+    """An end-user connection to longlink: pushes in, requests out, reconnects built in.
+
+    Use it as an async context manager (``connect()`` on enter, ``close()`` on
+    exit) and iterate over it for :class:`Message` values::
+
+        async with Client("http://127.0.0.1:8080", user="u1", rooms=["lobby"]) as client:
+            async for message in client:
+                print(message.json())
+
+    Give either ``ticket`` (a JWT from the business backend) or ``user`` (demo
+    mode servers only). ``transport`` picks WebSocket or TCP. ``rooms`` are
+    joined at AUTH; :attr:`rooms` is the set re-sent on every reconnect.
+    ``heartbeat_s`` asks the server for an interval (it clamps it).
+
+    Extensions beyond the contract: ``request_timeout_s`` bounds JOIN, LEAVE
+    and UPSTREAM (then :class:`TimeoutError`); ``max_queue`` bounds received
+    messages not yet taken (the reader then waits, pushing back on the
+    server); ``http_client`` replaces the client's own ``httpx.AsyncClient``
+    (it is not closed by :meth:`close`); ``ssl`` is used for TCP endpoints and
+    ``wss://`` URLs; ``rng`` makes the reconnect jitter reproducible.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user: str | None = None,
+        device: str | None = None,
+        ticket: str | None = None,
+        transport: Literal["ws", "tcp"] = "ws",
+        rooms: Iterable[str] = (),
+        codecs: Sequence[str] = ("br", "zlib"),
+        heartbeat_s: int | None = None,
+        region: str | None = None,
+        auto_ack: bool = True,
+        reconnect: bool = True,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 10.0,
+        dedup_size: int = 10_000,
+        connect_timeout_s: float = 10.0,
+        request_timeout_s: float = 10.0,
+        max_queue: int = 10_000,
+        http_client: httpx.AsyncClient | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if ticket is None and user is None:
+            raise ValueError("give a ticket, or a user for a server in demo mode")
+        if transport not in ("ws", "tcp"):
+            raise ValueError(f"transport must be 'ws' or 'tcp', not {transport!r}")
+        self.url = url
+        #: The last AUTH_OK, ``None`` before the first connection.
+        self.auth_ok: AuthOk | None = None
+        #: Online counts per room, from the last HEARTBEAT_OK and JOIN_OK.
+        self.online: dict[str, int] = {}
+        #: Rooms sent in AUTH on every (re)connect; kept up to date by join/leave.
+        self.rooms: set[str] = set(rooms)
+        self._kind: TransportKind = transport
+        self._credentials = {"ticket": ticket, "user": user, "device": device, "region": region}
+        self._codecs = list(codecs)
+        self._heartbeat_s = heartbeat_s
+        self._auto_ack = auto_ack
+        self._reconnect = reconnect
+        self._connect_timeout_s = connect_timeout_s
+        self._request_timeout_s = request_timeout_s
+        self._ssl = ssl
+        self._http = http_client
+        self._owns_http = http_client is None
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s, rng)
+        self._seen = RecentIds(dedup_size)
+        self._owed_limit = max(dedup_size, MAX_ACK_IDS)
+        # Guaranteed ids whose ACK is someone else's job (taking it, or the app's ack()).
+        self._owed: OrderedDict[int, None] = OrderedDict()
+        self._ack_queue: OrderedDict[int, None] = OrderedDict()
+        self._ack_wakeup = asyncio.Event()
+        self._messages: Inbox[Message] = Inbox(max_queue)
+        self._events: Inbox[ClientEvent] = Inbox(EVENT_QUEUE_SIZE, drop_oldest=True)
+        self._pending: dict[int, asyncio.Future[Frame]] = {}
+        self._seq = 0
+        self._link: _Link | None = None
+        self._session: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connect_lock = asyncio.Lock()
+        self._stopped: str | None = None  # why the client stopped for good
+        self._closing = False
+        self._closed = asyncio.Event()
+
+    # ------------------------------------------------------------ lifetime
+
+    async def __aenter__(self) -> Client:
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is up and authenticated right now."""
+        return self._link is not None
+
+    async def connect(self) -> AuthOk:
+        """Connect and authenticate; return AUTH_OK. Calling it again returns the last one.
+
+        Endpoints from ``/v1/connect`` are tried in order. Raises
+        :class:`AuthError` (credentials refused), :class:`ControlError`
+        (``/v1/connect`` failed) or :class:`ConnectFailed` (no endpoint
+        reachable); the first connection is not retried, later losses are.
+        """
+        self._check_open()
+        async with self._connect_lock:
+            self._check_open()
+            if self._session is not None and self.auth_ok is not None:
+                return self.auth_ok
+            link = await self._establish()
+            self._attach(link)
+            self._session = self._spawn(self._run(link), "longlink-client-session")
+            return link.auth_ok
+
+    async def close(self) -> None:
+        """Close the connection and stop every task; idempotent, safe to call concurrently."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            await self._messages.close("client closed", discard=True)
+            await self._events.close("client closed", discard=True)
+            if self._session is not None:
+                self._session.cancel()
+                await asyncio.wait([self._session])
+            link = self._link
+            if link is not None:
+                with contextlib.suppress(ClientError, TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._flush_acks(link)
+                await self._detach(link, "client closed")
+            if self._tasks:  # pumps of connections torn down mid-way
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.wait(self._tasks)
+            if self._owns_http and self._http is not None:
+                await self._http.aclose()
+        finally:
+            self._closed.set()
+
+    # ------------------------------------------------------------ application API
+
+    def __aiter__(self) -> Client:
+        return self
+
+    async def __anext__(self) -> Message:
+        return await self.next_message()
+
+    async def next_message(self, timeout: float | None = None) -> Message:
+        """The next pushed message, deduplicated, in arrival order.
+
+        With ``auto_ack`` a guaranteed message is acked as it is returned.
+        Raises :class:`TimeoutError` after ``timeout`` seconds, and
+        :class:`ConnectionClosed` once the client is closed or stopped (after
+        the messages already received, unless :meth:`close` was called).
+        """
+        message = await self._messages.get(timeout)
+        if self._auto_ack and message.guaranteed and message.msg_id:
+            self._owed.pop(message.msg_id, None)
+            self._queue_acks([message.msg_id])
+        return message
+
+    async def next_event(self, timeout: float | None = None) -> ClientEvent:
+        """The next :class:`ClientEvent` (EVENT, unanswered ERROR, KICK, disconnects, reconnects).
+
+        Only the last 1000 are kept for an application that does not read
+        them. Raises like :meth:`next_message`.
+        """
+        return await self._events.get(timeout)
+
+    async def join(self, room: str) -> int:
+        """Join ``room`` and return its online count; the room is then re-joined on reconnect.
+
+        Raises :class:`ServerError` (``room_limit``, ``not_allowed``, …),
+        :class:`ConnectionClosed` when not connected (add the room to
+        :attr:`rooms` to have it joined at the next AUTH), :class:`TimeoutError`.
+        """
+        frame = await self._request(Op.JOIN, encode_body(RoomBody(room)))
+        ok = _decode_reply(frame.body, JoinOk)
+        self.rooms.add(room)
+        return ok.online
+
+    async def leave(self, room: str) -> None:
+        """Leave ``room``. It is dropped from :attr:`rooms` first, so even if this
+        raises :class:`ConnectionClosed` a reconnect will not re-join it."""
+        self.rooms.discard(room)
+        await self._request(Op.LEAVE, encode_body(RoomBody(room)))
+
+    async def upstream(self, data: bytes) -> None:
+        """Send ``data`` to the business backend and wait for the server's UPSTREAM_OK.
+
+        Raises :class:`ServerError` (e.g. ``rate_limited``), :class:`ConnectionClosed`,
+        :class:`TimeoutError`.
+        """
+        await self._request(Op.UPSTREAM, data)
+
+    async def ack(self, msg_id: int | Sequence[int]) -> None:
+        """Acknowledge guaranteed messages yourself (for ``auto_ack=False``).
+
+        One id travels in the ACK header, several as ``{"msg_ids": [...]}``.
+        While the connection is down the ids are kept and sent after the
+        reconnect, so there is nothing to retry. Raises
+        :class:`ConnectionClosed` only once the client is closed or stopped.
+        """
+        ids = [msg_id] if isinstance(msg_id, int) else [i for i in msg_id if i]
+        if not ids:
+            return
+        if self._closing or self._stopped is not None:
+            raise ConnectionClosed(self._stopped or "client closed")
+        for one in ids:
+            self._owed.pop(one, None)
+        link = self._link
+        if link is not None:
+            try:
+                for frame in _ack_frames(ids):
+                    await link.transport.send(frame)
+                return
+            except ConnectionClosed:
+                pass
+        self._queue_acks(ids)
+
+    # ------------------------------------------------------------ connecting
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise ConnectionClosed("client closed")
+        if self._stopped is not None:
+            raise ConnectionClosed(self._stopped)
+
+    def _http_client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self._connect_timeout_s)
+        return self._http
+
+    async def _grant(self) -> Grant:
+        body = connect_request(
+            ticket=self._credentials["ticket"],
+            user=self._credentials["user"],
+            device=self._credentials["device"],
+            region=self._credentials["region"],
+            transport=self._kind,
+        )
+        return await fetch_grant(
+            self._http_client(), self.url, body, timeout=self._connect_timeout_s
+        )
+
+    async def _establish(self) -> _Link:
+        """A fresh grant, then the first endpoint that authenticates."""
+        try:
+            return await self._try_endpoints(await self._grant())
+        except AuthError as exc:
+            if exc.code != ErrorCode.TOKEN_EXPIRED:
+                raise
+        # PROTOCOL §1.3 rule 2: the token expired on the way; one fresh grant.
+        return await self._try_endpoints(await self._grant())
+
+    async def _try_endpoints(self, grant: Grant) -> _Link:
+        failures: list[str] = []
+        for endpoint in grant.endpoints:
+            address = endpoint.address(self._kind)
+            if not address:
+                continue
+            try:
+                transport = await open_transport(
+                    self._kind, address, ssl=self._ssl, timeout=self._connect_timeout_s
+                )
+            except ConnectFailed as exc:
+                failures.append(str(exc))
+                continue
+            try:
+                auth_ok = await self._handshake(transport, grant.token)
+            except AuthError as exc:
+                await transport.close()
+                if exc.code != ErrorCode.SERVER_BUSY:
+                    raise
+                failures.append(f"{endpoint.node}: server_busy")
+                continue
+            except (ConnectionClosed, ProtocolError, TimeoutError) as exc:
+                transport.abort()
+                failures.append(f"{endpoint.node}: {exc!r}")
+                continue
+            except BaseException:
+                transport.abort()
+                raise
+            now = asyncio.get_running_loop().time()
+            return _Link(transport, auth_ok, opened_at=now, last_rx=now)
+        detail = "; ".join(failures) or f"no endpoint serves {self._kind}"
+        raise ConnectFailed(f"no endpoint could be reached ({detail})")
+
+    async def _handshake(self, transport: Transport, token: str) -> AuthOk:
+        """Send AUTH and wait for AUTH_OK (PROTOCOL §1.3 rules 1-2)."""
+        auth: dict[str, object] = {
+            "token": token,
+            "rooms": sorted(self.rooms),
+            "codecs": self._codecs,
+        }
+        if self._heartbeat_s is not None:
+            auth["heartbeat_s"] = self._heartbeat_s
+        await transport.send(encode_frame(Op.AUTH, msgspec.json.encode(auth)))
+        async with asyncio.timeout(self._connect_timeout_s):
+            while True:
+                frame = await transport.recv()
+                if frame.op == Op.AUTH_OK:
+                    return decode_body(frame.body, AuthOk)
+                if frame.op == Op.ERROR:
+                    error = _error_of(frame.body)
+                    raise AuthError(error.code, error.message)
+                if frame.op == Op.KICK:
+                    raise ConnectionClosed(f"kicked during AUTH: {_kick_reason(frame.body)}")
+                # Nothing else may precede AUTH_OK (§1.3 rule 1): skip it.
+
+    def _attach(self, link: _Link) -> None:
+        self._link = link
+        self.auth_ok = link.auth_ok
+        for room in [r for r in self.online if r not in link.auth_ok.rooms]:
+            del self.online[room]
+        link.pump = self._spawn(self._pump(link), f"longlink-client-pump-{link.auth_ok.conn_id}")
+        logger.info(
+            "connected conn_id=%s node=%s heartbeat_s=%d",
+            link.auth_ok.conn_id,
+            link.auth_ok.node,
+            link.auth_ok.heartbeat_s,
+        )
+
+    async def _detach(self, link: _Link, reason: str) -> None:
+        """Tear one connection down: pump, transport, then requests in flight."""
+        if self._link is link:
+            self._link = None
+        if link.pump is not None:
+            link.pump.cancel()
+            await asyncio.wait([link.pump])
+        try:
+            await link.transport.close()
+        except BaseException:
+            link.transport.abort()
+            raise
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionClosed(reason))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------ session task
+
+    async def _run(self, link: _Link) -> None:
+        """Read until the connection ends, then reconnect or stop; repeat."""
+        loop = asyncio.get_running_loop()
+        while True:
+            loss = await self._read(link)
+            logger.info("disconnected conn_id=%s: %s", link.auth_ok.conn_id, loss.reason)
+            await self._detach(link, loss.reason)
+            if loop.time() - link.opened_at >= self._backoff.maximum:
+                self._backoff.reset()  # that one held: start the delays over
+            if not (loss.reconnect and self._reconnect):
+                await self._stop(loss.reason)
+                return
+            await self._events.put(Disconnected(loss.reason, will_reconnect=True))
+            new_link = await self._reconnect_loop()
+            if new_link is None:
+                return
+            link = new_link
+
+    async def _read(self, link: _Link) -> _Loss:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                frame = await link.transport.recv()
+            except ConnectionClosed as exc:
+                code = link.error_code
+                if code is None:
+                    return _Loss(exc.reason, reconnect=True)
+                return _Loss(f"closed after ERROR {code}", code not in TERMINAL_CODES)
+            except ProtocolError as exc:
+                return _Loss(f"bad frame from the server: {exc}", reconnect=True)
+            link.last_rx = loop.time()
+            try:
+                loss = await self._dispatch(link, frame)
+            except ProtocolError as exc:
+                # One bad body does not break the stream; a guaranteed message is resent.
+                logger.warning("dropped a bad %s frame: %s", _op_name(frame.op), exc)
+                continue
+            if loss is not None:
+                return loss
+
+    async def _dispatch(self, link: _Link, frame: Frame) -> _Loss | None:
+        op = frame.op
+        if op == Op.PUSH:
+            for message in unpack_pushes(frame):
+                await self._deliver(message)
+        elif op == Op.HEARTBEAT_OK:
+            self.online.update(decode_body(frame.body, HeartbeatOk).online)
+        elif op in _REPLY_OPS:
+            future = self._pending.get(frame.seq)
+            if future is not None and not future.done():
+                future.set_result(frame)
+            if op == Op.JOIN_OK:
+                joined = decode_body(frame.body, JoinOk)
+                self.online[joined.room] = joined.online
+            elif op == Op.LEAVE_OK:
+                self.online.pop(decode_body(frame.body, RoomBody).room, None)
+        elif op == Op.EVENT:
+            await self._events.put(event_from_body(frame.body))
+        elif op == Op.ERROR:
+            error = _error_of(frame.body)
+            future = self._pending.get(frame.seq) if frame.seq else None
+            if future is not None and not future.done():
+                future.set_exception(ServerError(error.code, error.message))
+            else:
+                await self._events.put(ErrorEvent(error.code, error.message, frame.seq))
+            link.error_code = error.code  # a fatal one is followed by close
+        elif op == Op.KICK:
+            reason = _kick_reason(frame.body)
+            await self._events.put(Kicked(reason))
+            # A draining node sheds its clients: go elsewhere. Any other kick is final.
+            return _Loss(f"kicked: {reason}", reconnect=reason == "drain")
+        else:
+            logger.debug("ignored unexpected %s frame", _op_name(op))
+        return None
+
+    async def _deliver(self, message: Message) -> None:
+        msg_id = message.msg_id
+        if msg_id and not self._seen.add(msg_id):
+            # PROTOCOL §1.3 rule 5: drop it, but make the server stop resending it.
+            if message.guaranteed and msg_id not in self._owed:
+                self._queue_acks([msg_id])
+            return
+        if message.guaranteed and msg_id:
+            self._owed[msg_id] = None
+            if len(self._owed) > self._owed_limit:
+                self._owed.popitem(last=False)
+        await self._messages.put(message)
+
+    async def _reconnect_loop(self) -> _Link | None:
+        """Try until connected (returns the link) or refused for good (stops, returns None)."""
+        attempts = 0
+        not_before = 0.0
+        while True:
+            attempts += 1
+            await asyncio.sleep(max(self._backoff.next_delay(), not_before))
+            not_before = 0.0
+            try:
+                link = await self._establish()
+            except AuthError as exc:
+                await self._stop(f"authentication refused: {exc}")
+                return None
+            except ControlError as exc:
+                if not exc.retryable:
+                    await self._stop(f"/v1/connect refused: {exc}")
+                    return None
+                not_before = exc.retry_after or 0.0
+                logger.warning("reconnect attempt %d: %s", attempts, exc)
+                continue
+            except ConnectFailed as exc:
+                logger.warning("reconnect attempt %d: %s", attempts, exc)
+                continue
+            self._attach(link)
+            await self._events.put(Reconnected(link.auth_ok, attempts))
+            return link
+
+    async def _stop(self, reason: str) -> None:
+        """Stop for good: the application drains what was received, then gets ConnectionClosed."""
+        self._stopped = reason
+        await self._events.put(Disconnected(reason, will_reconnect=False))
+        await self._messages.close(reason, discard=False)
+        await self._events.close(reason, discard=False)
+
+    # ------------------------------------------------------------ pump task
+
+    async def _pump(self, link: _Link) -> None:
+        """Heartbeats, queued ACKs and liveness of one connection (§1.3 rules 3 and 5)."""
+        loop = asyncio.get_running_loop()
+        interval = float(link.auth_ok.heartbeat_s)
+        next_beat = loop.time() + interval if interval > 0 else math.inf
+        try:
+            while True:
+                self._ack_wakeup.clear()
+                await self._flush_acks(link)
+                now = loop.time()
+                if now >= next_beat:
+                    if now - link.last_rx > DEAD_AFTER_INTERVALS * interval:
+                        logger.warning(
+                            "conn_id=%s silent for %.1fs: dropping it",
+                            link.auth_ok.conn_id,
+                            now - link.last_rx,
+                        )
+                        link.transport.abort()
+                        return
+                    await link.transport.send(_HEARTBEAT)
+                    next_beat = now + interval
+                    continue
+                deadline = None if math.isinf(next_beat) else next_beat
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await self._ack_wakeup.wait()
+        except ConnectionClosed:
+            return  # the session task sees the loss and handles it
+
+    def _queue_acks(self, ids: Iterable[int]) -> None:
+        queue = self._ack_queue
+        for msg_id in ids:
+            queue[msg_id] = None
+        while len(queue) > self._owed_limit:
+            queue.popitem(last=False)  # the server resends it; its duplicate is acked then
+        self._ack_wakeup.set()
+
+    async def _flush_acks(self, link: _Link) -> None:
+        queue = self._ack_queue
+        while queue:
+            ids = [queue.popitem(last=False)[0] for _ in range(min(len(queue), MAX_ACK_IDS))]
+            try:
+                for frame in _ack_frames(ids):
+                    await link.transport.send(frame)
+            except BaseException:
+                for msg_id in reversed(ids):  # not sent: keep them first in line
+                    queue[msg_id] = None
+                    queue.move_to_end(msg_id, last=False)
+                raise
+
+    # ------------------------------------------------------------ requests
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq % _MAX_SEQ + 1  # 1, 2, … wrapping before 2**32, never 0
+        return self._seq
+
+    async def _request(self, op: Op, body: bytes) -> Frame:
+        """Send a request with a fresh seq; its reply carries the same seq (§1.1)."""
+        self._check_open()
+        link = self._link
+        if link is None:
+            raise ConnectionClosed("not connected (reconnecting)")
+        seq = self._next_seq()
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = future
+        try:
+            await link.transport.send(encode_frame(op, body, seq=seq))
+            async with asyncio.timeout(self._request_timeout_s):
+                return await future
+        finally:
+            del self._pending[seq]
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # mark an unawaited failure as seen
+
+
+def _ack_frames(ids: list[int]) -> list[bytes]:
+    """ACK frames for ``ids``: the header for one id, JSON bodies for more (§1.2 op 6)."""
+    if len(ids) == 1:
+        return [encode_frame(Op.ACK, msg_id=ids[0])]
+    return [
+        encode_frame(Op.ACK, encode_body(AckBody(ids[i : i + MAX_ACK_IDS])))
+        for i in range(0, len(ids), MAX_ACK_IDS)
+    ]
+
+
+def _error_of(body: bytes) -> ErrorBody:
+    try:
+        return decode_body(body, ErrorBody)
+    except ProtocolError:
+        return ErrorBody(ErrorCode.BAD_FRAME.value, body[:200].decode("utf-8", "replace"))
+
+
+def _kick_reason(body: bytes) -> str:
+    try:
+        return decode_body(body, KickBody).reason
+    except ProtocolError:
+        return ""
+
+
+def _decode_reply(body: bytes, kind: type[_T]) -> _T:
+    try:
+        return decode_body(body, kind)
+    except ProtocolError as exc:
+        raise ServerError(ErrorCode.BAD_FRAME.value, str(exc)) from exc
+
+
+def _op_name(op: int) -> str:
+    try:
+        return Op(op).name
+    except ValueError:
+        return f"op {op}"
