@@ -22,9 +22,9 @@ WAIT = 5.0 * SCALE
 API_KEY = "test-key-with-every-scope"
 
 
-@pytest.fixture(scope="session")
-def event_loop_policy() -> uvloop.EventLoopPolicy:
-    return uvloop.EventLoopPolicy()
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+    """Every async test runs on uvloop, the loop longlink runs on in production."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def node_settings(tmp_path: Any, **changes: Any) -> Settings:

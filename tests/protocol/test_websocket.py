@@ -155,6 +155,13 @@ def test_leftover_bytes_after_the_head_are_kept() -> None:
     assert WsReader(MAX).feed(parser.leftover) == [(WsOpcode.BINARY, b"auth")]
 
 
+def test_leftover_larger_than_the_head_limit_is_kept_whole() -> None:
+    first = client(WsOpcode.BINARY, bytes(3 * MAX_HANDSHAKE_SIZE))
+    parser = HandshakeParser()
+    assert parser.feed(request() + first) is not None
+    assert parser.leftover == first
+
+
 def test_handshake_split_at_every_byte() -> None:
     frame = client(WsOpcode.BINARY, b"first frame")
     data = request() + frame

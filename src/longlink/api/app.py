@@ -50,7 +50,7 @@ from longlink.control.ids import id_problem
 from longlink.control.tickets import TicketError, TicketVerifier
 from longlink.model import Message
 
-__all__ = ["BODY_LIMIT", "BATCH_BODY_LIMIT", "PUSH_BODY_LIMIT", "build_app", "read_body"]
+__all__ = ["BATCH_BODY_LIMIT", "BODY_LIMIT", "PUSH_BODY_LIMIT", "build_app", "read_body"]
 
 JSON = "application/json"
 #: Largest body of a single push (raised to 8 x ``max_payload`` when that is larger).
@@ -82,9 +82,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise ApiError(400, errors.BAD_REQUEST, "Content-Length is not a number") from None
         if length > limit:
-            raise ApiError(
-                413, errors.TOO_LARGE, f"body is {length} bytes; the limit is {limit}"
-            )
+            raise ApiError(413, errors.TOO_LARGE, f"body is {length} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
     try:
@@ -120,12 +118,21 @@ class _Metrics:
             ["target", "priority"],
             registry=services.metrics,
         )
+        self._accepted: dict[tuple[str, str], Counter] = {}
         self.refused = Counter(
             "longlink_push_refused",
             "Push requests refused by the push API, by HTTP status and error code.",
             ["status", "code"],
             registry=services.metrics,
         )
+
+    def count_accepted(self, push: PushRequest) -> None:
+        """One more message queued (label children cached: this runs per message)."""
+        labels = (push.target.kind, push.priority.value)
+        child = self._accepted.get(labels)
+        if child is None:
+            child = self._accepted[labels] = self.accepted.labels(*labels)
+        child.inc()
 
 
 class _Api:
@@ -220,7 +227,7 @@ class _Api:
         return _json({"msg_ids": [str(i) for i in ids]}, 202)
 
     async def _queue(self, key: ApiKey, pushes: list[PushRequest]) -> list[int]:
-        """Publish each push in order; a full queue stops the rest (503, ids so far in the error)."""
+        """Publish in order; a full queue stops the rest (503 with the ids queued so far)."""
         accepted_ms = _now_ms()
         queue, ids = self.services.queue, self.services.ids
         done: list[int] = []
@@ -248,7 +255,7 @@ class _Api:
                     extra={"msg_ids": [str(i) for i in done]} if done else None,
                 ) from exc
             done.append(msg_id)
-            self.metrics.accepted.labels(push.target.kind, push.priority.value).inc()
+            self.metrics.count_accepted(push)
         return done
 
     # -------------------------------------------------------------- queries
@@ -342,9 +349,7 @@ class _Api:
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return Response(
-        encode_error(exc), status_code=exc.status, media_type=JSON, headers=exc.headers
-    )
+    return Response(encode_error(exc), status_code=exc.status, media_type=JSON, headers=exc.headers)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:

@@ -59,7 +59,10 @@ _RETRY_AFTER = {
 }
 
 _ERROR_RESPONSES: dict[str, tuple[str, dict[str, Any]]] = {
-    "E400": ("invalid: bad JSON (bad_request) or a field breaking a rule, named in the message", {}),
+    "E400": (
+        "invalid: bad JSON (bad_request) or a field breaking a rule, named in the message",
+        {},
+    ),
     "E401": (
         "no or unknown API key (unauthorized), or a bad / expired ticket"
         " (bad_ticket, ticket_expired)",
@@ -183,7 +186,11 @@ _SCHEMAS: dict[str, Any] = {
         ["total", "rooms", "areas"],
     ),
     "Room": _obj(
-        {"room": {"type": "string"}, "area": {"type": ["string", "null"]}, "online": {"type": "integer"}},
+        {
+            "room": {"type": "string"},
+            "area": {"type": ["string", "null"]},
+            "online": {"type": "integer"},
+        },
         ["room", "area", "online"],
     ),
     "RoomArea": _obj({"area": {**_ID, "type": ["string", "null"]}}, ["area"], closed=True),
@@ -206,7 +213,9 @@ _SCHEMAS: dict[str, Any] = {
         },
         ["user", "connections"],
     ),
-    "Kick": _obj({"reason": {"type": "string", "maxLength": 256, "default": "kicked"}}, closed=True),
+    "Kick": _obj(
+        {"reason": {"type": "string", "maxLength": 256, "default": "kicked"}}, closed=True
+    ),
     "Kicked": _obj({"kicked": {"type": "integer"}}, ["kicked"]),
     "Node": _obj(
         {
@@ -231,7 +240,7 @@ _SCHEMAS: dict[str, Any] = {
     "Health": _obj({"status": {"const": "ok"}}, ["status"]),
 }
 
-_KEYED = [{"apiKey": []}]
+_KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -313,7 +322,7 @@ def _paths() -> dict[str, Any]:
         "/v1/nodes/{node}/drain": {
             "parameters": [_path_param("node")],
             "post": {
-                "summary": "Stop sending clients to a node ({\"draining\": false} undoes it)",
+                "summary": 'Stop sending clients to a node ({"draining": false} undoes it)',
                 "requestBody": _body("Drain", required=False),
                 "responses": {"200": _ok("Drained", "done"), **_errors(400, 401, 404, 413)},
             },
@@ -368,7 +377,7 @@ def openapi_document() -> dict[str, Any]:
             "title": "longlink HTTP API",
             "version": __version__,
             "description": "Control (clients) and push (business backends) API; see PROTOCOL.md §2."
-            " Every error is {\"error\": {\"code\", \"message\"}}; unknown routes answer 404"
+            ' Every error is {"error": {"code", "message"}}; unknown routes answer 404'
             " and wrong methods 405 in that shape.",
         },
         "security": _KEYED,

@@ -193,7 +193,8 @@ def _payload(push: PushBody, where: str, max_payload: int) -> bytes:
     has_data = push.data is not UNSET
     has_b64 = push.data_b64 is not UNSET
     if has_data == has_b64:
-        raise ApiError(400, BAD_REQUEST, f"{where or 'body'}: give exactly one of data, data_b64")
+        at = where.removesuffix(".") or "body"
+        raise ApiError(400, BAD_REQUEST, f"{at}: give exactly one of data, data_b64")
     if isinstance(push.data_b64, str):
         # A base64 text decodes to 3/4 of its length: refuse the hopeless before decoding.
         if len(push.data_b64) // 4 * 3 - 2 > max_payload:
@@ -223,9 +224,7 @@ def _request(push: PushBody, settings: Settings, where: str = "") -> PushRequest
     payload = _payload(push, where, settings.max_payload)
     if isinstance(push.ttl_s, int):
         if push.ttl_s > settings.max_ttl_s:
-            raise ApiError(
-                400, BAD_REQUEST, f"{where}ttl_s: must be at most {settings.max_ttl_s}"
-            )
+            raise ApiError(400, BAD_REQUEST, f"{where}ttl_s: must be at most {settings.max_ttl_s}")
         ttl_s = push.ttl_s
     else:
         ttl_s = settings.default_ttl_s
@@ -241,6 +240,5 @@ def parse_push_batch(body: bytes, settings: Settings) -> list[PushRequest]:
     """Validate a ``POST /v1/push/batch`` body; all messages or none (raises ApiError)."""
     batch = decode_body(body, PushBatchBody)
     return [
-        _request(push, settings, f"messages[{index}].")
-        for index, push in enumerate(batch.messages)
+        _request(push, settings, f"messages[{index}].") for index, push in enumerate(batch.messages)
     ]

@@ -196,7 +196,8 @@ class Client:
         self.url = url
         #: The last AUTH_OK, ``None`` before the first connection.
         self.auth_ok: AuthOk | None = None
-        #: Online counts per room, from the last HEARTBEAT_OK and JOIN_OK.
+        #: Online counts per room as last reported by HEARTBEAT_OK and JOIN_OK (a room
+        #: left keeps its last count; only those two replies change this dict).
         self.online: dict[str, int] = {}
         #: Rooms sent in AUTH on every (re)connect; kept up to date by join/leave.
         self.rooms: set[str] = set(rooms)
@@ -306,7 +307,7 @@ class Client:
     async def __anext__(self) -> Message:
         return await self.next_message()
 
-    async def next_message(self, timeout: float | None = None) -> Message:
+    async def next_message(self, timeout: float | None = None) -> Message:  # noqa: ASYNC109
         """The next pushed message, deduplicated, in arrival order.
 
         With ``auto_ack`` a guaranteed message is acked as it is returned.
@@ -320,7 +321,7 @@ class Client:
             self._queue_acks([message.msg_id])
         return message
 
-    async def next_event(self, timeout: float | None = None) -> ClientEvent:
+    async def next_event(self, timeout: float | None = None) -> ClientEvent:  # noqa: ASYNC109
         """The next :class:`ClientEvent` (EVENT, unanswered ERROR, KICK, disconnects, reconnects).
 
         Only the last 1000 are kept for an application that does not read
@@ -401,7 +402,7 @@ class Client:
             transport=self._kind,
         )
         return await fetch_grant(
-            self._http_client(), self.url, body, timeout=self._connect_timeout_s
+            self._http_client(), self.url, body, timeout_s=self._connect_timeout_s
         )
 
     async def _establish(self) -> _Link:
@@ -422,7 +423,7 @@ class Client:
                 continue
             try:
                 transport = await open_transport(
-                    self._kind, address, ssl=self._ssl, timeout=self._connect_timeout_s
+                    self._kind, address, ssl=self._ssl, timeout_s=self._connect_timeout_s
                 )
             except ConnectFailed as exc:
                 failures.append(str(exc))
@@ -472,8 +473,6 @@ class Client:
     def _attach(self, link: _Link) -> None:
         self._link = link
         self.auth_ok = link.auth_ok
-        for room in [r for r in self.online if r not in link.auth_ok.rooms]:
-            del self.online[room]
         link.pump = self._spawn(self._pump(link), f"longlink-client-pump-{link.auth_ok.conn_id}")
         logger.info(
             "connected conn_id=%s node=%s heartbeat_s=%d",
@@ -561,8 +560,6 @@ class Client:
             if op == Op.JOIN_OK:
                 joined = decode_body(frame.body, JoinOk)
                 self.online[joined.room] = joined.online
-            elif op == Op.LEAVE_OK:
-                self.online.pop(decode_body(frame.body, RoomBody).room, None)
         elif op == Op.EVENT:
             await self._events.put(event_from_body(frame.body))
         elif op == Op.ERROR:

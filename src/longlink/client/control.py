@@ -73,7 +73,7 @@ def connect_request(
 
 
 async def fetch_grant(
-    http: httpx.AsyncClient, base_url: str, body: dict[str, Any], *, timeout: float
+    http: httpx.AsyncClient, base_url: str, body: dict[str, Any], *, timeout_s: float
 ) -> Grant:
     """POST ``body`` to ``{base_url}/v1/connect`` and return the grant.
 
@@ -82,7 +82,7 @@ async def fetch_grant(
     """
     url = base_url.rstrip("/") + "/v1/connect"
     try:
-        response = await http.post(url, json=body, timeout=timeout)
+        response = await http.post(url, json=body, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise ControlError("unreachable", f"{url}: {exc!r}") from exc
     if response.status_code >= 400:

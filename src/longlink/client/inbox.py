@@ -61,12 +61,12 @@ class Inbox(Generic[T]):
             self._items.append(item)
             self._changed.notify_all()
 
-    async def get(self, timeout: float | None = None) -> T:
+    async def get(self, timeout_s: float | None = None) -> T:
         """The oldest item; raises :class:`ConnectionClosed` when closed and empty.
 
-        Raises :class:`TimeoutError` after ``timeout`` seconds without an item.
+        Raises :class:`TimeoutError` after ``timeout_s`` seconds without an item.
         """
-        async with asyncio.timeout(timeout), self._changed:
+        async with asyncio.timeout(timeout_s), self._changed:
             await self._changed.wait_for(lambda: bool(self._items) or self._closed is not None)
             if self._items:
                 item = self._items.popleft()

@@ -173,15 +173,15 @@ async def open_transport(
     address: str,
     *,
     ssl: ssl_module.SSLContext | None = None,
-    timeout: float | None = None,
+    timeout_s: float | None = None,
     max_frame: int = MAX_SERVER_FRAME,
 ) -> TcpTransport | WsTransport:
     """Open a ``kind`` transport to ``address``; any failure raises :class:`ConnectFailed`."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout_s):
             if kind == "ws":
                 return await WsTransport.open(
-                    address, ssl=ssl, max_frame=max_frame, open_timeout=timeout
+                    address, ssl=ssl, max_frame=max_frame, open_timeout=timeout_s
                 )
             return await TcpTransport.open(address, ssl=ssl, max_frame=max_frame)
     except (OSError, TimeoutError, ValueError, websockets.exceptions.WebSocketException) as exc:

@@ -117,7 +117,7 @@ class TokenIssuer:
     def __init__(self, secret: str, ttl_s: int) -> None:
         if ttl_s < 1:
             raise ValueError("ttl_s must be at least 1")
-        self._jwt = HmacJwt(secret, purpose="token", require=["exp", "sub", "dev", "typ"])
+        self._jwt = HmacJwt(secret, purpose="token", require=["exp", "sub", "dev"])
         self._ttl_s = ttl_s
 
     @property

@@ -1,0 +1,133 @@
+"""Connection tokens: issue, verify, expiry, tampering, tickets refused as tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+
+import jwt
+import pytest
+
+from longlink.control.tokens import TokenClaims, TokenExpired, TokenInvalid, TokenIssuer
+
+SECRET = "s" * 32
+
+
+def test_issue_then_verify_round_trips() -> None:
+    issuer = TokenIssuer(SECRET, ttl_s=600)
+    before = int(time.time())
+    token, expires_at = issuer.issue("u1", "d1")
+    assert before + 600 <= expires_at <= int(time.time()) + 600
+    assert issuer.verify(token) == TokenClaims(user="u1", device="d1", expires_at=expires_at)
+
+
+def test_claims_are_typed_as_connection_token() -> None:
+    token, expires_at = TokenIssuer(SECRET, 60).issue("u1", "d1", now=1_000_000_000)
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+    assert claims == {
+        "typ": "conn",
+        "sub": "u1",
+        "dev": "d1",
+        "iat": 1_000_000_000,
+        "exp": expires_at,
+    }
+    assert expires_at == 1_000_000_060
+
+
+def test_another_issuer_with_the_same_secret_verifies() -> None:
+    token, _ = TokenIssuer(SECRET, 60).issue("u1", "d1")
+    assert TokenIssuer(SECRET, 5).verify(token).user == "u1"
+
+
+def test_expired_token_is_refused_without_leeway() -> None:
+    issuer = TokenIssuer(SECRET, ttl_s=10)
+    token, _ = issuer.issue("u1", "d1", now=time.time() - 11)
+    with pytest.raises(TokenExpired):
+        issuer.verify(token)
+
+
+def test_wrong_secret_is_invalid() -> None:
+    token, _ = TokenIssuer("x" * 32, 60).issue("u1", "d1")
+    with pytest.raises(TokenInvalid):
+        TokenIssuer(SECRET, 60).verify(token)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_tampered_payload_is_invalid() -> None:
+    issuer = TokenIssuer(SECRET, 60)
+    token, _ = issuer.issue("u1", "d1")
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "admin"
+    forged = ".".join([header, _b64(json.dumps(claims).encode()), signature])
+    with pytest.raises(TokenInvalid):
+        issuer.verify(forged)
+
+
+def test_tampered_signature_is_invalid() -> None:
+    issuer = TokenIssuer(SECRET, 60)
+    token, _ = issuer.issue("u1", "d1")
+    flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(TokenInvalid):
+        issuer.verify(flipped)
+
+
+@pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "..."])
+def test_garbage_is_invalid(garbage: str) -> None:
+    with pytest.raises(TokenInvalid):
+        TokenIssuer(SECRET, 60).verify(garbage)
+
+
+def test_unsigned_token_is_invalid() -> None:
+    claims = {"typ": "conn", "sub": "u1", "dev": "d1", "exp": int(time.time()) + 60}
+    header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    token = f"{header}.{_b64(json.dumps(claims).encode())}."
+    with pytest.raises(TokenInvalid):
+        TokenIssuer(SECRET, 60).verify(token)
+
+
+def test_business_ticket_is_not_a_connection_token() -> None:
+    # Same secret on purpose: only the typ claim keeps a ticket out.
+    ticket = jwt.encode(
+        {"sub": "u1", "dev": "d1", "device": "d1", "exp": int(time.time()) + 60},
+        SECRET,
+        algorithm="HS256",
+    )
+    with pytest.raises(TokenInvalid, match="not a connection token"):
+        TokenIssuer(SECRET, 60).verify(ticket)
+
+
+@pytest.mark.parametrize("missing", ["sub", "dev", "exp", "typ"])
+def test_missing_claim_is_invalid(missing: str) -> None:
+    claims = {"typ": "conn", "sub": "u1", "dev": "d1", "exp": int(time.time()) + 60}
+    del claims[missing]
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    with pytest.raises(TokenInvalid):
+        TokenIssuer(SECRET, 60).verify(token)
+
+
+def test_issued_slightly_in_the_future_is_accepted() -> None:
+    # Another process's clock may run ahead a little: iat is informational.
+    issuer = TokenIssuer(SECRET, 60)
+    token, _ = issuer.issue("u1", "d1", now=time.time() + 5)
+    assert issuer.verify(token).device == "d1"
+
+
+def test_short_secret_works_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="longlink.control.tokens"):
+        issuer = TokenIssuer("short", 60)
+    assert "token secret is 5 bytes" in caplog.text
+    token, _ = issuer.issue("u1", "d1")  # no InsecureKeyLengthWarning (warnings are errors)
+    assert issuer.verify(token).user == "u1"
+
+
+def test_bad_construction() -> None:
+    with pytest.raises(ValueError):
+        TokenIssuer("", 60)
+    with pytest.raises(ValueError):
+        TokenIssuer(SECRET, 0)
