@@ -34,9 +34,7 @@ def control(gateway: FakeGateway) -> FakeControl:
 
 
 @pytest.fixture
-async def make_client(
-    control: FakeControl, gateway: FakeGateway
-) -> AsyncIterator[ClientFactory]:
+async def make_client(control: FakeControl, gateway: FakeGateway) -> AsyncIterator[ClientFactory]:
     """Connected clients on the fake gateway's transport; all closed at teardown."""
     made: list[Client] = []
     http = control.http_client()

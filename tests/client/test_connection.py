@@ -64,9 +64,7 @@ async def test_connect_sends_credentials_and_auth(
     assert client.rooms == {"r1", "r2"}
 
 
-async def test_ticket_is_sent_instead_of_user(
-    control: FakeControl, gateway: FakeGateway
-) -> None:
+async def test_ticket_is_sent_instead_of_user(control: FakeControl, gateway: FakeGateway) -> None:
     async with (
         control.http_client() as http,
         Client(
@@ -254,9 +252,7 @@ async def test_other_kick_stops_the_client(
     assert not client.connected and len(control.requests) == 1
 
 
-async def test_no_reconnect_when_disabled(
-    make_client: ClientFactory, gateway: FakeGateway
-) -> None:
+async def test_no_reconnect_when_disabled(make_client: ClientFactory, gateway: FakeGateway) -> None:
     client = await make_client(reconnect=False)
     (await gateway.next_connection()).drop()
     event = await next_event_of(client, Disconnected)
