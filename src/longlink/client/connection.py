@@ -57,21 +57,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import ssl as ssl_module
-from collections import OrderedDict
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import httpx
-import msgspec
 
+from longlink.client.acks import AckLedger, ack_frames
 from longlink.client.backoff import Backoff
-from longlink.client.control import Grant, connect_request, fetch_grant
-from longlink.client.dedup import RecentIds
+from longlink.client.dialer import Dialer
 from longlink.client.errors import (
     AuthError,
     ClientError,
@@ -81,6 +78,7 @@ from longlink.client.errors import (
     ServerError,
 )
 from longlink.client.inbox import Inbox
+from longlink.client.link import Link, pump
 from longlink.client.messages import (
     ClientEvent,
     Disconnected,
@@ -88,18 +86,16 @@ from longlink.client.messages import (
     Kicked,
     Message,
     Reconnected,
+    error_of,
     event_from_body,
+    kick_reason,
     unpack_pushes,
 )
-from longlink.client.transport import Transport, TransportKind, open_transport
-from longlink.protocol import ErrorCode, Frame, Op, ProtocolError, encode_frame
+from longlink.protocol import FATAL_CODES, ErrorCode, Frame, Op, ProtocolError, encode_frame
 from longlink.protocol.messages import (
-    AckBody,
     AuthOk,
-    ErrorBody,
     HeartbeatOk,
     JoinOk,
-    KickBody,
     RoomBody,
     decode_body,
     encode_body,
@@ -108,30 +104,13 @@ from longlink.protocol.messages import (
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-#: Nothing received for this many heartbeat intervals: the connection is dead.
-DEAD_AFTER_INTERVALS = 2.5
-#: Most ids in one ACK frame (keeps it far below the 64 KiB client frame limit).
-MAX_ACK_IDS = 1000
 #: Events kept for an application that does not read them (oldest dropped first).
 EVENT_QUEUE_SIZE = 1000
 #: ERROR codes after which reconnecting cannot help.
 TERMINAL_CODES = frozenset({ErrorCode.AUTH_FAILED.value})
 
 _MAX_SEQ = 0xFFFFFFFF
-_HEARTBEAT = encode_frame(Op.HEARTBEAT)
 _REPLY_OPS = frozenset({Op.JOIN_OK, Op.LEAVE_OK, Op.UPSTREAM_OK})
-
-
-@dataclass(eq=False, slots=True)
-class _Link:
-    """One authenticated connection."""
-
-    transport: Transport
-    auth_ok: AuthOk
-    opened_at: float
-    last_rx: float
-    error_code: str | None = None  # the last ERROR that answered no request
-    pump: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +132,10 @@ class Client:
                 print(message.json())
 
     Give either ``ticket`` (a JWT from the business backend) or ``user`` (demo
-    mode servers only). ``transport`` picks WebSocket or TCP. ``rooms`` are
-    joined at AUTH; :attr:`rooms` is the set re-sent on every reconnect.
-    ``heartbeat_s`` asks the server for an interval (it clamps it).
+    mode servers only; without ``device`` the one the server picks at the first
+    connection is asked for again on reconnects). ``transport`` picks WebSocket
+    or TCP. ``rooms`` are joined at AUTH; :attr:`rooms` is the set re-sent on
+    every reconnect. ``heartbeat_s`` asks the server for an interval (it clamps it).
 
     Extensions beyond the contract: ``request_timeout_s`` bounds JOIN, LEAVE
     and UPSTREAM (then :class:`TimeoutError`); ``max_queue`` bounds received
@@ -201,29 +181,29 @@ class Client:
         self.online: dict[str, int] = {}
         #: Rooms sent in AUTH on every (re)connect; kept up to date by join/leave.
         self.rooms: set[str] = set(rooms)
-        self._kind: TransportKind = transport
-        self._credentials = {"ticket": ticket, "user": user, "device": device, "region": region}
-        self._codecs = list(codecs)
-        self._heartbeat_s = heartbeat_s
-        self._auto_ack = auto_ack
-        self._reconnect = reconnect
-        self._connect_timeout_s = connect_timeout_s
-        self._request_timeout_s = request_timeout_s
-        self._ssl = ssl
-        self._http = http_client
+        self._dialer = Dialer(
+            url,
+            transport,
+            http_client,
+            ticket=ticket,
+            user=user,
+            device=device,
+            region=region,
+            codecs=list(codecs),
+            heartbeat_s=heartbeat_s,
+            timeout_s=connect_timeout_s,
+            ssl=ssl,
+        )
         self._owns_http = http_client is None
+        self._reconnect = reconnect
+        self._request_timeout_s = request_timeout_s
         self._backoff = Backoff(backoff_initial_s, backoff_max_s, rng)
-        self._seen = RecentIds(dedup_size)
-        self._owed_limit = max(dedup_size, MAX_ACK_IDS)
-        # Guaranteed ids whose ACK is someone else's job (taking it, or the app's ack()).
-        self._owed: OrderedDict[int, None] = OrderedDict()
-        self._ack_queue: OrderedDict[int, None] = OrderedDict()
-        self._ack_wakeup = asyncio.Event()
+        self._acks = AckLedger(dedup_size, auto_ack=auto_ack)
         self._messages: Inbox[Message] = Inbox(max_queue)
         self._events: Inbox[ClientEvent] = Inbox(EVENT_QUEUE_SIZE, drop_oldest=True)
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self._seq = 0
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._session: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._connect_lock = asyncio.Lock()
@@ -268,6 +248,9 @@ class Client:
             if self._session is not None and self.auth_ok is not None:
                 return self.auth_ok
             link = await self._establish()
+            if self._closing:  # close() was called meanwhile
+                link.transport.abort()
+                raise ConnectionClosed("client closed")
             self._attach(link)
             self._session = self._spawn(self._run(link), "longlink-client-session")
             return link.auth_ok
@@ -288,14 +271,14 @@ class Client:
             if link is not None:
                 with contextlib.suppress(ClientError, TimeoutError):
                     async with asyncio.timeout(1.0):
-                        await self._flush_acks(link)
+                        await self._acks.flush(link.transport.send)
                 await self._detach(link, "client closed")
             if self._tasks:  # pumps of connections torn down mid-way
                 for task in self._tasks:
                     task.cancel()
                 await asyncio.wait(self._tasks)
-            if self._owns_http and self._http is not None:
-                await self._http.aclose()
+            if self._owns_http and self._dialer.http is not None:
+                await self._dialer.http.aclose()
         finally:
             self._closed.set()
 
@@ -316,9 +299,7 @@ class Client:
         the messages already received, unless :meth:`close` was called).
         """
         message = await self._messages.get(timeout)
-        if self._auto_ack and message.guaranteed and message.msg_id:
-            self._owed.pop(message.msg_id, None)
-            self._queue_acks([message.msg_id])
+        self._acks.taken(message)  # no await after the get: a cancelled caller loses nothing
         return message
 
     async def next_event(self, timeout: float | None = None) -> ClientEvent:  # noqa: ASYNC109
@@ -368,17 +349,16 @@ class Client:
             return
         if self._closing or self._stopped is not None:
             raise ConnectionClosed(self._stopped or "client closed")
-        for one in ids:
-            self._owed.pop(one, None)
+        self._acks.acked(ids)
         link = self._link
         if link is not None:
             try:
-                for frame in _ack_frames(ids):
+                for frame in ack_frames(ids):
                     await link.transport.send(frame)
                 return
             except ConnectionClosed:
                 pass
-        self._queue_acks(ids)
+        self._acks.queue(ids)
 
     # ------------------------------------------------------------ connecting
 
@@ -388,92 +368,22 @@ class Client:
         if self._stopped is not None:
             raise ConnectionClosed(self._stopped)
 
-    def _http_client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self._connect_timeout_s)
-        return self._http
+    async def _establish(self) -> Link:
+        """A fresh grant, then the first endpoint that authenticates (see Dialer)."""
+        transport, auth_ok = await self._dialer.dial(sorted(self.rooms))
+        now = asyncio.get_running_loop().time()
+        return Link(transport, auth_ok, opened_at=now, last_rx=now)
 
-    async def _grant(self) -> Grant:
-        body = connect_request(
-            ticket=self._credentials["ticket"],
-            user=self._credentials["user"],
-            device=self._credentials["device"],
-            region=self._credentials["region"],
-            transport=self._kind,
-        )
-        return await fetch_grant(
-            self._http_client(), self.url, body, timeout_s=self._connect_timeout_s
-        )
-
-    async def _establish(self) -> _Link:
-        """A fresh grant, then the first endpoint that authenticates."""
-        try:
-            return await self._try_endpoints(await self._grant())
-        except AuthError as exc:
-            if exc.code != ErrorCode.TOKEN_EXPIRED:
-                raise
-        # PROTOCOL §1.3 rule 2: the token expired on the way; one fresh grant.
-        return await self._try_endpoints(await self._grant())
-
-    async def _try_endpoints(self, grant: Grant) -> _Link:
-        failures: list[str] = []
-        for endpoint in grant.endpoints:
-            address = endpoint.address(self._kind)
-            if not address:
-                continue
-            try:
-                transport = await open_transport(
-                    self._kind, address, ssl=self._ssl, timeout_s=self._connect_timeout_s
-                )
-            except ConnectFailed as exc:
-                failures.append(str(exc))
-                continue
-            try:
-                auth_ok = await self._handshake(transport, grant.token)
-            except AuthError as exc:
-                await transport.close()
-                if exc.code != ErrorCode.SERVER_BUSY:
-                    raise
-                failures.append(f"{endpoint.node}: server_busy")
-                continue
-            except (ConnectionClosed, ProtocolError, TimeoutError) as exc:
-                transport.abort()
-                failures.append(f"{endpoint.node}: {exc!r}")
-                continue
-            except BaseException:
-                transport.abort()
-                raise
-            now = asyncio.get_running_loop().time()
-            return _Link(transport, auth_ok, opened_at=now, last_rx=now)
-        detail = "; ".join(failures) or f"no endpoint serves {self._kind}"
-        raise ConnectFailed(f"no endpoint could be reached ({detail})")
-
-    async def _handshake(self, transport: Transport, token: str) -> AuthOk:
-        """Send AUTH and wait for AUTH_OK (PROTOCOL §1.3 rules 1-2)."""
-        auth: dict[str, object] = {
-            "token": token,
-            "rooms": sorted(self.rooms),
-            "codecs": self._codecs,
-        }
-        if self._heartbeat_s is not None:
-            auth["heartbeat_s"] = self._heartbeat_s
-        await transport.send(encode_frame(Op.AUTH, msgspec.json.encode(auth)))
-        async with asyncio.timeout(self._connect_timeout_s):
-            while True:
-                frame = await transport.recv()
-                if frame.op == Op.AUTH_OK:
-                    return decode_body(frame.body, AuthOk)
-                if frame.op == Op.ERROR:
-                    error = _error_of(frame.body)
-                    raise AuthError(error.code, error.message)
-                if frame.op == Op.KICK:
-                    raise ConnectionClosed(f"kicked during AUTH: {_kick_reason(frame.body)}")
-                # Nothing else may precede AUTH_OK (§1.3 rule 1): skip it.
-
-    def _attach(self, link: _Link) -> None:
+    def _attach(self, link: Link) -> None:
         self._link = link
         self.auth_ok = link.auth_ok
-        link.pump = self._spawn(self._pump(link), f"longlink-client-pump-{link.auth_ok.conn_id}")
+        dialer = self._dialer
+        if dialer.ticket is None and dialer.device is None:
+            # Demo mode picks a device id when none is given; keep it across reconnects.
+            dialer.device = link.auth_ok.device
+        link.pump = self._spawn(
+            pump(link, self._acks), f"longlink-client-pump-{link.auth_ok.conn_id}"
+        )
         logger.info(
             "connected conn_id=%s node=%s heartbeat_s=%d",
             link.auth_ok.conn_id,
@@ -481,7 +391,7 @@ class Client:
             link.auth_ok.heartbeat_s,
         )
 
-    async def _detach(self, link: _Link, reason: str) -> None:
+    async def _detach(self, link: Link, reason: str) -> None:
         """Tear one connection down: pump, transport, then requests in flight."""
         if self._link is link:
             self._link = None
@@ -506,7 +416,17 @@ class Client:
 
     # ------------------------------------------------------------ session task
 
-    async def _run(self, link: _Link) -> None:
+    async def _run(self, link: Link) -> None:
+        """The session task: run the connections one after the other; never dies silently."""
+        try:
+            await self._serve(link)
+        except Exception as exc:  # a bug: stop loudly rather than leave the app waiting
+            logger.exception("client session failed")
+            if self._link is not None:
+                await self._detach(self._link, f"internal error: {exc!r}")
+            await self._stop(f"internal error: {exc!r}")
+
+    async def _serve(self, link: Link) -> None:
         """Read until the connection ends, then reconnect or stop; repeat."""
         loop = asyncio.get_running_loop()
         while True:
@@ -524,7 +444,7 @@ class Client:
                 return
             link = new_link
 
-    async def _read(self, link: _Link) -> _Loss:
+    async def _read(self, link: Link) -> _Loss:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -546,7 +466,7 @@ class Client:
             if loss is not None:
                 return loss
 
-    async def _dispatch(self, link: _Link, frame: Frame) -> _Loss | None:
+    async def _dispatch(self, link: Link, frame: Frame) -> _Loss | None:
         op = frame.op
         if op == Op.PUSH:
             for message in unpack_pushes(frame):
@@ -563,15 +483,16 @@ class Client:
         elif op == Op.EVENT:
             await self._events.put(event_from_body(frame.body))
         elif op == Op.ERROR:
-            error = _error_of(frame.body)
+            error = error_of(frame.body)
             future = self._pending.get(frame.seq) if frame.seq else None
             if future is not None and not future.done():
                 future.set_exception(ServerError(error.code, error.message))
             else:
                 await self._events.put(ErrorEvent(error.code, error.message, frame.seq))
-            link.error_code = error.code  # a fatal one is followed by close
+            if error.code in FATAL_CODES:
+                link.error_code = error.code  # the server closes next (§1.2 op 14)
         elif op == Op.KICK:
-            reason = _kick_reason(frame.body)
+            reason = kick_reason(frame.body)
             await self._events.put(Kicked(reason))
             # A draining node sheds its clients: go elsewhere. Any other kick is final.
             return _Loss(f"kicked: {reason}", reconnect=reason == "drain")
@@ -580,19 +501,10 @@ class Client:
         return None
 
     async def _deliver(self, message: Message) -> None:
-        msg_id = message.msg_id
-        if msg_id and not self._seen.add(msg_id):
-            # PROTOCOL §1.3 rule 5: drop it, but make the server stop resending it.
-            if message.guaranteed and msg_id not in self._owed:
-                self._queue_acks([msg_id])
-            return
-        if message.guaranteed and msg_id:
-            self._owed[msg_id] = None
-            if len(self._owed) > self._owed_limit:
-                self._owed.popitem(last=False)
-        await self._messages.put(message)
+        if self._acks.admit(message):  # PROTOCOL §1.3 rule 5: duplicates are dropped
+            await self._messages.put(message)
 
-    async def _reconnect_loop(self) -> _Link | None:
+    async def _reconnect_loop(self) -> Link | None:
         """Try until connected (returns the link) or refused for good (stops, returns None)."""
         attempts = 0
         not_before = 0.0
@@ -626,58 +538,6 @@ class Client:
         await self._messages.close(reason, discard=False)
         await self._events.close(reason, discard=False)
 
-    # ------------------------------------------------------------ pump task
-
-    async def _pump(self, link: _Link) -> None:
-        """Heartbeats, queued ACKs and liveness of one connection (§1.3 rules 3 and 5)."""
-        loop = asyncio.get_running_loop()
-        interval = float(link.auth_ok.heartbeat_s)
-        next_beat = loop.time() + interval if interval > 0 else math.inf
-        try:
-            while True:
-                self._ack_wakeup.clear()
-                await self._flush_acks(link)
-                now = loop.time()
-                if now >= next_beat:
-                    if now - link.last_rx > DEAD_AFTER_INTERVALS * interval:
-                        logger.warning(
-                            "conn_id=%s silent for %.1fs: dropping it",
-                            link.auth_ok.conn_id,
-                            now - link.last_rx,
-                        )
-                        link.transport.abort()
-                        return
-                    await link.transport.send(_HEARTBEAT)
-                    next_beat = now + interval
-                    continue
-                deadline = None if math.isinf(next_beat) else next_beat
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(deadline):
-                        await self._ack_wakeup.wait()
-        except ConnectionClosed:
-            return  # the session task sees the loss and handles it
-
-    def _queue_acks(self, ids: Iterable[int]) -> None:
-        queue = self._ack_queue
-        for msg_id in ids:
-            queue[msg_id] = None
-        while len(queue) > self._owed_limit:
-            queue.popitem(last=False)  # the server resends it; its duplicate is acked then
-        self._ack_wakeup.set()
-
-    async def _flush_acks(self, link: _Link) -> None:
-        queue = self._ack_queue
-        while queue:
-            ids = [queue.popitem(last=False)[0] for _ in range(min(len(queue), MAX_ACK_IDS))]
-            try:
-                for frame in _ack_frames(ids):
-                    await link.transport.send(frame)
-            except BaseException:
-                for msg_id in reversed(ids):  # not sent: keep them first in line
-                    queue[msg_id] = None
-                    queue.move_to_end(msg_id, last=False)
-                raise
-
     # ------------------------------------------------------------ requests
 
     def _next_seq(self) -> int:
@@ -703,30 +563,6 @@ class Client:
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # mark an unawaited failure as seen
-
-
-def _ack_frames(ids: list[int]) -> list[bytes]:
-    """ACK frames for ``ids``: the header for one id, JSON bodies for more (§1.2 op 6)."""
-    if len(ids) == 1:
-        return [encode_frame(Op.ACK, msg_id=ids[0])]
-    return [
-        encode_frame(Op.ACK, encode_body(AckBody(ids[i : i + MAX_ACK_IDS])))
-        for i in range(0, len(ids), MAX_ACK_IDS)
-    ]
-
-
-def _error_of(body: bytes) -> ErrorBody:
-    try:
-        return decode_body(body, ErrorBody)
-    except ProtocolError:
-        return ErrorBody(ErrorCode.BAD_FRAME.value, body[:200].decode("utf-8", "replace"))
-
-
-def _kick_reason(body: bytes) -> str:
-    try:
-        return decode_body(body, KickBody).reason
-    except ProtocolError:
-        return ""
 
 
 def _decode_reply(body: bytes, kind: type[_T]) -> _T:

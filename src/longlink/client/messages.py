@@ -16,8 +16,8 @@ from typing import Any
 
 import msgspec
 
-from longlink.protocol import Flag, Frame, Op
-from longlink.protocol.messages import AuthOk
+from longlink.protocol import ErrorCode, Flag, Frame, Op, ProtocolError
+from longlink.protocol.messages import AuthOk, ErrorBody, KickBody, decode_body
 
 #: Largest decoded body accepted from the server (a BATCH inflates to at most this).
 MAX_SERVER_FRAME = 16 * 1024 * 1024
@@ -156,3 +156,19 @@ def event_from_body(body: bytes) -> ServerEvent:
         user=user if isinstance(user, str) else None,
         data=data,
     )
+
+
+def error_of(body: bytes) -> ErrorBody:
+    """The ERROR body; an unreadable one becomes code ``bad_frame`` with the raw text."""
+    try:
+        return decode_body(body, ErrorBody)
+    except ProtocolError:
+        return ErrorBody(ErrorCode.BAD_FRAME.value, body[:200].decode("utf-8", "replace"))
+
+
+def kick_reason(body: bytes) -> str:
+    """The reason of a KICK body (``""`` if unreadable)."""
+    try:
+        return decode_body(body, KickBody).reason
+    except ProtocolError:
+        return ""
