@@ -35,7 +35,7 @@ def node_settings(tmp_path: Any, **changes: Any) -> Settings:
         tcp_port=0,
         demo=True,
         api_key=API_KEY,
-        ticket_secret="ticket-secret-for-tests",
+        ticket_secret="ticket-secret-for-the-test-suite-0123456789",
         data_dir=str(tmp_path),
         drain_timeout_s=2.0,
     )

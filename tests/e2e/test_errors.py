@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -75,7 +76,8 @@ async def test_bad_token_gets_auth_failed_and_close(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_expired_token_gets_token_expired(node: Node, raw_open: Any, transport: str) -> None:
-    expired, _ = TokenIssuer(node.settings.token_secret, ttl_s=-5).issue("old", "dev-old")
+    issuer = TokenIssuer(node.settings.token_secret, ttl_s=60)
+    expired, _ = issuer.issue("old", "dev-old", now=time.time() - 120)
     raw = await raw_open(transport)
     await raw.send_frame(Op.AUTH, encode_body(Auth(token=expired)))
     await expect_error(raw, "token_expired", closed=True)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from longlink.control.tokens import TokenExpired, TokenInvalid
 from longlink.protocol import ErrorCode, Frame, Op, ProtocolError, encode_frame
@@ -94,12 +94,14 @@ class Connection(asyncio.Protocol):
     # -------------------------------------------------------------- transport side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
         self.gateway.accepted(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gateway.lost(self)
+        self.gateway.released(self)
+        self.transport = None
 
     def send(self, frame: bytes) -> None:
         """Write one encoded frame (the bridge adds its own framing)."""

@@ -101,6 +101,9 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._accepted: set[Connection] = set()  # not yet authenticated
+        self._transports: set[Connection] = set()  # connection_lost not yet called
+        self._all_released = asyncio.Event()
+        self._all_released.set()
         self._closed = False
         self._cpu = (time.monotonic(), time.process_time())
 
@@ -145,8 +148,16 @@ class Gateway:
         for conn in list(self.hub.conns.values()):
             conn.kick("drain")
         deadline = time.monotonic() + self.settings.drain_timeout_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_released.wait(), self.settings.drain_timeout_s)
+        for conn in list(self._transports):
+            if conn.transport is not None:
+                conn.transport.abort()  # past the drain timeout: cut what is left
         while self._tasks and time.monotonic() < deadline:
             await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+        for server in self._servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
         await self.channel.detach(self.settings.node_id)
         for task in self._loops:
             task.cancel()
@@ -174,6 +185,8 @@ class Gateway:
             conn.shutdown()
             conn.state = SessionState.CLOSED
             return
+        self._transports.add(conn)
+        self._all_released.clear()
         self._conn_seq += 1
         conn.conn_id = f"{self._conn_prefix}{self._conn_seq:x}"
         conn.last_seen = self.clock
@@ -196,6 +209,12 @@ class Gateway:
         if previous == SessionState.OPEN:
             self.hub.remove(conn)
             self.spawn(self._unregister(conn.conn_id))
+
+    def released(self, conn: Connection) -> None:
+        """The transport is gone (asyncio called connection_lost)."""
+        self._transports.discard(conn)
+        if not self._transports:
+            self._all_released.set()
 
     async def _unregister(self, conn_id: str) -> None:
         await self.registry.remove_session(conn_id)
