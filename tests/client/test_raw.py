@@ -14,7 +14,7 @@ from tests.conftest import WAIT
 
 async def test_frames_both_ways_then_server_close(gateway: FakeGateway) -> None:
     gateway.auth_errors.append("auth_failed")
-    async with await RawConnection.open(gateway.kind, gateway.address) as raw:  # type: ignore[arg-type]
+    async with await RawConnection.open(gateway.kind, gateway.address) as raw:
         await raw.send_frame(Op.AUTH, b'{"token": "x"}', seq=4)
         assert await raw.wait_closed(timeout=WAIT)
         error = await raw.recv_frame(timeout=WAIT)  # kept by wait_closed
@@ -25,7 +25,7 @@ async def test_frames_both_ways_then_server_close(gateway: FakeGateway) -> None:
 
 
 async def test_send_bytes_and_recv_frame(gateway: FakeGateway) -> None:
-    async with await RawConnection.open(gateway.kind, gateway.address) as raw:  # type: ignore[arg-type]
+    async with await RawConnection.open(gateway.kind, gateway.address) as raw:
         await raw.send_bytes(encode_frame(Op.AUTH, b'{"token": "t"}'))
         ok = await raw.recv_frame(timeout=WAIT)
         assert ok.op == Op.AUTH_OK

@@ -344,7 +344,7 @@ class Client:
         reconnect, so there is nothing to retry. Raises
         :class:`ConnectionClosed` only once the client is closed or stopped.
         """
-        ids = [msg_id] if isinstance(msg_id, int) else [i for i in msg_id if i]
+        ids = [i for i in ([msg_id] if isinstance(msg_id, int) else msg_id) if i]
         if not ids:
             return
         if self._closing or self._stopped is not None:

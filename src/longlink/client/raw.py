@@ -35,7 +35,7 @@ class RawConnection:
     @classmethod
     async def open(
         cls,
-        transport: TransportKind,
+        transport: TransportKind | str,
         address: str,
         *,
         timeout_s: float = 10.0,
@@ -44,11 +44,15 @@ class RawConnection:
     ) -> RawConnection:
         """Connect to ``address``: a ``ws://`` URL for ``"ws"``, ``host:port`` for ``"tcp"``.
 
-        Raises :class:`~longlink.client.ConnectFailed` if it cannot be opened.
-        Server frames up to ``max_frame`` bytes are accepted.
+        Raises :class:`~longlink.client.ConnectFailed` if it cannot be opened,
+        ``ValueError`` for another ``transport``. Server frames up to
+        ``max_frame`` bytes are accepted.
         """
+        if transport not in ("ws", "tcp"):
+            raise ValueError(f"transport must be 'ws' or 'tcp', not {transport!r}")
+        kind: TransportKind = "ws" if transport == "ws" else "tcp"
         opened = await open_transport(
-            transport, address, ssl=ssl, timeout_s=timeout_s, max_frame=max_frame
+            kind, address, ssl=ssl, timeout_s=timeout_s, max_frame=max_frame
         )
         return cls(opened)
 
