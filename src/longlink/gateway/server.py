@@ -26,13 +26,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from longlink.bus.base import NodeChannel
 from longlink.control.tokens import TokenIssuer
 from longlink.gateway.connection import Connection
+from longlink.gateway.delivery import Delivery
 from longlink.gateway.hub import Hub
 from longlink.gateway.tcp import TcpConnection
-from longlink.gateway.websocket import WsConnection, ws_message
+from longlink.gateway.websocket import WsConnection
 from longlink.gateway.wheel import TimingWheel
 from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
-from longlink.model import Message, Priority
-from longlink.protocol import ErrorCode, Flag, Frame, Op, ProtocolError, encode_frame
+from longlink.model import Message
+from longlink.protocol import ErrorCode, Frame, ProtocolError
 from longlink.protocol.session import SessionState
 from longlink.settings import Settings
 
@@ -42,8 +43,6 @@ TICK_S = 0.1
 WHEEL_SLOTS = 1024
 HEARTBEAT_GRACE = 2.5  # PROTOCOL §1.3 rule 3
 REPORT_INTERVAL_S = 1.0
-OUTBOX_SOFT_LIMIT = 1 << 20  # bytes queued to a client before low-priority pushes are dropped
-OUTBOX_HARD_LIMIT = 4 << 20  # past this even high priority does not fit: close server_busy
 
 
 class GatewayMetrics:
@@ -90,6 +89,7 @@ class Gateway:
         self.tokens = tokens
         self.metrics = GatewayMetrics(metrics or CollectorRegistry())
         self.hub = Hub()
+        self.delivery = Delivery(self)
         self.clock = time.monotonic()
         self.wheel: TimingWheel[Connection] = TimingWheel(TICK_S, WHEEL_SLOTS, self.clock)
         self.tcp_port = 0
@@ -274,45 +274,9 @@ class Gateway:
             conn.kick(reason)
         return len(conns)
 
-    # ------------------------------------------------------------------ delivery
-
     def deliver(self, messages: Sequence[Message]) -> None:
-        """Write each message to every local connection it targets (frame once, write many)."""
-        for message in messages:
-            flags = 0
-            if message.priority == Priority.HIGH:
-                flags |= Flag.HIGH_PRIORITY
-            if message.guaranteed:
-                flags |= Flag.ACK_REQUIRED
-            frame = encode_frame(Op.PUSH, message.payload, flags=flags, msg_id=message.msg_id)
-            self.write_many(self.hub.resolve(message.target), frame, message.priority)
-
-    def write_many(self, conns: Iterable[Connection], frame: bytes, priority: Priority) -> int:
-        """Write one frame to many connections; the WebSocket message is built once."""
-        encoded: list[bytes | None] = [frame, None]
-        written = 0
-        high = priority == Priority.HIGH
-        for conn in conns:
-            transport = conn.transport
-            if transport is None or conn.state != SessionState.OPEN:
-                continue
-            queued = transport.get_write_buffer_size()
-            if queued > OUTBOX_SOFT_LIMIT:
-                # A slow client never slows its room: it loses low priority, then its connection.
-                if not high:
-                    self.metrics.slow_drops.labels("low").inc()
-                    continue
-                if queued > OUTBOX_HARD_LIMIT:
-                    self.metrics.slow_drops.labels("high").inc()
-                    conn.fail(ProtocolError(ErrorCode.SERVER_BUSY, "client reads too slowly"))
-                    continue
-            data = encoded[conn.kind]
-            if data is None:
-                data = encoded[conn.kind] = ws_message(frame)
-            transport.write(data)
-            written += 1
-        self.metrics.pushes_written.inc(written)
-        return written
+        """Node-channel handler: write each message to the local connections it targets."""
+        self.delivery.deliver(messages)
 
     # ------------------------------------------------------------------ loops
 
