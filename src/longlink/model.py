@@ -36,7 +36,7 @@ class Target(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fie
         return "all"
 
 
-class Message(msgspec.Struct, frozen=True, array_like=True):
+class Message(msgspec.Struct, frozen=True, array_like=True, tag="msg"):
     """A push accepted by the API, ready for dispatch."""
 
     msg_id: int
@@ -52,6 +52,22 @@ class Message(msgspec.Struct, frozen=True, array_like=True):
         return self.accepted_ms + self.ttl_s * 1000
 
 
+class NodeCommand(msgspec.Struct, frozen=True, array_like=True, tag="cmd"):
+    """An instruction to one gateway node, sent on the node channel.
+
+    ``action`` is ``kick_user`` (close ``user``'s connections with KICK
+    ``reason``) or ``drain`` (KICK every client with reason ``drain`` so SDKs
+    move to another node).
+    """
+
+    action: str
+    user: str = ""
+    reason: str = ""
+
+
+#: What travels on a node channel (dispatch and control → one gateway node).
+Envelope = Message | NodeCommand
+
 _packer = msgspec.msgpack.Encoder()
 _unpacker = msgspec.msgpack.Decoder(Message)
 
@@ -62,6 +78,18 @@ def pack_message(message: Message) -> bytes:
 
 def unpack_message(data: bytes) -> Message:
     return _unpacker.decode(data)
+
+
+_envelope_unpacker = msgspec.msgpack.Decoder(Envelope)
+
+
+def pack_envelope(envelope: Envelope) -> bytes:
+    return _packer.encode(envelope)
+
+
+def unpack_envelope(data: bytes) -> Envelope:
+    envelope: Envelope = _envelope_unpacker.decode(data)
+    return envelope
 
 
 # ------------------------------------------------------------------ message ids

@@ -11,6 +11,7 @@ the gateway drains its clients; the queue closes.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -29,12 +30,38 @@ from longlink.model import MsgIdGenerator, node_number
 from longlink.settings import ConfigError, Settings
 
 
+@dataclass
+class Backends:
+    """The shared seams a node works on; several nodes may share one set.
+
+    :meth:`memory` builds the embedded ones (single process). A node closes
+    the backends it built itself, never ones it was given.
+    """
+
+    queue: MessageQueue
+    channel: NodeChannel
+    registry: SessionRegistry
+
+    @classmethod
+    def memory(cls, settings: Settings) -> Backends:
+        return cls(
+            queue=MemoryQueue(settings.queue_size),
+            channel=MemoryNodeChannel(),
+            registry=MemoryRegistry(),
+        )
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+
 class Node:
     """Every role of one process, wired to one set of backends."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backends: Backends | None = None) -> None:
         self.settings = settings
         self.metrics = CollectorRegistry()
+        self._given = backends
+        self.backends: Backends
         self.queue: MessageQueue
         self.channel: NodeChannel
         self.registry: SessionRegistry
@@ -61,15 +88,18 @@ class Node:
 
     async def _start(self) -> None:
         settings = self.settings
-        if settings.bus != "memory":
+        if self._given is None and settings.bus != "memory":
             raise ConfigError(
                 f"bus {settings.bus!r}: only the embedded 'memory' bus exists in this version"
             )
-        queue = MemoryQueue(settings.queue_size)
-        self.queue = queue
-        self.channel = MemoryNodeChannel()
-        self.registry = MemoryRegistry()
-        self._stack.push_async_callback(queue.close)
+        if self._given is not None:
+            self.backends = self._given
+        else:
+            self.backends = Backends.memory(settings)
+            self._stack.push_async_callback(self.backends.close)
+        self.queue = self.backends.queue
+        self.channel = self.backends.channel
+        self.registry = self.backends.registry
         roles = set(settings.roles)
         if "gateway" in roles:
             self.gateway = await self._stack.enter_async_context(
@@ -86,16 +116,12 @@ class Node:
                 registry=self.registry,
                 ids=MsgIdGenerator(node_number(settings.node_id)),
                 tokens=self.tokens,
-                kick=self._kick if self.gateway is not None else None,
+                channel=self.channel,
                 metrics=self.metrics,
             )
             self.http = await self._stack.enter_async_context(
                 HttpServer(build_app(services), settings.host, settings.http_port)
             )
-
-    async def _kick(self, user: str, reason: str) -> int:
-        assert self.gateway is not None
-        return self.gateway.kick_user(user, reason)
 
     @property
     def ports(self) -> dict[str, int]:

@@ -48,7 +48,7 @@ from longlink.bus.base import QueueFull
 from longlink.control.endpoints import choose_endpoints, node_healthy
 from longlink.control.ids import id_problem
 from longlink.control.tickets import TicketError, TicketVerifier
-from longlink.model import Message
+from longlink.model import Message, NodeCommand
 
 __all__ = ["BATCH_BODY_LIMIT", "BODY_LIMIT", "PUSH_BODY_LIMIT", "build_app", "read_body"]
 
@@ -303,11 +303,19 @@ class _Api:
         self._key(request)
         user = _path_id(request, "user")
         body = decode_body(await read_body(request, BODY_LIMIT), KickBody, empty_ok=True)
-        if self.services.kick is None:
+        if self.services.kick is not None:
+            kicked = await self.services.kick(user, body.reason)
+        elif self.services.channel is not None:
+            # One kick_user command per node that holds the user's connections.
+            sessions = await self.services.registry.user_sessions(user)
+            command = NodeCommand("kick_user", user=user, reason=body.reason)
+            for node in sorted({s.node for s in sessions}):
+                await self.services.channel.send(node, [command])
+            kicked = len(sessions)
+        else:
             raise ApiError(
                 501, errors.NOT_SUPPORTED, "this process runs no gateway it could kick from"
             )
-        kicked = await self.services.kick(user, body.reason)
         return _json({"kicked": kicked})
 
     async def nodes(self, request: Request) -> Response:
@@ -327,6 +335,9 @@ class _Api:
         body = decode_body(await read_body(request, BODY_LIMIT), DrainBody, empty_ok=True)
         if not await self.services.registry.set_draining(node, body.draining):
             raise ApiError(404, errors.NOT_FOUND, f"node {node!r} is unknown")
+        if body.draining and self.services.channel is not None:
+            # Control stops listing the node; the node asks its clients to move.
+            await self.services.channel.send(node, [NodeCommand("drain")])
         return _json({"node": node, "draining": body.draining})
 
     # -------------------------------------------------------------- operations

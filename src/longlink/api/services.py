@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from longlink.bus.base import MessageQueue
+from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.control.tokens import TokenIssuer
 from longlink.logic.base import SessionRegistry
 from longlink.model import MsgIdGenerator
@@ -28,8 +28,9 @@ KickFunc = Callable[[str, str], Awaitable[int]]
 class Services:
     """The backends and helpers the HTTP API works with.
 
-    ``kick`` is None where this process cannot reach the user's connections
-    (``POST /v1/users/{user}/kick`` then answers 501). ``metrics`` is the
+    ``channel`` reaches the gateway nodes (kick and drain are node commands
+    sent on it); ``kick`` overrides how a user is kicked. With neither,
+    ``POST /v1/users/{user}/kick`` answers 501. ``metrics`` is the
     Prometheus registry ``/metrics`` serves; the app registers its own
     counters in it, so give each app its own registry (the default).
     """
@@ -40,4 +41,5 @@ class Services:
     ids: MsgIdGenerator
     tokens: TokenIssuer
     kick: KickFunc | None = None
+    channel: NodeChannel | None = None
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from longlink.model import Message, Priority
+from longlink.model import Envelope, Message, Priority
 from longlink.protocol.errors import LonglinkError
 
 
@@ -23,8 +23,8 @@ class QueueFull(LonglinkError):
     """The queue of that priority is at its bound; the API answers 503."""
 
 
-#: Called by a node channel on the gateway's event loop with messages for the node.
-DeliveryHandler = Callable[[Sequence[Message]], None]
+#: Called by a node channel on the gateway's event loop with what was sent to the node.
+DeliveryHandler = Callable[[Sequence[Envelope]], None]
 
 
 class MessageQueue(Protocol):
@@ -50,8 +50,8 @@ class MessageQueue(Protocol):
 class NodeChannel(Protocol):
     """Delivery of messages from dispatch to gateway nodes."""
 
-    async def send(self, node_id: str, messages: Sequence[Message]) -> None:
-        """Hand ``messages`` to ``node_id``; a node not attached drops them."""
+    async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
+        """Hand ``envelopes`` (messages, commands) to ``node_id``; unattached: dropped."""
         ...
 
     async def attach(self, node_id: str, handler: DeliveryHandler) -> None:

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from longlink.bus.base import DeliveryHandler, QueueFull
-from longlink.model import Message, Priority
+from longlink.model import Envelope, Message, Priority
 
 
 class MemoryQueue:
@@ -58,10 +58,10 @@ class MemoryNodeChannel:
     def __init__(self) -> None:
         self._handlers: dict[str, DeliveryHandler] = {}
 
-    async def send(self, node_id: str, messages: Sequence[Message]) -> None:
+    async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
         handler = self._handlers.get(node_id)
         if handler is not None:
-            handler(messages)
+            handler(envelopes)
 
     async def attach(self, node_id: str, handler: DeliveryHandler) -> None:
         self._handlers[node_id] = handler

@@ -32,7 +32,7 @@ from longlink.gateway.tcp import TcpConnection
 from longlink.gateway.websocket import WsConnection
 from longlink.gateway.wheel import TimingWheel
 from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
-from longlink.model import Message
+from longlink.model import Envelope, Message, NodeCommand
 from longlink.protocol import ErrorCode, Frame, ProtocolError
 from longlink.protocol.session import SessionState
 from longlink.settings import Settings
@@ -274,9 +274,37 @@ class Gateway:
             conn.kick(reason)
         return len(conns)
 
-    def deliver(self, messages: Sequence[Message]) -> None:
-        """Node-channel handler: write each message to the local connections it targets."""
-        self.delivery.deliver(messages)
+    def deliver(self, envelopes: Sequence[Envelope]) -> None:
+        """Node-channel handler: write messages to their local targets, obey commands."""
+        messages: list[Message] = []
+        for envelope in envelopes:
+            if isinstance(envelope, NodeCommand):
+                if messages:
+                    self.delivery.deliver(messages)
+                    messages = []
+                self.command(envelope)
+            else:
+                messages.append(envelope)
+        if messages:
+            self.delivery.deliver(messages)
+
+    def command(self, command: NodeCommand) -> None:
+        """Carry out a :class:`NodeCommand` sent to this node."""
+        if command.action == "kick_user":
+            self.kick_user(command.user, command.reason or "kicked")
+        elif command.action == "drain":
+            self.drain()
+        else:
+            log.warning("unknown node command %r", command.action)
+
+    def drain(self) -> None:
+        """KICK every client with reason ``drain`` so SDKs reconnect to another node.
+
+        The node keeps accepting (control stops sending clients here once the
+        registry marks it draining) and keeps delivering to what is left.
+        """
+        for conn in list(self.hub.conns.values()):
+            conn.kick("drain")
 
     # ------------------------------------------------------------------ loops
 
