@@ -38,6 +38,14 @@ class MessageQueue(Protocol):
         """Wait for at least one message of ``priority``; return up to ``max_count``."""
         ...
 
+    async def ack(self, priority: Priority, messages: Sequence[Message]) -> None:
+        """Dispatch is done with ``messages`` (fetched from ``priority``): forget them.
+
+        Until then a distributed queue keeps them pending, so a dispatch worker
+        that dies mid-batch loses nothing (another worker claims them).
+        """
+        ...
+
     def depth(self, priority: Priority) -> int:
         """Messages of ``priority`` waiting (for metrics and overload checks)."""
         ...

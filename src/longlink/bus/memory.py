@@ -43,6 +43,9 @@ class MemoryQueue:
         count = min(max_count, len(queue))
         return [queue.popleft() for _ in range(count)]
 
+    async def ack(self, priority: Priority, messages: Sequence[Message]) -> None:
+        """Nothing to do: a fetched message has already left the deque."""
+
     def depth(self, priority: Priority) -> int:
         return len(self._queues[priority])
 

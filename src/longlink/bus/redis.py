@@ -1,0 +1,246 @@
+"""The bus on Redis Streams: queues with consumer groups, one stream per gateway node.
+
+Queues (``{ll}:q:high``, ``{ll}:q:low``): physically separate streams, each
+read by the consumer group ``dispatch``. A message stays pending in the
+group until :meth:`RedisQueue.ack` (after dispatch handed it to the nodes);
+a dispatch worker that dies leaves its entries pending and another worker
+claims them with ``XAUTOCLAIM`` after ``claim_idle_ms``. Nothing accepted is
+lost; a message may be dispatched twice after a crash (gateways and SDKs
+drop duplicates by msg id).
+
+Node channels (``{ll}:node:<id>``): one stream per gateway node, capped at
+``node_stream_max`` entries, read from the tail by the node (at-most-once:
+entries written while a node is down are skipped when it comes back —
+guaranteed messages do not depend on this path, they are in the offline
+store). Each entry holds one msgpack list of envelopes.
+
+Redis Cluster: every operation touches one key, so keys may live in any slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from longlink.bus.base import DeliveryHandler, QueueFull
+from longlink.model import Envelope, Message, Priority
+
+log = logging.getLogger("longlink.bus.redis")
+
+PREFIX = "{ll}"
+GROUP = "dispatch"
+_message_decoder = msgspec.msgpack.Decoder(Message)
+_envelopes_decoder = msgspec.msgpack.Decoder(list[Envelope])
+_encoder = msgspec.msgpack.Encoder()
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A client for ``url`` (``redis://host:port/db``) that reconnects on its own."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        health_check_interval=10,
+        socket_keepalive=True,
+        retry_on_timeout=True,
+    )
+
+
+def queue_key(priority: Priority) -> str:
+    return f"{PREFIX}:q:{priority.value}"
+
+
+def node_key(node_id: str) -> str:
+    return f"{PREFIX}:node:{node_id}"
+
+
+class RedisQueue:
+    """The high and low queues as two Redis streams with one consumer group."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        maxsize: int = 100_000,
+        consumer: str | None = None,
+        claim_idle_ms: int = 10_000,
+        block_ms: int = 1_000,
+    ) -> None:
+        self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
+        self._maxsize = maxsize
+        self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._claim_idle_ms = claim_idle_ms
+        self._block_ms = block_ms
+        self._entries: dict[int, bytes] = {}  # msg_id -> stream entry id, until acked
+        self._groups_ready: set[Priority] = set()
+        self._depth: dict[Priority, int] = {p: 0 for p in Priority}
+        self._closed = False
+        self._claim_cursor: dict[Priority, bytes] = {p: b"0-0" for p in Priority}
+
+    async def _ensure_group(self, priority: Priority) -> None:
+        if priority in self._groups_ready:
+            return
+        try:
+            await self._redis.xgroup_create(queue_key(priority), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups_ready.add(priority)
+
+    async def publish(self, message: Message) -> None:
+        if self._closed:
+            raise QueueFull("queue is closed")
+        key = queue_key(message.priority)
+        depth = int(await self._redis.xlen(key))
+        self._depth[message.priority] = depth
+        if depth >= self._maxsize:
+            raise QueueFull(f"{message.priority.value} queue holds {depth} messages")
+        await self._redis.xadd(key, {b"m": _encoder.encode(message)})
+
+    async def fetch(self, priority: Priority, max_count: int) -> list[Message]:
+        key = queue_key(priority)
+        reply: Any
+        while not self._closed:
+            try:
+                await self._ensure_group(priority)
+                claimed = await self._claim(priority, max_count)
+                if claimed:
+                    return claimed
+                reply = await self._redis.xreadgroup(
+                    GROUP,
+                    self._consumer,
+                    {key: ">"},
+                    count=max_count,
+                    block=self._block_ms,
+                )
+            except RETRYABLE as exc:
+                log.warning("redis queue %s: %s; retrying", priority.value, exc)
+                self._groups_ready.discard(priority)
+                await asyncio.sleep(0.5)
+                continue
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis restarted empty: make the group again
+                    self._groups_ready.discard(priority)
+                    continue
+                raise
+            if reply:
+                return self._decode(reply[0][1])
+        return []
+
+    async def _claim(self, priority: Priority, max_count: int) -> list[Message]:
+        """Entries another worker fetched and never acked (it died): take them over."""
+        reply = await self._redis.xautoclaim(
+            queue_key(priority),
+            GROUP,
+            self._consumer,
+            min_idle_time=self._claim_idle_ms,
+            start_id=self._claim_cursor[priority],
+            count=max_count,
+        )
+        self._claim_cursor[priority] = reply[0] if reply[0] else b"0-0"
+        entries = [entry for entry in reply[1] if entry and entry[1]]
+        if entries:
+            log.info("claimed %d pending %s messages", len(entries), priority.value)
+        return self._decode(entries)
+
+    def _decode(self, entries: Sequence[Any]) -> list[Message]:
+        messages: list[Message] = []
+        for entry_id, fields in entries:
+            message = _message_decoder.decode(fields[b"m"])
+            self._entries[message.msg_id] = entry_id
+            messages.append(message)
+        return messages
+
+    async def ack(self, priority: Priority, messages: Sequence[Message]) -> None:
+        ids = [self._entries.pop(m.msg_id) for m in messages if m.msg_id in self._entries]
+        if ids:
+            key = queue_key(priority)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xack(key, GROUP, *ids)
+                pipe.xdel(key, *ids)
+                await pipe.execute()
+
+    def depth(self, priority: Priority) -> int:
+        return self._depth[priority]
+
+    async def refresh_depths(self) -> dict[Priority, int]:
+        """Read both queue lengths from Redis (for metrics and overload checks)."""
+        for priority in Priority:
+            self._depth[priority] = int(await self._redis.xlen(queue_key(priority)))
+        return dict(self._depth)
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+class RedisNodeChannel:
+    """One capped stream per gateway node; the node reads new entries as they come."""
+
+    def __init__(
+        self, client: aioredis.Redis, *, node_stream_max: int = 100_000, block_ms: int = 1_000
+    ) -> None:
+        self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
+        self._max = node_stream_max
+        self._block_ms = block_ms
+        self._readers: dict[str, asyncio.Task[None]] = {}
+
+    async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
+        await self._redis.xadd(
+            node_key(node_id),
+            {b"e": _encoder.encode(list(envelopes))},
+            maxlen=self._max,
+            approximate=True,
+        )
+
+    async def attach(self, node_id: str, handler: DeliveryHandler) -> None:
+        await self.detach(node_id)
+        # Entries sent from now on are delivered: pin the position before returning.
+        start = await self._tail(node_key(node_id))
+        self._readers[node_id] = asyncio.create_task(
+            self._read(node_id, handler, start), name=f"node-channel-{node_id}"
+        )
+
+    async def detach(self, node_id: str) -> None:
+        task = self._readers.pop(node_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _read(self, node_id: str, handler: DeliveryHandler, start: bytes) -> None:
+        key = node_key(node_id)
+        last: bytes | None = start
+        while True:
+            try:
+                if last is None:
+                    last = await self._tail(key)
+                reply: Any = await self._redis.xread({key: last}, block=self._block_ms, count=512)
+            except RETRYABLE as exc:
+                log.warning("node channel %s: %s; retrying", node_id, exc)
+                last = None  # Redis may have restarted empty: start again from its tail
+                await asyncio.sleep(0.5)
+                continue
+            if not reply:
+                continue
+            for entry_id, fields in reply[0][1]:
+                last = entry_id
+                try:
+                    handler(_envelopes_decoder.decode(fields[b"e"]))
+                except Exception:
+                    log.exception("node %s: delivery handler failed", node_id)
+
+    async def _tail(self, key: str) -> bytes:
+        """The id of the newest entry: reading starts after it (new entries only)."""
+        entries: Any = await self._redis.xrevrange(key, count=1)
+        return bytes(entries[0][0]) if entries else b"0-0"

@@ -1,0 +1,328 @@
+"""The registry on Redis: sessions, presence and nodes shared by many processes.
+
+Keys (prefix ``{ll}``):
+
+==========================  =====================================================
+``sess:<conn>``             hash: user, device, node, rooms (JSON), connected_ms
+``user:<user>``             hash: conn -> node
+``dev:<device>``            hash: conn -> node
+``nconns:<node>``           set: the node's conns
+``nrooms:<node>``           hash: room -> how many of the node's conns are in it
+``alive:<node>``            string with a TTL, refreshed by every node report
+``nodes``                   hash: node -> NodeInfo (msgpack)
+``room_area`` / ``area:<a>``  hash room -> area / set of the area's rooms
+==========================  =====================================================
+
+Counts are per node (``nrooms``) and are summed over live nodes when read, so
+when a node dies its counts vanish with its ``alive`` key, within
+``node_ttl_ms``; :meth:`RedisRegistry.sweep` then removes the dead node's
+sessions. Reads filter out sessions of dead nodes, so nothing routes to them
+meanwhile. No query scans all sessions.
+
+Redis Cluster: every command touches one key (pipelines are not
+transactions), so keys may sit in any slot; the ``{ll}`` hash tag can be
+dropped per key family if one slot gets hot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from longlink.logic.base import NodeInfo, Online, SessionInfo
+from longlink.model import Target
+
+PREFIX = "{ll}"
+_node_encoder = msgspec.msgpack.Encoder()
+_node_decoder = msgspec.msgpack.Decoder(NodeInfo)
+
+
+def _k(*parts: str) -> str:
+    return ":".join((PREFIX, *parts))
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisRegistry:
+    """:class:`~longlink.logic.base.SessionRegistry` on Redis (see the module docstring)."""
+
+    def __init__(
+        self, client: aioredis.Redis, *, node_ttl_ms: int = 5_000, live_cache_s: float = 0.5
+    ) -> None:
+        self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
+        self._node_ttl_ms = node_ttl_ms
+        self._live_cache_s = live_cache_s
+        self._live: tuple[float, list[str]] = (0.0, [])
+
+    # ------------------------------------------------------------ nodes
+
+    async def live_nodes(self, *, fresh: bool = False) -> list[str]:
+        """Nodes whose ``alive`` key exists (cached for ``live_cache_s``)."""
+        now = time.monotonic()
+        if not fresh and now - self._live[0] < self._live_cache_s:
+            return self._live[1]
+        names = sorted(_s(n) for n in await self._redis.hkeys(_k("nodes")))
+        if names:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.exists(_k("alive", name))
+                alive = await pipe.execute()
+            names = [n for n, ok in zip(names, alive, strict=True) if ok]
+        self._live = (now, names)
+        return names
+
+    async def report_node(self, info: NodeInfo) -> bool:
+        """Store the report and keep the node's keys alive.
+
+        Returns False when Redis did not know the node (first report, or Redis
+        lost its data): the gateway then registers its sessions again.
+        """
+        if not info.reported_ms:
+            info.reported_ms = int(time.time() * 1000)
+        old = await self._redis.hget(_k("nodes"), info.node)
+        if old is not None and _node_decoder.decode(old).draining:
+            info.draining = True
+        ttl = self._node_ttl_ms
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(_k("alive", info.node), b"1", px=ttl, get=True)
+            pipe.hset(_k("nodes"), info.node, _node_encoder.encode(info))
+            pipe.pexpire(_k("nrooms", info.node), ttl)
+            results = await pipe.execute()
+        known = results[0] is not None
+        if not known:
+            self._live = (0.0, [])
+        return known
+
+    async def nodes(self) -> list[NodeInfo]:
+        raw = await self._redis.hgetall(_k("nodes"))
+        return [_node_decoder.decode(v) for _, v in sorted(raw.items())]
+
+    async def set_draining(self, node: str, draining: bool) -> bool:
+        raw = await self._redis.hget(_k("nodes"), node)
+        if raw is None:
+            return False
+        info = _node_decoder.decode(raw)
+        info.draining = draining
+        await self._redis.hset(_k("nodes"), node, _node_encoder.encode(info))
+        return True
+
+    async def forget_node(self, node: str) -> None:
+        conns = [_s(c) for c in await self._redis.smembers(_k("nconns", node))]
+        for conn_id in conns:
+            await self.remove_session(conn_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(_k("nconns", node), _k("nrooms", node), _k("alive", node))
+            pipe.hdel(_k("nodes"), node)
+            await pipe.execute()
+        self._live = (0.0, [])
+
+    async def sweep(self, stale_after_ms: int = 60_000) -> list[str]:
+        """Forget nodes dead for ``stale_after_ms`` (their sessions too); returns them.
+
+        Any process may call this periodically; it is idempotent.
+        """
+        live = set(await self.live_nodes(fresh=True))
+        now_ms = int(time.time() * 1000)
+        dead = [
+            info.node
+            for info in await self.nodes()
+            if info.node not in live and now_ms - info.reported_ms > stale_after_ms
+        ]
+        for node in dead:
+            await self.forget_node(node)
+        return dead
+
+    # ------------------------------------------------------------ sessions
+
+    async def add_session(self, session: SessionInfo) -> None:
+        if await self._redis.exists(_k("sess", session.conn_id)):
+            await self.remove_session(session.conn_id)
+        rooms = list(dict.fromkeys(session.rooms))
+        session.rooms = rooms
+        node = session.node
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                _k("sess", session.conn_id),
+                mapping={
+                    "user": session.user,
+                    "device": session.device,
+                    "node": node,
+                    "rooms": msgspec.json.encode(rooms),
+                    "connected_ms": session.connected_ms,
+                },
+            )
+            pipe.hset(_k("user", session.user), session.conn_id, node)
+            pipe.hset(_k("dev", session.device), session.conn_id, node)
+            pipe.sadd(_k("nconns", node), session.conn_id)
+            for room in rooms:
+                pipe.hincrby(_k("nrooms", node), room, 1)
+            await pipe.execute()
+
+    async def _session(self, conn_id: str) -> SessionInfo | None:
+        raw = await self._redis.hgetall(_k("sess", conn_id))
+        if not raw:
+            return None
+        fields = {_s(k): v for k, v in raw.items()}
+        return SessionInfo(
+            conn_id=conn_id,
+            node=_s(fields["node"]),
+            user=_s(fields["user"]),
+            device=_s(fields["device"]),
+            rooms=msgspec.json.decode(fields["rooms"], type=list[str]),
+            connected_ms=int(fields.get("connected_ms", 0)),
+        )
+
+    async def remove_session(self, conn_id: str) -> SessionInfo | None:
+        session = await self._session(conn_id)
+        if session is None:
+            return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(_k("sess", conn_id))
+            pipe.hdel(_k("user", session.user), conn_id)
+            pipe.hdel(_k("dev", session.device), conn_id)
+            pipe.srem(_k("nconns", session.node), conn_id)
+            for room in session.rooms:
+                pipe.hincrby(_k("nrooms", session.node), room, -1)
+            await pipe.execute()
+        await self._drop_empty_rooms(session.node, session.rooms)
+        return session
+
+    async def _drop_empty_rooms(self, node: str, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        if not rooms:
+            return
+        counts = await self._redis.hmget(_k("nrooms", node), rooms)
+        empty = [r for r, c in zip(rooms, counts, strict=True) if c is not None and int(c) <= 0]
+        if empty:
+            await self._redis.hdel(_k("nrooms", node), *empty)
+
+    async def join(self, conn_id: str, room: str) -> int:
+        session = await self._session(conn_id)
+        if session is not None and room not in session.rooms:
+            session.rooms.append(room)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(_k("sess", conn_id), "rooms", msgspec.json.encode(session.rooms))
+                pipe.hincrby(_k("nrooms", session.node), room, 1)
+                await pipe.execute()
+        return (await self.room_online([room]))[room]
+
+    async def leave(self, conn_id: str, room: str) -> int:
+        session = await self._session(conn_id)
+        if session is not None and room in session.rooms:
+            session.rooms.remove(room)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(_k("sess", conn_id), "rooms", msgspec.json.encode(session.rooms))
+                pipe.hincrby(_k("nrooms", session.node), room, -1)
+                await pipe.execute()
+            await self._drop_empty_rooms(session.node, [room])
+        return (await self.room_online([room]))[room]
+
+    async def _conns_of(self, key: str) -> dict[str, str]:
+        """conn -> node for a user or device hash, live nodes only."""
+        raw = await self._redis.hgetall(key)
+        live = set(await self.live_nodes())
+        return {_s(c): _s(n) for c, n in raw.items() if _s(n) in live}
+
+    async def user_sessions(self, user: str) -> list[SessionInfo]:
+        conns = await self._conns_of(_k("user", user))
+        sessions = [await self._session(c) for c in sorted(conns)]
+        return [s for s in sessions if s is not None]
+
+    async def nodes_for(self, target: Target) -> set[str]:
+        live = await self.live_nodes()
+        if target.all:
+            if not live:
+                return set()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for node in live:
+                    pipe.scard(_k("nconns", node))
+                sizes = await pipe.execute()
+            return {n for n, size in zip(live, sizes, strict=True) if size}
+        nodes: set[str] = set()
+        for user in target.users:
+            nodes.update((await self._conns_of(_k("user", user))).values())
+        for device in target.devices:
+            nodes.update((await self._conns_of(_k("dev", device))).values())
+        rooms = list(target.rooms)
+        if target.areas:
+            rooms.extend(await self.rooms_in_areas(list(target.areas)))
+        if rooms and live:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for node in live:
+                    pipe.hmget(_k("nrooms", node), rooms)
+                counts = await pipe.execute()
+            for node, values in zip(live, counts, strict=True):
+                if any(v is not None and int(v) > 0 for v in values):
+                    nodes.add(node)
+        return nodes
+
+    async def _room_totals(self, rooms: list[str] | None) -> dict[str, int]:
+        live = await self.live_nodes()
+        totals: dict[str, int] = {}
+        if not live:
+            return totals
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for node in live:
+                if rooms is None:
+                    pipe.hgetall(_k("nrooms", node))
+                else:
+                    pipe.hmget(_k("nrooms", node), rooms)
+            replies = await pipe.execute()
+        for reply in replies:
+            pairs = reply.items() if rooms is None else zip(rooms, reply, strict=True)
+            for room, count in pairs:
+                if count is not None and int(count) > 0:
+                    name = _s(room)
+                    totals[name] = totals.get(name, 0) + int(count)
+        return totals
+
+    async def room_online(self, rooms: list[str]) -> dict[str, int]:
+        totals = await self._room_totals(list(rooms)) if rooms else {}
+        return {room: totals.get(room, 0) for room in rooms}
+
+    async def online(self) -> Online:
+        live = await self.live_nodes()
+        rooms = await self._room_totals(None)
+        total = 0
+        if live:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for node in live:
+                    pipe.scard(_k("nconns", node))
+                total = sum(await pipe.execute())
+        areas: dict[str, int] = {}
+        if rooms:
+            room_names = list(rooms)
+            owners = await self._redis.hmget(_k("room_area"), room_names)
+            for room, area in zip(room_names, owners, strict=True):
+                if area is not None:
+                    areas[_s(area)] = areas.get(_s(area), 0) + rooms[room]
+        return Online(total=total, rooms=rooms, areas=areas)
+
+    # ------------------------------------------------------------ areas
+
+    async def set_room_area(self, room: str, area: str | None) -> None:
+        old = await self._redis.hget(_k("room_area"), room)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if old is not None:
+                pipe.srem(_k("area", _s(old)), room)
+                pipe.hdel(_k("room_area"), room)
+            if area is not None:
+                pipe.hset(_k("room_area"), room, area)
+                pipe.sadd(_k("area", area), room)
+            await pipe.execute()
+
+    async def room_area(self, room: str) -> str | None:
+        area = await self._redis.hget(_k("room_area"), room)
+        return None if area is None else _s(area)
+
+    async def rooms_in_areas(self, areas: list[str]) -> list[str]:
+        rooms: set[str] = set()
+        for area in areas:
+            rooms.update(_s(r) for r in await self._redis.smembers(_k("area", area)))
+        return sorted(rooms)
