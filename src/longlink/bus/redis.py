@@ -57,6 +57,13 @@ def connect(url: str) -> aioredis.Redis:
     )
 
 
+def _reraise_if_cancelled() -> None:
+    """redis-py may turn a cancellation into a connection error: never retry those."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def queue_key(priority: Priority) -> str:
     return f"{PREFIX}:q:{priority.value}"
 
@@ -125,6 +132,7 @@ class RedisQueue:
                     block=self._block_ms,
                 )
             except RETRYABLE as exc:
+                _reraise_if_cancelled()
                 log.warning("redis queue %s: %s; retrying", priority.value, exc)
                 self._groups_ready.discard(priority)
                 await asyncio.sleep(0.5)
@@ -194,6 +202,7 @@ class RedisNodeChannel:
         self._max = node_stream_max
         self._block_ms = block_ms
         self._readers: dict[str, asyncio.Task[None]] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
 
     async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
         await self._redis.xadd(
@@ -213,20 +222,31 @@ class RedisNodeChannel:
 
     async def detach(self, node_id: str) -> None:
         task = self._readers.pop(node_id, None)
-        if task is not None:
+        if task is None:
+            return
+        # Let the reader leave after its current blocking read (cancelling a
+        # read inside redis-py can hang the connection); cancel only as a last resort.
+        self._stopping.add(task)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._block_ms / 1000 + 2)
+        except TimeoutError:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        finally:
+            self._stopping.discard(task)
 
     async def _read(self, node_id: str, handler: DeliveryHandler, start: bytes) -> None:
         key = node_key(node_id)
         last: bytes | None = start
-        while True:
+        me = asyncio.current_task()
+        while me not in self._stopping:
             try:
                 if last is None:
                     last = await self._tail(key)
                 reply: Any = await self._redis.xread({key: last}, block=self._block_ms, count=512)
             except RETRYABLE as exc:
+                _reraise_if_cancelled()
                 log.warning("node channel %s: %s; retrying", node_id, exc)
                 last = None  # Redis may have restarted empty: start again from its tail
                 await asyncio.sleep(0.5)
