@@ -7,7 +7,7 @@ No test sleeps to wait for an event: each awaits the event with a timeout of
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -55,3 +55,12 @@ async def api(node: Node) -> AsyncIterator[httpx.AsyncClient]:
         base_url=node.http_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=WAIT
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    """A private redis-server for the session (see tests/redis_server.py)."""
+    from tests.redis_server import redis_url
+
+    with redis_url() as url:
+        yield url

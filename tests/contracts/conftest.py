@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
-from tests.redis_server import redis_url
+from longlink.bus.redis import connect as redis_connect
 
 BACKENDS = ["memory", "redis"]
-
-
-@pytest.fixture(scope="session")
-def redis_server_url() -> Iterator[str]:
-    with redis_url() as url:
-        yield url
 
 
 @pytest.fixture
 async def redis_client(redis_server_url: str) -> AsyncIterator[Any]:
     """A client on an empty database of the test Redis."""
-    client = aioredis.Redis.from_url(redis_server_url)
+    client = redis_connect(redis_server_url)
     await client.flushdb()
     yield client
     await client.aclose()

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from longlink.bus.base import MessageQueue, NodeChannel, QueueFull
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
 from longlink.bus.redis import RedisNodeChannel, RedisQueue
+from longlink.bus.redis import connect as redis_connect
 from longlink.model import Envelope, Message, NodeCommand, Priority, Target
 from tests.conftest import WAIT
 
@@ -27,7 +27,7 @@ async def client(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[
     if backend == "memory":
         yield None
         return
-    redis = aioredis.Redis.from_url(request.getfixturevalue("redis_server_url"))
+    redis = redis_connect(request.getfixturevalue("redis_server_url"))
     await redis.flushdb()
     yield redis
     await redis.aclose()

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
+from longlink.bus.redis import connect as redis_connect
 from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
@@ -22,7 +22,7 @@ async def registry(backend: str, request: pytest.FixtureRequest) -> AsyncIterato
     if backend == "memory":
         yield MemoryRegistry()
         return
-    client = aioredis.Redis.from_url(request.getfixturevalue("redis_server_url"))
+    client = redis_connect(request.getfixturevalue("redis_server_url"))
     await client.flushdb()
     yield RedisRegistry(client, live_cache_s=0.0)
     await client.aclose()

@@ -46,15 +46,21 @@ _encoder = msgspec.msgpack.Encoder()
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A client for ``url`` (``redis://host:port/db``) that reconnects on its own."""
-    return aioredis.Redis.from_url(
+def connect(url: str, *, max_connections: int = 64) -> aioredis.Redis:
+    """A client for ``url`` (``redis://host:port/db``) that reconnects on its own.
+
+    The pool blocks (up to 10 s) when all ``max_connections`` are busy, so a
+    burst of concurrent pushes waits for a connection instead of failing.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
-        decode_responses=False,
+        max_connections=max_connections,
+        timeout=10,
         health_check_interval=10,
         socket_keepalive=True,
         retry_on_timeout=True,
     )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
 def _reraise_if_cancelled() -> None:
