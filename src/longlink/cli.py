@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -50,14 +51,14 @@ def serve(config_file: str | None, roles: str | None, log_level: str) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        uvloop.run(_serve(settings))
+        uvloop.run(_serve(settings, lambda: load_settings(config_file, **overrides)))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
 
 
-async def _serve(settings: Any) -> None:
+async def _serve(settings: Any, reread: Callable[[], Any]) -> None:
     from longlink.node import Node
 
     stop = asyncio.Event()
@@ -65,6 +66,8 @@ async def _serve(settings: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Node(settings) as node:
+        # SIGHUP re-reads the file and the environment (docs/api-keys.md, "Reload").
+        loop.add_signal_handler(signal.SIGHUP, _reload, node, reread)
         print(node.ready_line(), flush=True)
         if node.http is not None:
             url = node.http_url
@@ -77,6 +80,21 @@ async def _serve(settings: Any) -> None:
             click.echo('  demo mode: /v1/connect accepts {"user": NAME}', err=True)
         await stop.wait()
         click.echo("longlink: draining", err=True)
+
+
+def _reload(node: Any, reread: Callable[[], Any]) -> None:
+    """SIGHUP: new API keys, limits and overload mark; a bad file keeps the running ones."""
+    log = logging.getLogger("longlink.cli")
+    try:
+        settings = reread()
+        restart = node.reload(settings)
+    except ConfigError as exc:
+        log.error("reload failed, keeping the running configuration: %s", exc)
+        return
+    keys = len(settings.api_keys) + (1 if settings.api_key else 0)
+    click.echo(f"longlink: reloaded ({keys} api keys)", err=True)
+    if restart:
+        log.warning("changed settings that need a restart: %s", ", ".join(restart))
 
 
 # ---------------------------------------------------------------- push

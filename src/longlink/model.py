@@ -56,17 +56,54 @@ class NodeCommand(msgspec.Struct, frozen=True, array_like=True, tag="cmd"):
     """An instruction to one gateway node, sent on the node channel.
 
     ``action`` is ``kick_user`` (close ``user``'s connections with KICK
-    ``reason``) or ``drain`` (KICK every client with reason ``drain`` so SDKs
-    move to another node).
+    ``reason``), ``drain`` (KICK every client with reason ``drain`` so SDKs
+    move to another node), ``kick_conn`` (close the connection ``conn_id``
+    with KICK ``reason``: a newer login of its device replaced it) or
+    ``room_event`` (write an EVENT frame with JSON ``body`` to the node's
+    connections in ``room``).
     """
 
     action: str
     user: str = ""
     reason: str = ""
+    conn_id: str = ""
+    room: str = ""
+    body: bytes = b""
+
+
+class RoomBatch(msgspec.Struct, frozen=True, array_like=True, tag="batch"):
+    """A room's messages of one aggregation window, encoded once by dispatch.
+
+    ``frames[codec]`` is the complete PUSH frame (header included) to write to
+    every connection of the room that negotiated ``codec`` (index: 0 none,
+    1 zlib, 2 brotli; PROTOCOL.md §1.1): a BATCH frame, or a plain PUSH when
+    the window held one message. An empty entry (or a missing one) means
+    "write ``frames[0]``": compression did not pay for that batch. A gateway
+    only adds the WebSocket header, once per group of connections.
+    ``accepted`` holds each message's ``accepted_ms`` (0: unknown), in the
+    order of ``msg_ids``.
+    """
+
+    room: str
+    msg_ids: list[int]
+    frames: list[bytes]
+    priority: Priority = Priority.LOW
+    accepted: list[int] = []
+
+    def frame_for(self, codec: int) -> bytes:
+        """The frame for connections that negotiated ``codec``."""
+        frames = self.frames
+        return (frames[codec] if codec < len(frames) else b"") or frames[0]
+
+    @property
+    def accepted_ms(self) -> int:
+        """The earliest known acceptance time in the batch (0: none known)."""
+        known = [ms for ms in self.accepted if ms]
+        return min(known) if known else 0
 
 
 #: What travels on a node channel (dispatch and control → one gateway node).
-Envelope = Message | NodeCommand
+Envelope = Message | NodeCommand | RoomBatch
 
 _packer = msgspec.msgpack.Encoder()
 _unpacker = msgspec.msgpack.Decoder(Message)

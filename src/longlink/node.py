@@ -3,20 +3,23 @@
 A node runs the roles named in ``settings.roles`` on the backends named by
 ``settings.bus`` (``memory``: the embedded, single-process backends).
 
-Start order: backends → gateway (listeners, node report) → dispatch → HTTP.
-Shutdown runs the other way: HTTP stops taking pushes; dispatch stops;
-the gateway drains its clients; the queue closes.
+Start order: backends → webhook sender (when ``webhook_url`` is set) →
+gateway (listeners, node report) → dispatch → HTTP. Shutdown runs the other
+way: HTTP stops taking pushes; dispatch stops; the gateway drains its
+clients; the webhook sender delivers what is queued; the queue closes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 
-from longlink.api.app import build_app
+from longlink.api.app import RELOADABLE_SETTINGS, build_app, reload_app
 from longlink.api.server import HttpServer
 from longlink.api.services import Services
 from longlink.bus.base import MessageQueue, NodeChannel
@@ -26,8 +29,13 @@ from longlink.dispatch import Dispatcher
 from longlink.gateway.server import Gateway
 from longlink.logic.base import SessionRegistry
 from longlink.logic.memory import MemoryRegistry
+from longlink.logic.webhook import WebhookSender
 from longlink.model import MsgIdGenerator, node_number
 from longlink.settings import ConfigError, Settings
+from longlink.store.base import OfflineStore, StoreError
+from longlink.store.sqlite import SqliteStore
+from longlink.store.sweep import Sweeper
+from longlink.trace import Tracer
 
 
 @dataclass
@@ -35,12 +43,16 @@ class Backends:
     """The shared seams a node works on; several nodes may share one set.
 
     :meth:`memory` builds the embedded ones (single process). A node closes
-    the backends it built itself, never ones it was given.
+    the backends it built itself, never ones it was given. ``store`` keeps
+    guaranteed messages (None: they are not durable, for tests); ``tracer``
+    is the message trace and reach figures.
     """
 
     queue: MessageQueue
     channel: NodeChannel
     registry: SessionRegistry
+    store: OfflineStore | None = None
+    tracer: Tracer = field(default_factory=Tracer)
 
     @classmethod
     def memory(cls, settings: Settings) -> Backends:
@@ -48,10 +60,14 @@ class Backends:
             queue=MemoryQueue(settings.queue_size),
             channel=MemoryNodeChannel(),
             registry=MemoryRegistry(),
+            store=SqliteStore.in_dir(settings.data_dir, synchronous=settings.store_sync),
+            tracer=Tracer.from_settings(settings),
         )
 
     async def close(self) -> None:
         await self.queue.close()
+        if self.store is not None:
+            await self.store.close()
 
 
 class Node:
@@ -65,10 +81,14 @@ class Node:
         self.queue: MessageQueue
         self.channel: NodeChannel
         self.registry: SessionRegistry
+        self.store: OfflineStore | None = None
+        self.tracer: Tracer
         self.tokens = TokenIssuer(settings.token_secret, settings.token_ttl_s)
         self.gateway: Gateway | None = None
+        self.webhook: WebhookSender | None = None
         self.dispatcher: Dispatcher | None = None
         self.http: HttpServer | None = None
+        self.app: Starlette | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Node:
@@ -95,19 +115,52 @@ class Node:
         if self._given is not None:
             self.backends = self._given
         else:
-            self.backends = Backends.memory(settings)
+            try:
+                self.backends = Backends.memory(settings)
+            except (StoreError, ValueError) as exc:
+                raise ConfigError(f"offline store: {exc}") from exc
             self._stack.push_async_callback(self.backends.close)
         self.queue = self.backends.queue
         self.channel = self.backends.channel
         self.registry = self.backends.registry
+        self.store = self.backends.store
+        self.tracer = self.backends.tracer
+        if self.store is not None:
+            # Expired guaranteed messages leave the store once a second (traced "expired").
+            await self._stack.enter_async_context(Sweeper(self.store, self.tracer))
         roles = set(settings.roles)
         if "gateway" in roles:
+            if settings.webhook_url:
+                # Entered before the gateway, so closed after it: the exits of the
+                # drained clients are still delivered (up to drain_timeout_s).
+                self.webhook = await self._stack.enter_async_context(
+                    WebhookSender.from_settings(settings, self.metrics)
+                )
             self.gateway = await self._stack.enter_async_context(
-                Gateway(settings, self.registry, self.channel, self.tokens, self.metrics)
+                Gateway(
+                    settings,
+                    self.registry,
+                    self.channel,
+                    self.tokens,
+                    self.metrics,
+                    events=self.webhook,
+                    store=self.store,
+                    tracer=self.tracer,
+                )
             )
         if "dispatch" in roles:
             self.dispatcher = await self._stack.enter_async_context(
-                Dispatcher(self.queue, self.registry, self.channel, self.metrics)
+                Dispatcher(
+                    self.queue,
+                    self.registry,
+                    self.channel,
+                    self.metrics,
+                    self.tracer,
+                    settings=settings,
+                    # In one process the low-priority backlog waits in the queue (503 at
+                    # the API when full), not in this node's write queue.
+                    pace=self.gateway.delivery.wait_ready if self.gateway else None,
+                )
             )
         if roles & {"api", "control"}:
             services = Services(
@@ -118,10 +171,32 @@ class Node:
                 tokens=self.tokens,
                 channel=self.channel,
                 metrics=self.metrics,
+                store=self.store,
+                tracer=self.tracer,
             )
+            self.app = build_app(services)
             self.http = await self._stack.enter_async_context(
-                HttpServer(build_app(services), settings.host, settings.http_port)
+                HttpServer(self.app, settings.host, settings.http_port)
             )
+
+    def reload(self, settings: Settings) -> list[str]:
+        """Apply a re-read configuration (the CLI calls this on SIGHUP).
+
+        API keys, push limits and the overload mark change at once (see
+        :func:`~longlink.api.app.reload_app`). Returns the names of the other
+        settings that differ from the running ones: they need a restart.
+        Raises :class:`~longlink.settings.ConfigError`, changing nothing, when
+        ``settings`` cannot be applied.
+        """
+        if self.app is not None:
+            reload_app(self.app, settings)
+        # token_secret is random per start unless set: a difference means nothing.
+        live = {"token_secret", *RELOADABLE_SETTINGS}
+        return [
+            f.name
+            for f in dataclasses.fields(Settings)
+            if f.name not in live and getattr(settings, f.name) != getattr(self.settings, f.name)
+        ]
 
     @property
     def ports(self) -> dict[str, int]:

@@ -39,6 +39,7 @@ class ApiKeyConfig:
     guaranteed: bool = True
     rate: float = 0.0  # messages per second; 0 means unlimited
     burst: float = 0.0
+    max_ttl_s: int = 0  # longest ttl_s this key may ask for; 0: settings.max_ttl_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +65,47 @@ class Settings:
     retry_interval_s: float = 2.0
     max_retries: int = 2
     aggregate_ms: int = 50
+    # Dispatch and write path (docs/dispatch.md).
+    aggregate_max_messages: int = 500  # a room's window is flushed early at this many messages
+    aggregate_max_bytes: int = 64 * 1024  # ... or at this many bytes of inner frames
+    compress_min_bytes: int = 256  # smaller batches go out uncompressed
+    brotli_quality: int = 5
+    high_copies: int = 2  # independent dispatch paths per high-priority message (1 or 2)
+    dedup_window_s: float = 60.0  # how long a gateway remembers a high-priority msg id
+    dedup_size: int = 100_000  # ... and how many ids at most
+    outbox_soft_kib: int = 256  # client write buffer past which low-priority batches drop
+    outbox_hard_kib: int = 1024  # ... past which a high-priority push closes with server_busy
     data_dir: str = "./data"
+    store_sync: str = "full"  # offline store fsync: full (power-loss safe) or normal
+    trace_scope: str = "all"  # messages traced: all, guaranteed, off
+    trace_ttl_s: float = 600.0  # how long a message's trace is kept
+    trace_max_messages: int = 100_000  # traces kept at most (oldest dropped first)
+    reach_window_s: int = 300  # sliding window of GET /v1/stats/reach
     bus: str = "memory"
     webhook_url: str | None = None
+    webhook_secret: str | None = None  # HMAC-SHA256 key of X-Longlink-Signature
+    webhook_queue_size: int = 10_000  # events waiting for the webhook; more are dropped
+    webhook_concurrency: int = 4  # lanes POSTing at once (one connection's events: one lane)
+    webhook_max_attempts: int = 6
+    webhook_retry_s: float = 0.5  # first retry delay; doubles up to 30 s
+    webhook_timeout_s: float = 5.0
+    upstream_rate: float = 10.0  # UPSTREAM frames per second per connection
+    upstream_burst: int = 20
+    kick_same_device: bool = True  # a new AUTH of a user's device KICKs its older connection
     max_frame: int = 64 * 1024
     max_rooms: int = 8
     max_payload: int = 32 * 1024
     default_ttl_s: int = 60
     max_ttl_s: int = 7 * 24 * 3600
+    min_ttl_s: int = 1
+    max_targets: int = 1000  # ids in one push's "to"
+    max_batch: int = 1000  # messages in one /v1/push/batch
+    max_push_body: int = 1 << 20  # bytes; raised to 8 x max_payload when that is larger
+    max_batch_body: int = 16 << 20  # bytes; raised to 2 x max_push_body when that is larger
+    max_id_length: int = 128  # user, device, room and area ids in the push API (at most 128)
+    id_pattern: str = ""  # a regex every such id must match in full ("": any, no control chars)
     queue_size: int = 100_000
+    overload_depth: int | None = None  # low-priority 503 from here; None: 80% of queue_size
     drain_timeout_s: float = 10.0
     roles: tuple[str, ...] = ("gateway", "api", "control", "dispatch")
     api_keys: tuple[ApiKeyConfig, ...] = ()
@@ -80,6 +113,13 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (tests use this)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def overload_mark(self) -> int:
+        """Queue depth from which low-priority pushes get 503 ``overloaded`` (docs/api-keys.md)."""
+        if self.overload_depth is not None:
+            return self.overload_depth
+        return max(1, self.queue_size * 8 // 10)
 
     @property
     def advertised_host(self) -> str:
@@ -112,6 +152,8 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
             raise ValueError(raw)
         if kind in ("int", int):
             return int(raw)
+        if kind == "int | None":
+            return None if raw is None or str(raw).strip() == "" else int(raw)
         if kind in ("float", float):
             return float(raw)
         if "tuple" in str(kind):
@@ -162,6 +204,10 @@ def _api_key(entry: Any) -> ApiKeyConfig:
             if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
                 raise ConfigError(f"{where}.{name}: expected a number >= 0")
             values[name] = float(raw)
+    if "max_ttl_s" in values:
+        raw = values["max_ttl_s"]
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise ConfigError(f"{where}.max_ttl_s: expected a whole number of seconds >= 0")
     bad = set(values.get("targets", ())) - set(TARGET_KINDS)
     if bad:
         raise ConfigError(f"{where}.targets: unknown {sorted(bad)}")
@@ -186,7 +232,12 @@ def load_settings(
             if key == "api_keys":
                 if not isinstance(raw, list):
                     raise ConfigError(f"{config_file}: api_keys must be [[api_keys]] tables")
-                values["api_keys"] = tuple(_api_key(entry) for entry in raw)
+                values["api_keys"] = keys = tuple(_api_key(entry) for entry in raw)
+                names = [k.name for k in keys]
+                twice = sorted({n for n in names if names.count(n) > 1})
+                if twice:
+                    # Names label the metrics and carry rate buckets across a reload.
+                    raise ConfigError(f"api_keys: names must be unique; repeated {twice}")
             elif key in fields:
                 values[key] = _coerce(key, raw, fields[key].type)
             else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +69,9 @@ async def open_harness(
     *,
     queue: MemoryQueue | None = None,
     kick: KickFunc | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[Harness]:
+    """An app over in-memory backends; ``clock`` drives the keys' rate limits."""
     settings = settings or make_settings()
     queue = queue or MemoryQueue()
     registry = MemoryRegistry()
@@ -81,6 +83,8 @@ async def open_harness(
         tokens=TokenIssuer(settings.token_secret, settings.token_ttl_s),
         kick=kick,
     )
+    if clock is not None:
+        services.clock = clock
     app = build_app(services)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:

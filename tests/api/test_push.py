@@ -274,6 +274,7 @@ def scoped(**scope: Any) -> ApiKeyConfig:
             ["high_priority", "priority"],
         ),
         ({"guaranteed": False}, {"to": TO_U1, "data": 1, "guaranteed": True}, ["guaranteed"]),
+        ({"max_ttl_s": 30}, {"to": TO_U1, "data": 1, "ttl_s": 31}, ["max_ttl_s", "ttl_s", "30"]),
     ],
 )
 async def test_forbidden_names_the_scope(
@@ -291,6 +292,15 @@ async def test_forbidden_names_the_scope(
         assert error_of(response)["message"].startswith("messages[1].")
         assert h.queue.depth(Priority.LOW) == h.queue.depth(Priority.HIGH) == 0
         assert (await h.push(body)).status_code == 202  # the all-scope key may
+
+
+async def test_max_ttl_s_caps_the_default_ttl() -> None:
+    async with open_harness(make_settings(api_keys=(scoped(max_ttl_s=30),))) as h:
+        assert (await h.push({"to": TO_U1, "data": 1}, key="scoped-key")).status_code == 202
+        body = {"to": TO_U1, "data": 2, "ttl_s": 30}
+        assert (await h.push(body, key="scoped-key")).status_code == 202
+        assert (await h.push({"to": TO_U1, "data": 3})).status_code == 202  # all-scope key
+        assert [m.ttl_s for m in await queued(h)] == [30, 30, 60]
 
 
 async def test_within_scope_is_accepted() -> None:
@@ -340,18 +350,43 @@ async def test_body_over_limit_when_streamed(h: Harness) -> None:
 
 
 async def test_rate_limited_with_retry_after() -> None:
-    async with open_harness(make_settings(api_keys=(scoped(rate=0.5, burst=1),))) as h:
+    now = [1000.0]
+    settings = make_settings(api_keys=(scoped(rate=0.5, burst=1),))
+    async with open_harness(settings, clock=lambda: now[0]) as h:
         assert (await h.push({"to": TO_U1, "data": 1}, key="scoped-key")).status_code == 202
         response = await h.push({"to": TO_U1, "data": 1}, key="scoped-key")
         assert response.status_code == 429
-        assert error_of(response)["code"] == "rate_limited"
-        retry_after = response.headers["Retry-After"]
-        assert retry_after.isdigit() and 1 <= int(retry_after) <= 2
+        error = error_of(response)
+        assert error["code"] == "rate_limited" and "'scoped'" in error["message"]
+        assert response.headers["Retry-After"] == "2"
         assert (await h.push({"to": TO_U1, "data": 1})).status_code == 202  # other key
+        now[0] += 1.5
+        response = await h.push({"to": TO_U1, "data": 1}, key="scoped-key")
+        assert response.headers["Retry-After"] == "1"  # rounded up, never 0
+        now[0] += 0.5
+        assert (await h.push({"to": TO_U1, "data": 1}, key="scoped-key")).status_code == 202
+
+
+async def test_rate_limited_metrics_count_messages_per_key() -> None:
+    now = [0.0]
+    settings = make_settings(api_keys=(scoped(rate=1, burst=2),))
+    async with open_harness(settings, clock=lambda: now[0]) as h:
+        assert (await h.batch([{"to": TO_U1, "data": 1}] * 2, key="scoped-key")).status_code == 202
+        assert (await h.batch([{"to": TO_U1, "data": 1}] * 3, key="scoped-key")).status_code == 429
+        assert (await h.push({"to": TO_U1, "data": 1}, key="scoped-key")).status_code == 429
+        text = (await h.client.get("/metrics")).text
+        assert 'longlink_push_rate_limited_total{key="scoped"} 4.0' in text
+        accepted = 'longlink_push_accepted_total{key="scoped",priority="low",target="users"} 2.0'
+        assert accepted in text
+        refused = 'longlink_push_refused_total{code="rate_limited",key="scoped",status="429"} 2.0'
+        assert refused in text
+        assert "scoped-key" not in text  # names label the metrics, never secrets
 
 
 async def test_batch_counts_each_message() -> None:
-    async with open_harness(make_settings(api_keys=(scoped(rate=1, burst=3),))) as h:
+    async with open_harness(
+        make_settings(api_keys=(scoped(rate=1, burst=3),)), clock=lambda: 0.0
+    ) as h:
         response = await h.batch([{"to": TO_U1, "data": 1}] * 2, key="scoped-key")
         assert response.status_code == 202
         response = await h.batch([{"to": TO_U1, "data": 1}] * 2, key="scoped-key")
@@ -361,7 +396,9 @@ async def test_batch_counts_each_message() -> None:
 
 
 async def test_batch_larger_than_burst_passes_when_bucket_is_full() -> None:
-    async with open_harness(make_settings(api_keys=(scoped(rate=1, burst=2),))) as h:
+    async with open_harness(
+        make_settings(api_keys=(scoped(rate=1, burst=2),)), clock=lambda: 0.0
+    ) as h:
         response = await h.batch([{"to": TO_U1, "data": 1}] * 5, key="scoped-key")
         assert response.status_code == 202
         response = await h.push({"to": TO_U1, "data": 1}, key="scoped-key")
@@ -370,7 +407,9 @@ async def test_batch_larger_than_burst_passes_when_bucket_is_full() -> None:
 
 
 async def test_refused_pushes_do_not_spend_the_rate() -> None:
-    async with open_harness(make_settings(api_keys=(scoped(rate=1, burst=1),))) as h:
+    async with open_harness(
+        make_settings(api_keys=(scoped(rate=1, burst=1),)), clock=lambda: 0.0
+    ) as h:
         assert (await h.push({"to": TO_U1}, key="scoped-key")).status_code == 400
         assert (await h.push({"to": TO_U1, "data": 1}, key="scoped-key")).status_code == 202
 
@@ -409,10 +448,10 @@ async def test_metrics_count_accepted_and_refused(h: Harness) -> None:
     await h.push({"to": TO_U1})
     await h.client.post("/v1/push", json={})
     text = (await h.client.get("/metrics")).text
-    assert 'longlink_push_accepted_total{priority="low",target="users"} 1.0' in text
-    assert 'longlink_push_accepted_total{priority="high",target="rooms"} 1.0' in text
-    assert 'longlink_push_refused_total{code="bad_request",status="400"} 1.0' in text
-    assert 'longlink_push_refused_total{code="unauthorized",status="401"} 1.0' in text
+    assert 'longlink_push_accepted_total{key="default",priority="low",target="users"} 1.0' in text
+    assert 'longlink_push_accepted_total{key="default",priority="high",target="rooms"} 1.0' in text
+    assert 'longlink_push_refused_total{code="bad_request",key="default",status="400"} 1.0' in text
+    assert 'longlink_push_refused_total{code="unauthorized",key="",status="401"} 1.0' in text
 
 
 async def test_content_type_is_json(h: Harness) -> None:

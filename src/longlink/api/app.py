@@ -17,12 +17,15 @@ queue holds it (ARCHITECTURE.md, service layer "must not block on delivery").
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from msgspec import UnsetType
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -30,8 +33,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from longlink.api import errors
+from longlink.api.admission import RELOADABLE_SETTINGS, PushGate
 from longlink.api.errors import ApiError, encode_error
-from longlink.api.keys import ApiKey, ApiKeys
+from longlink.api.keys import ApiKey
 from longlink.api.openapi import openapi_document
 from longlink.api.schemas import (
     ConnectBody,
@@ -49,14 +53,13 @@ from longlink.control.endpoints import choose_endpoints, node_healthy
 from longlink.control.ids import id_problem
 from longlink.control.tickets import TicketError, TicketVerifier
 from longlink.model import Message, NodeCommand
+from longlink.settings import Settings
+from longlink.store.base import StoreError, recipients_of
 
-__all__ = ["BATCH_BODY_LIMIT", "BODY_LIMIT", "PUSH_BODY_LIMIT", "build_app", "read_body"]
+__all__ = ["BODY_LIMIT", "RELOADABLE_SETTINGS", "build_app", "read_body", "reload_app"]
 
 JSON = "application/json"
-#: Largest body of a single push (raised to 8 x ``max_payload`` when that is larger).
-PUSH_BODY_LIMIT = 1 << 20
-#: Largest body of a batch push (raised to 2 x the single limit when that is larger).
-BATCH_BODY_LIMIT = 16 << 20
+# The push routes' body limits are settings (max_push_body, max_batch_body; api.schemas.Limits).
 #: Largest body of every other route.
 BODY_LIMIT = 64 << 10
 #: Seconds a client is told to wait after 503 (queue full, no node).
@@ -96,9 +99,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _path_id(request: Request, name: str) -> str:
+def _path_id(request: Request, name: str, check: Callable[[str], str | None] = id_problem) -> str:
     value: str = request.path_params[name]
-    problem = id_problem(value)
+    problem = check(value)
     if problem:
         raise ApiError(400, errors.BAD_REQUEST, f"{name}: {problem}")
     return value
@@ -108,48 +111,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class _Metrics:
-    """The API's counters, registered in ``Services.metrics``."""
-
-    def __init__(self, services: Services) -> None:
-        self.accepted = Counter(
-            "longlink_push_accepted",
-            "Messages queued by the push API, by target kind and priority.",
-            ["target", "priority"],
-            registry=services.metrics,
-        )
-        self._accepted: dict[tuple[str, str], Counter] = {}
-        self.refused = Counter(
-            "longlink_push_refused",
-            "Push requests refused by the push API, by HTTP status and error code.",
-            ["status", "code"],
-            registry=services.metrics,
-        )
-
-    def count_accepted(self, push: PushRequest) -> None:
-        """One more message queued (label children cached: this runs per message)."""
-        labels = (push.target.kind, push.priority.value)
-        child = self._accepted.get(labels)
-        if child is None:
-            child = self._accepted[labels] = self.accepted.labels(*labels)
-        child.inc()
-
-
 class _Api:
     """The route handlers, bound to one :class:`Services`."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = settings = services.settings
-        self.keys = ApiKeys(settings)
+        # Keys, limits, overload, per-key metrics; swapped by reload_app (SIGHUP).
+        self.gate = PushGate(settings, services.queue, services.metrics, services.clock)
         self.tickets = TicketVerifier(settings.ticket_secret) if settings.ticket_secret else None
-        self.metrics = _Metrics(services)
-        self.push_limit = max(PUSH_BODY_LIMIT, 8 * settings.max_payload)
-        self.batch_limit = max(BATCH_BODY_LIMIT, 2 * self.push_limit)
         self.openapi = _encoder.encode(openapi_document())
 
     def _key(self, request: Request) -> ApiKey:
-        return self.keys.authenticate(request.headers.get("authorization"))
+        return self.gate.authenticate(request.headers.get("authorization"))
 
     # -------------------------------------------------------------- control
 
@@ -201,40 +175,41 @@ class _Api:
 
     async def push(self, request: Request) -> Response:
         """``POST /v1/push`` (PROTOCOL.md §2.2): 202 ``{"msg_id"}``."""
+        gate, key = self.gate, None
         try:
-            key = self._key(request)
-            push = parse_push(await read_body(request, self.push_limit), self.settings)
-            key.check_scope(push)
-            self.keys.take(key, 1)
-            ids = await self._queue(key, [push])
+            key = gate.authenticate(request.headers.get("authorization"))
+            push = parse_push(await read_body(request, gate.limits.push_body), gate.limits)
+            pushes = gate.admit(key, [push], batch=False)
+            ids = await self._queue(key, pushes)
         except ApiError as exc:
-            self.metrics.refused.labels(str(exc.status), exc.code).inc()
+            gate.refused(key, exc)
             raise
         return _json({"msg_id": str(ids[0])}, 202)
 
     async def push_batch(self, request: Request) -> Response:
         """``POST /v1/push/batch`` (PROTOCOL.md §2.2): 202 ``{"msg_ids"}``, all or none checked."""
+        gate, key = self.gate, None
         try:
-            key = self._key(request)
-            pushes = parse_push_batch(await read_body(request, self.batch_limit), self.settings)
-            for index, push in enumerate(pushes):
-                key.check_scope(push, f"messages[{index}].")
-            self.keys.take(key, len(pushes))
+            key = gate.authenticate(request.headers.get("authorization"))
+            body = await read_body(request, gate.limits.batch_body)
+            pushes = gate.admit(key, parse_push_batch(body, gate.limits), batch=True)
             ids = await self._queue(key, pushes)
         except ApiError as exc:
-            self.metrics.refused.labels(str(exc.status), exc.code).inc()
+            gate.refused(key, exc)
             raise
         return _json({"msg_ids": [str(i) for i in ids]}, 202)
 
     async def _queue(self, key: ApiKey, pushes: list[PushRequest]) -> list[int]:
-        """Publish in order; a full queue stops the rest (503 with the ids queued so far)."""
+        """Publish in order; a full queue stops the rest (503 with the ids queued so far).
+
+        Guaranteed messages are committed to the offline store first, so a 202
+        means they survive a crash (docs/guaranteed-delivery.md).
+        """
         accepted_ms = _now_ms()
-        queue, ids = self.services.queue, self.services.ids
-        done: list[int] = []
-        for push in pushes:
-            msg_id = ids.next_id()
-            message = Message(
-                msg_id=msg_id,
+        queue, ids, tracer = self.services.queue, self.services.ids, self.services.tracer
+        messages = [
+            Message(
+                msg_id=ids.next_id(),
                 target=push.target,
                 payload=push.payload,
                 priority=push.priority,
@@ -242,10 +217,19 @@ class _Api:
                 ttl_s=push.ttl_s,
                 accepted_ms=accepted_ms,
             )
+            for push in pushes
+        ]
+        for message in messages:
+            tracer.accepted(message)
+        await self._keep(key, messages)
+        done: list[int] = []
+        for push, message in zip(pushes, messages, strict=True):
+            msg_id = message.msg_id
             try:
                 await queue.publish(message)
             except QueueFull as exc:
-                self.keys.give_back(key, len(pushes) - len(done))
+                await self._unkeep(messages[len(done) :])
+                self.gate.queue_full(key, push.priority, len(pushes) - len(done))
                 queued = f"; {len(done)} of {len(pushes)} were queued (msg_ids)" if done else ""
                 raise ApiError(
                     503,
@@ -254,9 +238,64 @@ class _Api:
                     headers={"Retry-After": str(RETRY_AFTER_S)},
                     extra={"msg_ids": [str(i) for i in done]} if done else None,
                 ) from exc
+            tracer.on(message, "queued")
             done.append(msg_id)
-            self.metrics.count_accepted(push)
+            self.gate.accepted(key, push)
         return done
+
+    async def _keep(self, key: ApiKey, messages: list[Message]) -> None:
+        """Commit the guaranteed ``messages`` to the offline store (503 when it fails)."""
+        store = self.services.store
+        kept = [m for m in messages if m.guaranteed]
+        if store is None or not kept:
+            return
+        try:
+            await store.put(kept)
+        except StoreError as exc:
+            self.gate.queue_full(key, kept[0].priority, len(messages))
+            raise ApiError(
+                503,
+                errors.OVERLOADED,
+                "the offline store cannot keep guaranteed messages right now; retry later",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from exc
+        self.services.tracer.on_many(kept, "stored")
+
+    async def _unkeep(self, messages: list[Message]) -> None:
+        """Take guaranteed ``messages`` that were not queued back out of the store (503)."""
+        store = self.services.store
+        if store is None:
+            return
+        for message in messages:
+            if message.guaranteed:
+                with contextlib.suppress(StoreError):
+                    await store.ack(recipients_of(message.target), [message.msg_id])
+
+    # -------------------------------------------------------------- message trace
+
+    async def message_trace(self, request: Request) -> Response:
+        """``GET /v1/messages/{msg_id}``: the message's path with timestamps (404 unknown)."""
+        self._key(request)
+        raw: str = request.path_params["msg_id"]
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 20 or int(raw) >= 1 << 64:
+            raise ApiError(400, errors.BAD_REQUEST, "msg_id: expected a decimal message id")
+        trace = self.services.tracer.trace(int(raw))
+        if trace is None:
+            raise ApiError(
+                404, errors.NOT_FOUND, f"no trace of message {raw} (unknown, or past retention)"
+            )
+        return _json(trace.to_json())
+
+    async def reach(self, request: Request) -> Response:
+        """``GET /v1/stats/reach[?window_s=N]``: reach of guaranteed deliveries."""
+        self._key(request)
+        raw = request.query_params.get("window_s")
+        window: int | None = None
+        if raw is not None:
+            if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 10**9:
+                raise ApiError(400, errors.BAD_REQUEST, "window_s: expected whole seconds >= 1")
+            window = int(raw)
+        return _json(self.services.tracer.reach(window))
 
     # -------------------------------------------------------------- queries
 
@@ -268,23 +307,37 @@ class _Api:
     async def _room(self, room: str) -> Response:
         registry = self.services.registry
         online = await registry.room_online([room])
-        return _json(
-            {"room": room, "area": await registry.room_area(room), "online": online.get(room, 0)}
-        )
+        answer: dict[str, Any] = {
+            "room": room,
+            "area": await registry.room_area(room),
+            "online": online.get(room, 0),
+        }
+        if await registry.announced_rooms([room]):
+            answer["announce"] = True  # an extension: left out (not false) keeps §2.2's shape
+        return _json(answer)
 
     async def room(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}`` ``{"room", "area", "online"}``; ``PUT`` ``{"area"}`` sets it."""
         self._key(request)
-        room = _path_id(request, "room")
+        limits = self.gate.limits
+        room = _path_id(request, "room", limits.id_problem)
         if request.method == "PUT":
             body = decode_body(await read_body(request, BODY_LIMIT), RoomAreaBody)
-            await self.services.registry.set_room_area(room, body.area)
+            if isinstance(body.area, UnsetType) and isinstance(body.announce, UnsetType):
+                raise ApiError(400, errors.BAD_REQUEST, "body: give area, announce or both")
+            problem = limits.id_problem(body.area) if isinstance(body.area, str) else None
+            if problem:
+                raise ApiError(400, errors.BAD_REQUEST, f"area: {problem}")
+            if not isinstance(body.area, UnsetType):
+                await self.services.registry.set_room_area(room, body.area)
+            if not isinstance(body.announce, UnsetType):
+                await self.services.registry.set_room_announce(room, body.announce)
         return await self._room(room)
 
     async def get_user(self, request: Request) -> Response:
         """``GET /v1/users/{user}``: the user's live connections."""
         self._key(request)
-        user = _path_id(request, "user")
+        user = _path_id(request, "user", self.gate.limits.id_problem)
         sessions = await self.services.registry.user_sessions(user)
         connections = [
             {
@@ -301,7 +354,7 @@ class _Api:
     async def kick_user(self, request: Request) -> Response:
         """``POST /v1/users/{user}/kick`` ``{"reason"?}``: ``{"kicked": n}``."""
         self._key(request)
-        user = _path_id(request, "user")
+        user = _path_id(request, "user", self.gate.limits.id_problem)
         body = decode_body(await read_body(request, BODY_LIMIT), KickBody, empty_ok=True)
         if self.services.kick is not None:
             kicked = await self.services.kick(user, body.reason)
@@ -403,11 +456,13 @@ def build_app(services: Services) -> Starlette:
         Route("/v1/users/{user:path}", api.get_user, methods=["GET"]),
         Route("/v1/nodes", api.nodes, methods=["GET"]),
         Route("/v1/nodes/{node}/drain", api.drain, methods=["POST"]),
+        Route("/v1/messages/{msg_id}", api.message_trace, methods=["GET"]),
+        Route("/v1/stats/reach", api.reach, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.prometheus, methods=["GET"]),
         Route("/openapi.json", api.openapi_json, methods=["GET"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={
             ApiError: _on_api_error,
@@ -415,3 +470,18 @@ def build_app(services: Services) -> Starlette:
             500: _on_internal_error,
         },
     )
+    app.state.gate = api.gate
+    return app
+
+
+def reload_app(app: Starlette, settings: Settings) -> None:
+    """Give a running app the API keys, push limits and overload mark of ``settings``.
+
+    The swap is atomic: requests see the old set or the new one. A removed
+    key gets 401 from the next request on; a key kept under the same name
+    and rate keeps its rate bucket. Raises
+    :class:`~longlink.settings.ConfigError` and changes nothing when the
+    limits are impossible. Every other setting needs a restart.
+    """
+    gate: PushGate = app.state.gate
+    gate.reload(settings)

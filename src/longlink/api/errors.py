@@ -33,7 +33,7 @@ TOO_LARGE = "too_large"  # 413
 RATE_LIMITED = "rate_limited"  # 429 (with Retry-After)
 INTERNAL = "internal"  # 500
 NOT_SUPPORTED = "not_supported"  # 501: this process cannot do that
-OVERLOADED = "overloaded"  # 503: queue full (with Retry-After)
+OVERLOADED = "overloaded"  # 503: low priority past the overload mark, or a full queue
 NO_NODES = "no_nodes"  # 503: no healthy gateway node (with Retry-After)
 
 

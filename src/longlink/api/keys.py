@@ -6,16 +6,21 @@ or by the SHA-256 hex digest of the presented key (``key_sha256``), always
 with constant-time comparison.
 
 Refusals raise :class:`~longlink.api.errors.ApiError`: 401 ``unauthorized``
-(with ``WWW-Authenticate: Bearer``), 403 ``forbidden`` naming the scope,
-429 ``rate_limited`` with an integer ``Retry-After`` of at least 1.
+(with ``WWW-Authenticate: Bearer``), 403 ``forbidden`` naming the scope
+(``targets``, ``room_prefixes``, ``high_priority``, ``guaranteed``,
+``max_ttl_s``), 429 ``rate_limited`` with an integer ``Retry-After`` of at
+least 1.
 
 Rate limits are token buckets held in this process; a multi-process
 deployment limits each process separately (a shared limiter can replace
-:class:`TokenBucket` behind :meth:`ApiKeys.take`).
+:class:`TokenBucket` behind :meth:`ApiKeys.take`). A set of keys is never
+changed in place: a reload builds a new :class:`ApiKeys` with ``previous=``
+the old one, so a key that keeps its name and rate keeps its bucket.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import math
@@ -79,6 +84,7 @@ class ApiKey:
     room_prefixes: tuple[str, ...] = ()
     high_priority: bool = True
     guaranteed: bool = True
+    max_ttl_s: int = 0  # 0: no cap of the key's own
     bucket: TokenBucket | None = None
 
     @classmethod
@@ -91,11 +97,17 @@ class ApiKey:
             room_prefixes=tuple(config.room_prefixes),
             high_priority=config.high_priority,
             guaranteed=config.guaranteed,
+            max_ttl_s=config.max_ttl_s,
             bucket=bucket,
         )
 
-    def check_scope(self, push: PushRequest, where: str = "") -> None:
-        """Raise 403 ``forbidden`` when ``push`` is outside this key's scopes."""
+    def check_scope(self, push: PushRequest, where: str = "") -> PushRequest:
+        """``push`` as this key may send it; 403 ``forbidden`` naming the scope it breaks.
+
+        A push that left ``ttl_s`` to the default gets the default capped at
+        the key's ``max_ttl_s``; one that asked for more is refused. ``where``
+        prefixes the field in the message (``messages[3].``).
+        """
         kind = push.target.kind
         if kind not in self.targets:
             allowed = ", ".join(k for k in TARGET_KINDS if k in self.targets) or "none"
@@ -129,6 +141,16 @@ class ApiKey:
                 f"{where}guaranteed: key {self.name!r} may not push guaranteed messages"
                 " (scope guaranteed)",
             )
+        if self.max_ttl_s and push.ttl_s > self.max_ttl_s:
+            if push.ttl_default:
+                return dataclasses.replace(push, ttl_s=self.max_ttl_s)
+            raise ApiError(
+                403,
+                FORBIDDEN,
+                f"{where}ttl_s: key {self.name!r} may keep messages at most"
+                f" {self.max_ttl_s} s (scope max_ttl_s)",
+            )
+        return push
 
 
 @dataclass(slots=True)
@@ -139,14 +161,22 @@ class _Entry:
 
 
 class ApiKeys:
-    """The keys this process accepts, with their buckets.
+    """The keys this process accepts, with their buckets; never changed once built.
 
-    ``clock`` (monotonic seconds) is injectable for tests.
+    ``settings.api_key`` is the key named ``default``. ``clock`` (monotonic
+    seconds) is injectable for tests. With ``previous`` (the set this one
+    replaces on a reload), a key of the same name and the same ``rate`` and
+    ``burst`` keeps its bucket, so a reload neither refills nor empties it.
     """
 
     __slots__ = ("_clock", "_entries")
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        previous: ApiKeys | None = None,
+    ) -> None:
         self._clock = clock
         self._entries: list[_Entry] = []
         if settings.api_key:
@@ -159,6 +189,20 @@ class ApiKeys:
                     config.key_sha256.strip().lower().encode() if config.key_sha256 else None,
                 )
             )
+        if previous is not None:
+            old = {entry.key.name: entry.key.bucket for entry in previous._entries}
+            for entry in self._entries:
+                bucket, kept = entry.key.bucket, old.get(entry.key.name)
+                if bucket and kept and (kept.rate, kept.burst) == (bucket.rate, bucket.burst):
+                    entry.key.bucket = kept
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the keys, in configuration order (``default`` first)."""
+        return [entry.key.name for entry in self._entries]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def authenticate(self, authorization: str | None) -> ApiKey:
         """The key named by an ``Authorization: Bearer <key>`` header; 401 otherwise."""

@@ -19,9 +19,15 @@ _ID: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_ID_LENGTH,
-    "description": "1..128 characters, no control characters",
+    "description": "1..128 characters, no control characters (the server may set a shorter"
+    " max_id_length and an id_pattern)",
 }
-_IDS: dict[str, Any] = {"type": "array", "items": _ID, "minItems": 1}
+_IDS: dict[str, Any] = {
+    "type": "array",
+    "items": _ID,
+    "minItems": 1,
+    "description": "at most max_targets ids (default 1000)",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -68,13 +74,21 @@ _ERROR_RESPONSES: dict[str, tuple[str, dict[str, Any]]] = {
         " (bad_ticket, ticket_expired)",
         {"WWW-Authenticate": {"schema": {"type": "string"}}},
     ),
-    "E403": ("outside the key's scopes (forbidden); the message names the scope", {}),
+    "E403": (
+        "outside the key's scopes (forbidden); the message names the scope: targets,"
+        " room_prefixes, high_priority, guaranteed or max_ttl_s",
+        {},
+    ),
     "E404": ("not found (not_found)", {}),
     "E405": ("method not allowed (method_not_allowed)", {}),
     "E413": ("body or payload too large (too_large)", {}),
     "E429": ("over the key's rate limit (rate_limited)", _RETRY_AFTER),
     "E501": ("this process cannot do that (not_supported)", {}),
-    "E503": ("queue full (overloaded) or no healthy node (no_nodes)", _RETRY_AFTER),
+    "E503": (
+        "overloaded: a low priority push while a queue is past the overload mark, or a full"
+        " queue; or no healthy node (no_nodes)",
+        _RETRY_AFTER,
+    ),
 }
 
 _SCHEMAS: dict[str, Any] = {
@@ -121,7 +135,8 @@ _SCHEMAS: dict[str, Any] = {
                 "ttl_s": {
                     "type": "integer",
                     "minimum": 1,
-                    "description": "default settings.default_ttl_s, at most settings.max_ttl_s",
+                    "description": "default settings.default_ttl_s (capped at the key's"
+                    " max_ttl_s), between settings.min_ttl_s and settings.max_ttl_s",
                 },
             },
             ["to"],
@@ -136,6 +151,7 @@ _SCHEMAS: dict[str, Any] = {
                 "items": _ref("Push"),
                 "minItems": 1,
                 "maxItems": MAX_BATCH,
+                "description": "at most max_batch messages (default 1000)",
             }
         },
         ["messages"],
@@ -190,10 +206,26 @@ _SCHEMAS: dict[str, Any] = {
             "room": {"type": "string"},
             "area": {"type": ["string", "null"]},
             "online": {"type": "integer"},
+            "announce": {
+                "type": "boolean",
+                "description": "present (true) when the room announces enters and exits",
+            },
         },
         ["room", "area", "online"],
     ),
-    "RoomArea": _obj({"area": {**_ID, "type": ["string", "null"]}}, ["area"], closed=True),
+    "RoomArea": {
+        **_obj(
+            {
+                "area": {**_ID, "type": ["string", "null"]},
+                "announce": {
+                    "type": "boolean",
+                    "description": "send EVENT enter/exit frames to the room's connections",
+                },
+            },
+            closed=True,
+        ),
+        "minProperties": 1,
+    },
     "User": _obj(
         {
             "user": {"type": "string"},
@@ -238,6 +270,76 @@ _SCHEMAS: dict[str, Any] = {
     "Drain": _obj({"draining": {"type": "boolean", "default": True}}, closed=True),
     "Drained": _obj({"node": {"type": "string"}, "draining": {"type": "boolean"}}),
     "Health": _obj({"status": {"const": "ok"}}, ["status"]),
+    "MessageTrace": _obj(
+        {
+            "msg_id": {"type": "string", "pattern": "^[0-9]+$"},
+            "events": {
+                "type": "array",
+                "description": "time-ordered; the event's detail fields sit beside at_ms and"
+                " event (docs/guaranteed-delivery.md has the table)",
+                "items": _obj(
+                    {
+                        "at_ms": {"type": "integer", "description": "unix ms"},
+                        "event": {
+                            "enum": [
+                                "accepted",
+                                "stored",
+                                "queued",
+                                "dispatched",
+                                "written",
+                                "retried",
+                                "acked",
+                                "unacked",
+                                "closed",
+                                "from_store",
+                                "expired",
+                            ]
+                        },
+                    },
+                    ["at_ms", "event"],
+                ),
+            },
+            "dropped_events": {"type": "integer", "description": "past the per-message cap"},
+        },
+        ["msg_id", "events", "dropped_events"],
+    ),
+    "Reach": _obj(
+        {
+            "window_s": {"type": "integer"},
+            "max_retries": {"type": "integer"},
+            "deliveries": {
+                "type": "integer",
+                "description": "guaranteed (message, connection) deliveries that ended",
+            },
+            "acked": {"type": "integer"},
+            "first_try_acked": {"type": "integer"},
+            "from_store": {"type": "integer", "description": "deliveries from the offline store"},
+            "retries": {"type": "integer"},
+            "first_try_reach": {"type": ["number", "null"]},
+            "final_reach": {
+                "type": ["number", "null"],
+                "description": "acked within the live connection's retries / deliveries",
+            },
+            "mean_retries": {"type": ["number", "null"]},
+            "predicted_final_reach": {
+                "type": ["number", "null"],
+                "description": "1 - (1 - first_try_reach)^(max_retries + 1)",
+            },
+        },
+        [
+            "window_s",
+            "max_retries",
+            "deliveries",
+            "acked",
+            "first_try_acked",
+            "from_store",
+            "retries",
+            "first_try_reach",
+            "final_reach",
+            "mean_retries",
+            "predicted_final_reach",
+        ],
+    ),
 }
 
 _KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
@@ -293,7 +395,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _ok("Room", "the room"), **_errors(400, 401)},
             },
             "put": {
-                "summary": "Put a room in an area (null: in none)",
+                "summary": "Put a room in an area (null: in none); set whether it announces",
                 "requestBody": _body("RoomArea"),
                 "responses": {"200": _ok("Room", "the room"), **_errors(400, 401, 413)},
             },
@@ -326,6 +428,38 @@ def _paths() -> dict[str, Any]:
                 "requestBody": _body("Drain", required=False),
                 "responses": {"200": _ok("Drained", "done"), **_errors(400, 401, 404, 413)},
             },
+        },
+        "/v1/messages/{msg_id}": {
+            "parameters": [
+                {
+                    "name": "msg_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                }
+            ],
+            "get": {
+                "summary": "A message's path with timestamps (kept trace_ttl_s, bounded)",
+                "responses": {
+                    "200": _ok("MessageTrace", "the trace"),
+                    **_errors(400, 401, 404),
+                },
+            },
+        },
+        "/v1/stats/reach": {
+            "get": {
+                "summary": "Reach of guaranteed messages over a sliding window",
+                "parameters": [
+                    {
+                        "name": "window_s",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1},
+                        "description": "seconds (default and cap: reach_window_s)",
+                    }
+                ],
+                "responses": {"200": _ok("Reach", "reach figures"), **_errors(400, 401)},
+            }
         },
         "/healthz": {
             "get": {

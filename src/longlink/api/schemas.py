@@ -3,11 +3,14 @@
 Push bodies (PROTOCOL.md §2.2) are decoded with msgspec into structs, then
 checked against the rules a struct cannot state (exactly one target kind,
 exactly one of ``data``/``data_b64``, size and TTL limits from the settings)
-and turned into :class:`PushRequest` values the app can queue.
+and turned into :class:`PushRequest` values the app can queue. The limits
+come from the settings as one :class:`Limits` value (docs/api-keys.md has the
+table with their defaults).
 
 Every refusal raises :class:`~longlink.api.errors.ApiError`: 400
-``bad_request`` naming the field (``messages[3].to.users[0]: ...``), or 413
-``too_large`` for a payload over ``settings.max_payload``.
+``bad_request`` naming the field and, where a limit was broken, the setting
+(``messages[3].to.users[0]: must be at most 64 characters (max_id_length)``),
+or 413 ``too_large`` for a payload over ``max_payload``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -24,13 +27,15 @@ from msgspec import UNSET, Meta, UnsetType
 from longlink.api.errors import BAD_REQUEST, TOO_LARGE, ApiError
 from longlink.control.ids import ID_PATTERN, MAX_ID_LENGTH
 from longlink.model import Priority, Target
-from longlink.settings import Settings
+from longlink.settings import ConfigError, Settings
 
 __all__ = [
+    "LIMIT_SETTINGS",
     "MAX_BATCH",
     "ConnectBody",
     "DrainBody",
     "KickBody",
+    "Limits",
     "PushBatchBody",
     "PushBody",
     "PushRequest",
@@ -41,12 +46,13 @@ __all__ = [
     "parse_push_batch",
 ]
 
-#: Most messages one ``POST /v1/push/batch`` may carry.
+#: Most messages one ``POST /v1/push/batch`` may carry by default (``max_batch``).
 MAX_BATCH = 1000
 
 #: A user, device, room or area id: 1..128 characters, no control characters.
 Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
-IdList = Annotated[list[Id], Meta(min_length=1)]
+#: Push target ids are checked against :class:`Limits` after decoding.
+IdList = Annotated[list[str], Meta(min_length=1)]
 
 
 class PushTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -71,9 +77,9 @@ class PushBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PushBatchBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``POST /v1/push/batch``: 1..1000 pushes."""
+    """``POST /v1/push/batch``: 1..``max_batch`` pushes (checked after decoding)."""
 
-    messages: Annotated[list[PushBody], Meta(min_length=1, max_length=MAX_BATCH)]
+    messages: Annotated[list[PushBody], Meta(min_length=1)]
 
 
 class ConnectBody(msgspec.Struct, frozen=True):
@@ -90,9 +96,15 @@ class ConnectBody(msgspec.Struct, frozen=True):
 
 
 class RoomAreaBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``PUT /v1/rooms/{room}``: ``{"area": str | null}`` (null takes the room out)."""
+    """``PUT /v1/rooms/{room}``: ``{"area": str | null, "announce": bool}``, at least one.
 
-    area: Id | None
+    ``area`` null takes the room out of its area; ``announce`` true makes the
+    gateways send EVENT enter/exit frames to the room (docs/presence-and-events.md).
+    A field left out is not changed.
+    """
+
+    area: Id | UnsetType | None = UNSET
+    announce: bool | UnsetType = UNSET
 
 
 class KickBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -109,13 +121,113 @@ class DrainBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 @dataclass(frozen=True, slots=True)
 class PushRequest:
-    """A validated push, ready to become a :class:`~longlink.model.Message`."""
+    """A validated push, ready to become a :class:`~longlink.model.Message`.
+
+    ``ttl_default`` tells that the body gave no ``ttl_s`` (so a key's
+    ``max_ttl_s`` caps the default instead of refusing it).
+    """
 
     target: Target
     payload: bytes
     priority: Priority
     guaranteed: bool
     ttl_s: int
+    ttl_default: bool = False
+
+
+_CONTROL_FREE = re.compile(ID_PATTERN)
+
+#: The settings :class:`Limits` is made of (same names as its fields).
+LIMIT_SETTINGS = (
+    "max_payload",
+    "max_targets",
+    "max_batch",
+    "min_ttl_s",
+    "default_ttl_s",
+    "max_ttl_s",
+    "max_id_length",
+    "id_pattern",
+    "max_push_body",
+    "max_batch_body",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The validation limits of the push API, each named after its setting.
+
+    Build it with :meth:`from_settings`; an impossible combination raises
+    :class:`~longlink.settings.ConfigError` naming the setting. Ids (users,
+    devices, rooms, areas) are 1..``max_id_length`` characters without control
+    characters and, when ``id_pattern`` is set, match it in full.
+    """
+
+    max_payload: int = 32 * 1024
+    max_targets: int = 1000
+    max_batch: int = MAX_BATCH
+    min_ttl_s: int = 1
+    default_ttl_s: int = 60
+    max_ttl_s: int = 7 * 24 * 3600
+    max_id_length: int = MAX_ID_LENGTH
+    id_pattern: str = ""
+    max_push_body: int = 1 << 20
+    max_batch_body: int = 16 << 20
+    _id_regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_payload",
+            "max_targets",
+            "max_batch",
+            "min_ttl_s",
+            "max_id_length",
+            "max_push_body",
+            "max_batch_body",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1")
+        if not self.min_ttl_s <= self.default_ttl_s <= self.max_ttl_s:
+            raise ConfigError(
+                f"default_ttl_s: must lie between min_ttl_s ({self.min_ttl_s})"
+                f" and max_ttl_s ({self.max_ttl_s})"
+            )
+        if self.max_id_length > MAX_ID_LENGTH:
+            # Clients carry ids in tickets and JOIN frames, limited to 128 characters.
+            raise ConfigError(f"max_id_length: must be at most {MAX_ID_LENGTH}")
+        regex = None
+        if self.id_pattern:
+            try:
+                regex = re.compile(self.id_pattern)
+            except re.error as exc:
+                raise ConfigError(f"id_pattern: not a regular expression ({exc})") from exc
+        object.__setattr__(self, "_id_regex", regex)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The limits ``settings`` configure."""
+        return cls(**{name: getattr(settings, name) for name in LIMIT_SETTINGS})
+
+    @property
+    def push_body(self) -> int:
+        """Largest ``POST /v1/push`` body: room for a full payload JSON-escaped."""
+        return max(self.max_push_body, 8 * self.max_payload)
+
+    @property
+    def batch_body(self) -> int:
+        """Largest ``POST /v1/push/batch`` body."""
+        return max(self.max_batch_body, 2 * self.push_body)
+
+    def id_problem(self, value: str) -> str | None:
+        """Why ``value`` is not a valid id here, or None when it is."""
+        if not value:
+            return "must not be empty"
+        if len(value) > self.max_id_length:
+            return f"must be at most {self.max_id_length} characters (max_id_length)"
+        if not _CONTROL_FREE.match(value):
+            return "must not contain control characters"
+        if self._id_regex is not None and not self._id_regex.fullmatch(value):
+            return f"must match {self.id_pattern!r} (id_pattern)"
+        return None
 
 
 # ------------------------------------------------------------------ decoding
@@ -165,7 +277,7 @@ def decode_body(body: bytes, kind: type[T], *, empty_ok: bool = False) -> T:
 _KINDS = ("users", "devices", "rooms", "areas")
 
 
-def _target(to: PushTarget, where: str) -> Target:
+def _target(to: PushTarget, where: str, limits: Limits) -> Target:
     given = [kind for kind in _KINDS if getattr(to, kind) is not None]
     if to.all is not None:
         if not to.all:
@@ -178,6 +290,20 @@ def _target(to: PushTarget, where: str) -> Target:
             f"{where}to: give exactly one of users, devices, rooms, areas, all"
             + (f" (got {', '.join(given)})" if given else ""),
         )
+    if given[0] != "all":
+        kind = given[0]
+        ids: list[str] = getattr(to, kind)
+        if len(ids) > limits.max_targets:
+            raise ApiError(
+                400,
+                BAD_REQUEST,
+                f"{where}to.{kind}: at most {limits.max_targets} ids per push (max_targets);"
+                f" got {len(ids)}",
+            )
+        for index, value in enumerate(ids):
+            problem = limits.id_problem(value)
+            if problem:
+                raise ApiError(400, BAD_REQUEST, f"{where}to.{kind}[{index}]: {problem}")
     if to.users is not None:
         return Target(users=to.users)
     if to.devices is not None:
@@ -216,29 +342,51 @@ def _payload(push: PushBody, where: str, max_payload: int) -> bytes:
 
 
 def _too_large(field: str, size: int, limit: int) -> None:
-    raise ApiError(413, TOO_LARGE, f"{field}: payload is {size} bytes; the limit is {limit}")
+    raise ApiError(
+        413, TOO_LARGE, f"{field}: payload is {size} bytes; the limit is {limit} (max_payload)"
+    )
 
 
-def _request(push: PushBody, settings: Settings, where: str = "") -> PushRequest:
-    target = _target(push.to, where)
-    payload = _payload(push, where, settings.max_payload)
+def _request(push: PushBody, limits: Limits, where: str = "") -> PushRequest:
+    target = _target(push.to, where, limits)
+    if push.guaranteed and target.kind not in ("users", "devices"):
+        # Acks, retries and the offline store are per recipient (docs/guaranteed-delivery.md).
+        raise ApiError(
+            400,
+            BAD_REQUEST,
+            f"{where}guaranteed: only for users and devices targets, not {target.kind}",
+        )
+    payload = _payload(push, where, limits.max_payload)
     if isinstance(push.ttl_s, int):
-        if push.ttl_s > settings.max_ttl_s:
-            raise ApiError(400, BAD_REQUEST, f"{where}ttl_s: must be at most {settings.max_ttl_s}")
-        ttl_s = push.ttl_s
-    else:
-        ttl_s = settings.default_ttl_s
-    return PushRequest(target, payload, push.priority, push.guaranteed, ttl_s)
+        if push.ttl_s > limits.max_ttl_s:
+            raise ApiError(
+                400, BAD_REQUEST, f"{where}ttl_s: must be at most {limits.max_ttl_s} (max_ttl_s)"
+            )
+        if push.ttl_s < limits.min_ttl_s:
+            raise ApiError(
+                400, BAD_REQUEST, f"{where}ttl_s: must be at least {limits.min_ttl_s} (min_ttl_s)"
+            )
+        return PushRequest(target, payload, push.priority, push.guaranteed, push.ttl_s)
+    return PushRequest(
+        target, payload, push.priority, push.guaranteed, limits.default_ttl_s, ttl_default=True
+    )
 
 
-def parse_push(body: bytes, settings: Settings) -> PushRequest:
+def parse_push(body: bytes, limits: Limits) -> PushRequest:
     """Validate a ``POST /v1/push`` body; raises :class:`ApiError` (400 or 413)."""
-    return _request(decode_body(body, PushBody), settings)
+    return _request(decode_body(body, PushBody), limits)
 
 
-def parse_push_batch(body: bytes, settings: Settings) -> list[PushRequest]:
+def parse_push_batch(body: bytes, limits: Limits) -> list[PushRequest]:
     """Validate a ``POST /v1/push/batch`` body; all messages or none (raises ApiError)."""
     batch = decode_body(body, PushBatchBody)
+    if len(batch.messages) > limits.max_batch:
+        raise ApiError(
+            400,
+            BAD_REQUEST,
+            f"messages: at most {limits.max_batch} messages per batch (max_batch);"
+            f" got {len(batch.messages)}",
+        )
     return [
-        _request(push, settings, f"messages[{index}].") for index, push in enumerate(batch.messages)
+        _request(push, limits, f"messages[{index}].") for index, push in enumerate(batch.messages)
     ]

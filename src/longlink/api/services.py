@@ -7,6 +7,7 @@ in-memory backends.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ from longlink.control.tokens import TokenIssuer
 from longlink.logic.base import SessionRegistry
 from longlink.model import MsgIdGenerator
 from longlink.settings import Settings
+from longlink.store.base import OfflineStore
+from longlink.trace import Tracer
 
 __all__ = ["KickFunc", "Services"]
 
@@ -33,6 +36,10 @@ class Services:
     ``POST /v1/users/{user}/kick`` answers 501. ``metrics`` is the
     Prometheus registry ``/metrics`` serves; the app registers its own
     counters in it, so give each app its own registry (the default).
+    ``clock`` (monotonic seconds) drives the API keys' rate limits.
+    ``store`` keeps guaranteed messages before they are queued (without one,
+    as in API-only tests, guaranteed messages are queued but not durable);
+    ``tracer`` records the message trace and serves the reach figures.
     """
 
     settings: Settings
@@ -43,3 +50,6 @@ class Services:
     kick: KickFunc | None = None
     channel: NodeChannel | None = None
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    clock: Callable[[], float] = time.monotonic
+    store: OfflineStore | None = None
+    tracer: Tracer = field(default_factory=Tracer)

@@ -135,3 +135,10 @@ class RawConnection:
         """Close the connection (idempotent)."""
         with contextlib.suppress(ConnectionClosed):
             await self._transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once, with no closing handshake (a reset, as the server sees it).
+
+        :meth:`close` may still be called afterwards.
+        """
+        self._transport.abort()

@@ -1,10 +1,33 @@
-"""The dispatch job: high and low priority queues consumed separately, routed by registry.
+"""The dispatch job: the high and low queues consumed apart, rooms aggregated, batches encoded once.
 
-Each priority has its own consumer task, so a backlog of low-priority
-messages never delays a high-priority one. A message's target is resolved to
-the nodes that hold its connections (areas become their rooms here, so a
-gateway never needs to know areas), and each node receives, in queue order,
-the messages it must write.
+Tasks (``async with Dispatcher(...)``), none shared between the priorities:
+
+* ``dispatch-high``: fetches high-priority messages, resolves their targets
+  to nodes and hands them over at once (path ``a``). With ``high_copies``
+  2 (the default) it also gives each fetched list to
+* ``dispatch-high-b``: a second, independent path that resolves the targets
+  again and hands the same messages over once more. Gateways drop the second
+  copy by msg id (PROTOCOL.md §1.3 rule 5); a copy lost or stuck on one path
+  still arrives by the other.
+* ``dispatch-low``: fetches low-priority messages, expands areas to rooms and
+  feeds the :class:`~longlink.dispatch.aggregator.Aggregator` (window
+  ``aggregate_ms``). With ``aggregate_ms`` 0 it routes every message on its
+  own, as it comes.
+* ``dispatch-low-emit``: the only task that hands low-priority work to the
+  nodes, so what the aggregator releases keeps its order: it closes windows
+  when due, encodes each room flush once into a
+  :class:`~longlink.model.RoomBatch` (:mod:`~longlink.dispatch.compression`)
+  and sends each node its envelopes in order.
+
+Every consumer yields to the loop between fetched lists: the embedded queue
+never suspends while it has messages, and a low-priority backlog must not
+starve the high consumer sharing the loop. ``pace``, when given (the node
+wires its own gateway's), is awaited before each low-priority fetch so the
+backlog stays in the queue (bounded, 503 at the API) instead of piling up in
+a gateway's write queue.
+
+Messages are acked to the queue once handed over (for the low priority:
+once the batch holding them was sent).
 """
 
 from __future__ import annotations
@@ -13,44 +36,33 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from longlink.bus.base import MessageQueue, NodeChannel
+from longlink.dispatch.aggregator import Aggregator, Output, RoomFlush
+from longlink.dispatch.compression import BatchEncoder
+from longlink.dispatch.metrics import DispatchMetrics
 from longlink.logic.base import SessionRegistry
-from longlink.model import Message, Priority, Target
+from longlink.model import Envelope, Message, Priority, Target
+from longlink.settings import Settings
+from longlink.trace import Tracer
 
 log = logging.getLogger("longlink.dispatch")
 
 FETCH_MAX = 512
+READY_MAX = 8 * FETCH_MAX  # released low-priority items waiting for the emitter
+SECOND_PATH_MAX = 64  # fetched lists waiting on the second high path; more are not copied
+CLOSE_FLUSH_S = 1.0  # on close, how long pending windows get to go out
 
-
-class DispatchMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.dispatched = Counter(
-            "longlink_dispatched_messages",
-            "Messages routed to gateway nodes",
-            ["priority"],
-            registry=registry,
-        )
-        self.unrouted = Counter(
-            "longlink_unrouted_messages",
-            "Messages whose target had no connection anywhere",
-            ["priority"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "longlink_dispatch_latency_seconds",
-            "From acceptance at the API to hand-over to the gateway nodes",
-            ["priority"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=registry,
-        )
+#: Awaited before each low-priority fetch (returns when the write path has room).
+Pace = Callable[[], Awaitable[None]]
 
 
 class Dispatcher:
-    """Runs one consumer per priority until closed (``async with Dispatcher(...)``)."""
+    """Runs the consumers until closed (see the module docstring)."""
 
     def __init__(
         self,
@@ -58,71 +70,251 @@ class Dispatcher:
         registry: SessionRegistry,
         channel: NodeChannel,
         metrics: CollectorRegistry | None = None,
+        tracer: Tracer | None = None,
+        *,
+        settings: Settings | None = None,
+        pace: Pace | None = None,
     ) -> None:
+        settings = settings or Settings()
         self.queue = queue
         self.registry = registry
         self.channel = channel
         self.metrics = DispatchMetrics(metrics or CollectorRegistry())
-        self._tasks: list[asyncio.Task[None]] = []
+        self.tracer = tracer or Tracer(scope="off")  # records "dispatched" (longlink.trace)
+        self.pace = pace
+        self.high_copies = 2 if settings.high_copies >= 2 else 1
+        self.aggregator: Aggregator | None = None
+        if settings.aggregate_ms > 0:
+            self.aggregator = Aggregator(
+                settings.aggregate_ms / 1000,
+                settings.aggregate_max_messages,
+                settings.aggregate_max_bytes,
+            )
+        self.encoder = BatchEncoder(settings.compress_min_bytes, settings.brotli_quality)
+        self.metrics.watch(queue.depth, self._pending)
+        self._ready: deque[Output] = deque()
+        self._wake = asyncio.Event()  # the emitter has work (or a new deadline)
+        self._drained = asyncio.Event()  # the emitter has caught up
+        self._second: deque[list[Message]] = deque()
+        self._second_wake = asyncio.Event()
+        self._consumers: list[asyncio.Task[None]] = []
+        self._helpers: list[asyncio.Task[None]] = []
+
+    def _pending(self) -> int:
+        held = self.aggregator.pending_messages if self.aggregator else 0
+        return held + len(self._ready)
 
     async def __aenter__(self) -> Dispatcher:
-        self._tasks = [
-            asyncio.create_task(self._consume(priority), name=f"dispatch-{priority.value}")
-            for priority in (Priority.HIGH, Priority.LOW)
+        self._consumers = [
+            asyncio.create_task(self._consume_high(), name="dispatch-high"),
+            asyncio.create_task(self._consume_low(), name="dispatch-low"),
         ]
+        if self.high_copies == 2:
+            self._helpers.append(asyncio.create_task(self._second_path(), name="dispatch-high-b"))
+        if self.aggregator is not None:
+            self._helpers.append(asyncio.create_task(self._emit_low(), name="dispatch-low-emit"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        """Stop consuming; idempotent. Messages still queued stay in the queue."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        """Stop consuming; send what the open windows hold (1 s at most); idempotent.
 
-    async def _consume(self, priority: Priority) -> None:
+        Messages still in the queue stay there.
+        """
+        await _cancel(self._consumers)
+        self._consumers = []
+        emitter_alive = any(not t.done() for t in self._helpers)
+        if self.aggregator is not None and emitter_alive:
+            self._ready.extend(self.aggregator.flush_all(asyncio.get_running_loop().time()))
+            if self._ready:
+                self._drained.clear()
+                self._wake.set()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CLOSE_FLUSH_S):
+                        await self._drained.wait()
+        await _cancel(self._helpers)
+        self._helpers = []
+
+    # ------------------------------------------------------------------ high priority
+
+    async def _consume_high(self) -> None:
+        queue = self.queue
         while True:
-            messages = await self.queue.fetch(priority, FETCH_MAX)
+            messages = await queue.fetch(Priority.HIGH, FETCH_MAX)
             if not messages:
                 return  # queue closed
+            self.metrics.messages_in.labels(Priority.HIGH.value).inc(len(messages))
+            if self.high_copies == 2:
+                if len(self._second) < SECOND_PATH_MAX:
+                    self._second.append(messages)
+                    self._second_wake.set()
+                else:
+                    log.warning("second high-priority path is behind: %d not copied", len(messages))
             try:
-                await self.route(messages)
+                await self.route(messages, path="a")
             except Exception:
-                log.exception("dispatch of %d %s messages failed", len(messages), priority)
+                log.exception("dispatch of %d high-priority messages failed", len(messages))
+            finally:
+                await queue.ack(Priority.HIGH, messages)
+            await asyncio.sleep(0)  # let the loop breathe between fetched lists
 
-    async def route(self, messages: list[Message]) -> None:
+    async def _second_path(self) -> None:
+        while True:
+            await self._second_wake.wait()
+            self._second_wake.clear()
+            while self._second:
+                messages = self._second.popleft()
+                try:
+                    await self.route(messages, path="b", trace=False)
+                except Exception:
+                    log.exception("second path: %d high-priority messages failed", len(messages))
+
+    # ------------------------------------------------------------------ low priority
+
+    async def _consume_low(self) -> None:
+        queue = self.queue
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.pace is not None:
+                await self.pace()
+            messages = await queue.fetch(Priority.LOW, FETCH_MAX)
+            if not messages:
+                return
+            self.metrics.messages_in.labels(Priority.LOW.value).inc(len(messages))
+            aggregator = self.aggregator
+            if aggregator is None:  # aggregate_ms = 0: every message on its own
+                try:
+                    await self.route(messages)
+                except Exception:
+                    log.exception("dispatch of %d low-priority messages failed", len(messages))
+                finally:
+                    await queue.ack(Priority.LOW, messages)
+            else:
+                ready = self._ready
+                for message in messages:
+                    if message.target.areas:
+                        message = await self._expand_areas(message)
+                    ready.extend(aggregator.add(message, loop.time()))
+                self._wake.set()
+                while len(ready) > READY_MAX:
+                    self._drained.clear()
+                    await self._drained.wait()
+            await asyncio.sleep(0)
+
+    async def _emit_low(self) -> None:
+        assert self.aggregator is not None
+        aggregator = self.aggregator
+        loop = asyncio.get_running_loop()
+        ready = self._ready
+        while True:
+            self._wake.clear()
+            ready.extend(aggregator.due(loop.time()))
+            if ready:
+                items = list(ready)
+                ready.clear()
+                try:
+                    await self._send_low(items)
+                except Exception:
+                    log.exception("dispatch of %d low-priority items failed", len(items))
+                continue  # look again: more may have come meanwhile
+            self._drained.set()
+            deadline = aggregator.next_deadline()
+            if deadline is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await self._wake.wait()
+
+    async def _send_low(self, items: list[Output]) -> None:
+        """Encode each flush once and hand every node its envelopes, in order."""
+        per_node: defaultdict[str, list[Envelope]] = defaultdict(list)
+        done: list[Message] = []
+        now_ms = time.time() * 1000
+        for item in items:
+            if isinstance(item, RoomFlush):
+                messages = item.messages
+                batch, stats = self.encoder.encode(item.room, messages)
+                self.metrics.batch(len(messages), stats)
+                nodes = await self.registry.nodes_for(Target(rooms=[item.room]))
+                for node in nodes:
+                    per_node[node].append(batch)
+                self._count(messages, nodes, now_ms, batch.accepted_ms)
+                done.extend(messages)
+            else:
+                nodes = await self.registry.nodes_for(item.target)
+                for node in nodes:
+                    per_node[node].append(item)
+                self._count([item], nodes, now_ms, item.accepted_ms)
+                done.append(item)
+        try:
+            for node, envelopes in per_node.items():
+                await self.channel.send(node, envelopes)
+        finally:
+            await self.queue.ack(Priority.LOW, done)
+
+    # ------------------------------------------------------------------ routing
+
+    async def route(
+        self, messages: Sequence[Message], *, path: str = "", trace: bool = True
+    ) -> None:
         """Send each message to the nodes holding its targets, in order per node."""
-        per_node: defaultdict[str, list[Message]] = defaultdict(list)
+        per_node: defaultdict[str, list[Envelope]] = defaultdict(list)
+        now_ms = time.time() * 1000
+        routed: list[tuple[Message, set[str]]] = []
         for message in messages:
-            target = message.target
-            if target.areas:
-                rooms = await self.registry.rooms_in_areas(target.areas)
-                target = Target(rooms=sorted(set(rooms)))
-                message = Message(
-                    msg_id=message.msg_id,
-                    target=target,
-                    payload=message.payload,
-                    priority=message.priority,
-                    guaranteed=message.guaranteed,
-                    ttl_s=message.ttl_s,
-                    accepted_ms=message.accepted_ms,
-                )
-            nodes = await self.registry.nodes_for(target)
-            if not nodes:
-                self.metrics.unrouted.labels(message.priority.value).inc()
+            if message.target.areas:
+                message = await self._expand_areas(message)
+            nodes = await self.registry.nodes_for(message.target)
             for node in nodes:
                 per_node[node].append(message)
-        for node, batch in per_node.items():
-            await self.channel.send(node, batch)
-        now_ms = time.time() * 1000
-        for message in messages:
-            label = message.priority.value
-            self.metrics.dispatched.labels(label).inc()
-            if message.accepted_ms:
-                self.metrics.latency.labels(label).observe(
-                    max(0.0, (now_ms - message.accepted_ms) / 1000)
-                )
+            routed.append((message, nodes))
+        for node, envelopes in per_node.items():
+            await self.channel.send(node, envelopes)
+        if path:
+            self.metrics.high_copies.labels(path).inc(len(messages))
+        if trace or not path:
+            for message, nodes in routed:
+                self._count([message], nodes, now_ms, message.accepted_ms, trace=trace)
+
+    async def _expand_areas(self, message: Message) -> Message:
+        """The message with its areas replaced by their rooms (gateways know no areas)."""
+        rooms = await self.registry.rooms_in_areas(message.target.areas)
+        return Message(
+            msg_id=message.msg_id,
+            target=Target(rooms=sorted(set(rooms))),
+            payload=message.payload,
+            priority=message.priority,
+            guaranteed=message.guaranteed,
+            ttl_s=message.ttl_s,
+            accepted_ms=message.accepted_ms,
+        )
+
+    def _count(
+        self,
+        messages: Sequence[Message],
+        nodes: set[str],
+        now_ms: float,
+        accepted_ms: int,
+        *,
+        trace: bool = True,
+    ) -> None:
+        label = messages[0].priority.value
+        metrics = self.metrics
+        if not nodes:
+            metrics.unrouted.labels(label).inc(len(messages))
+        metrics.dispatched.labels(label).inc(len(messages))
+        if accepted_ms:
+            metrics.latency.labels(label).observe(max(0.0, (now_ms - accepted_ms) / 1000))
+        if trace:
+            self.tracer.on_many(messages, "dispatched", {"nodes": sorted(nodes)})
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

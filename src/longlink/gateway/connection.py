@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from longlink.control.tokens import TokenExpired, TokenInvalid
+from longlink.logic.presence import Liveness
 from longlink.protocol import ErrorCode, Frame, Op, ProtocolError, encode_frame
 from longlink.protocol.messages import (
     Auth,
@@ -43,6 +44,7 @@ from longlink.protocol.session import (
 )
 
 if TYPE_CHECKING:
+    from longlink.gateway.guarantee import Unacked
     from longlink.gateway.server import Gateway
 
 log = logging.getLogger("longlink.gateway")
@@ -60,12 +62,17 @@ class Connection(asyncio.Protocol):
         "conn_id",
         "deferred",
         "device",
+        "dropped",
+        "entered",
         "gateway",
         "heartbeat_s",
         "last_seen",
+        "liveness",
         "rooms",
         "state",
         "transport",
+        "unacked",
+        "upstream_tat",
         "user",
         "wheel_slot",
     )
@@ -85,6 +92,15 @@ class Connection(asyncio.Protocol):
         self.last_seen = gateway.clock
         self.wheel_slot = -1
         self.deferred: deque[Frame] | None = None
+        self.dropped = 0  # low-priority messages dropped: the client read too slowly
+        # Presence (gateway/events.py): rooms whose ENTER fired, alive/suspect/gone,
+        # and the upstream rate limit's state (logic/upstream.py).
+        self.entered: tuple[str, ...] = ()
+        self.liveness = Liveness.ALIVE
+        self.upstream_tat = 0.0
+        # Guaranteed messages written and not acked (gateway/guarantee.py); None while
+        # there are none, so an idle connection holds no dict.
+        self.unacked: dict[int, Unacked] | None = None
 
     @property
     def closed(self) -> bool:
@@ -140,20 +156,19 @@ class Connection(asyncio.Protocol):
             counts = self.gateway.room_counts(self.rooms)
             body = encode_body(HeartbeatOk(counts))
             self.send(encode_frame(Op.HEARTBEAT_OK, body, seq=frame.seq))
+            self.gateway.presence.heartbeat(self)  # re-asserts the rooms (idempotent enter)
         elif op == Op.AUTH:
             self._auth(frame)
         elif op == Op.JOIN:
             room = decode_body(frame.body, RoomBody).room
-            if room in self.rooms:
-                online = self.gateway.room_counts((room,))[room]
-                body = encode_body(JoinOk(room, online))
-                self.send(encode_frame(Op.JOIN_OK, body, seq=frame.seq))
-                return
-            self._check_room(room)
-            if len(self.rooms) >= self.gateway.settings.max_rooms:
-                raise ProtocolError(
-                    ErrorCode.ROOM_LIMIT, f"at most {self.gateway.settings.max_rooms} rooms"
-                )
+            if room not in self.rooms:
+                self._check_room(room)
+                if len(self.rooms) >= self.gateway.settings.max_rooms:
+                    raise ProtocolError(
+                        ErrorCode.ROOM_LIMIT, f"at most {self.gateway.settings.max_rooms} rooms"
+                    )
+            # A room already joined goes through the registry too (idempotent there),
+            # so its JOIN_OK carries the current count, not a cached one.
             self._run(self._join(room, frame.seq))
         elif op == Op.LEAVE:
             room = decode_body(frame.body, RoomBody).room

@@ -1,73 +1,528 @@
-"""Writing pushes to connections: frame once, write the same bytes to many.
+"""Writing pushes to connections: frame once, write the same bytes to many, wait for no one.
 
-:class:`Delivery` is the gateway's write path. It resolves a message's
-target to local connections (the hub), encodes the PUSH frame once (and its
-WebSocket message once), and writes it to each connection, applying the
-outbox policy: a client whose write buffer is over the soft limit loses
-low-priority pushes (counted); over the hard limit even a high-priority push
-closes it with ``server_busy``. A slow client never slows its room.
+:class:`Delivery` is the gateway's write path (docs/dispatch.md). It takes
+what dispatch sends the node — single messages and room batches, already
+encoded — and writes them with ``transport.write``; the transport's write
+buffer is each connection's outbox.
+
+Two write paths, so low-priority volume never delays a high-priority push:
+
+* **High priority** is written at once, inside :meth:`Delivery.deliver`,
+  after the node's duplicate filter (:class:`~longlink.gateway.dedup.SeenIds`):
+  dispatch sends each high-priority message twice, the second copy is dropped
+  here by msg id.
+* **Low priority** goes through one ordered queue of jobs, written by one
+  writer task in slices of :data:`SLICE` writes with a yield to the loop
+  between slices, so a fan-out to a big room never starves heartbeats or a
+  high-priority push. A job that fits in a slice while the queue is empty is
+  written at once. Room batches waiting back to back for the same room are
+  written together, one write per connection carrying all of their frames:
+  when the writer falls behind, batches grow instead of the delay (the window
+  adapts to the room's heat). :meth:`Delivery.wait_ready` lets an in-process
+  dispatcher wait while the queue holds more than :data:`BACKLOG_PACE` writes.
+
+Room batches are written per group of the room (transport, codec; see
+:mod:`~longlink.gateway.hub`): the frame for the group's codec is chosen
+once, wrapped in a WebSocket message once, and the same bytes go to every
+member. Order per connection is kept: jobs run in order, and a connection
+appears once in a job.
+
+Outbox policy, per connection (``outbox_soft_kib`` / ``outbox_hard_kib``):
+over the soft limit a connection loses low-priority frames (counted in
+``Connection.dropped`` and ``longlink_slow_client_drops_total``); a
+high-priority frame is still written unless it would take the buffer past the
+hard limit, in which case the connection is closed with ``server_busy`` (and
+its transport aborted :data:`SLOW_ABORT_S` later if it still cannot flush).
+A slow client never slows its room: nothing here waits for a connection.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from longlink.gateway.connection import Connection
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from longlink.dispatch.compression import push_frame
+from longlink.gateway.connection import WS, Connection
+from longlink.gateway.dedup import SeenIds
+from longlink.gateway.hub import Change, group_of
 from longlink.gateway.websocket import ws_message
-from longlink.model import Message, Priority
-from longlink.protocol import ErrorCode, Flag, Op, ProtocolError, encode_frame
+from longlink.model import Message, Priority, RoomBatch
+from longlink.protocol import (
+    ErrorCode,
+    Flag,
+    ProtocolError,
+    decode_frame,
+    encode_batch,
+    encode_frame,
+    split_batch,
+)
+from longlink.protocol.frames import MAX_U32
 from longlink.protocol.session import SessionState
 
 if TYPE_CHECKING:
     from longlink.gateway.server import Gateway
 
-OUTBOX_SOFT_LIMIT = 1 << 20  # bytes queued to a client before low-priority pushes are dropped
-OUTBOX_HARD_LIMIT = 4 << 20  # past this even high priority does not fit: close server_busy
+SLICE = 2048  # writes between two yields to the loop
+BACKLOG_PACE = 200_000  # queued low-priority writes past which wait_ready() waits
+BACKLOG_MAX = 2_000_000  # past this, further low-priority work is dropped (counted)
+SLOW_ABORT_S = 2.0  # a client closed as too slow gets this long to take its ERROR
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+_OPEN = SessionState.OPEN
+_LOW = Priority.LOW
+_HIGH = Priority.HIGH
+
+#: One part of a fan-out: these connections get these bytes.
+Part = tuple[list[Connection], bytes]
+
+
+class DeliveryMetrics:
+    """Prometheus collectors of the write path (names listed in docs/dispatch.md)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = Counter(
+            "longlink_deliveries",
+            "Messages written to connections (a batch of n written to c connections: n x c)",
+            ["priority"],
+            registry=registry,
+        )
+        self.batch_writes = Counter(
+            "longlink_batch_writes",
+            "Room batch frames written to connections",
+            registry=registry,
+        )
+        self.dedup_drops = Counter(
+            "longlink_dedup_drops",
+            "High-priority copies dropped by the node's duplicate filter",
+            registry=registry,
+        )
+        self.slow_closes = Counter(
+            "longlink_slow_client_closes",
+            "Connections closed with server_busy: over the hard write-buffer limit",
+            registry=registry,
+        )
+        self.coalesced = Counter(
+            "longlink_coalesced_batches",
+            "Room batches written in the same write as the batch before them (writer behind)",
+            registry=registry,
+        )
+        self.overload_drops = Counter(
+            "longlink_delivery_overload_drops",
+            "Low-priority messages dropped because the node's write queue was full",
+            registry=registry,
+        )
+        self.backlog = Gauge(
+            "longlink_delivery_backlog_writes",
+            "Low-priority writes queued on this node",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "longlink_delivery_latency_seconds",
+            "From acceptance at the API to the last connection written (oldest message)",
+            ["priority"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+class _Job:
+    """Queued low-priority work: room batches, one message, or one guaranteed message."""
+
+    __slots__ = ("batches", "conns", "estimate", "message")
+
+    def __init__(
+        self,
+        estimate: int,
+        batches: list[RoomBatch] | None = None,
+        message: Message | None = None,
+        conns: list[Connection] | None = None,
+    ) -> None:
+        self.estimate = estimate  # writes it will take
+        self.batches = batches
+        self.message = message
+        self.conns = conns  # a message's connections, resolved when it was queued
 
 
 class Delivery:
     """The gateway's write path (see the module docstring)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, metrics: CollectorRegistry | None = None) -> None:
+        settings = gateway.settings
         self.gateway = gateway
         self.hub = gateway.hub
         self.metrics = gateway.metrics
+        self.stats = DeliveryMetrics(metrics or CollectorRegistry())
+        self.stats.backlog.set_function(lambda: float(self._backlog))
+        self.soft_limit = settings.outbox_soft_kib * 1024
+        self.hard_limit = max(settings.outbox_hard_kib * 1024, self.soft_limit)
+        #: High-priority msg ids written lately (the second copy is dropped).
+        self.seen = SeenIds(settings.dedup_window_s, settings.dedup_size)
+        self._low: deque[_Job] = deque()
+        self._backlog = 0  # estimated writes in self._low
+        self._writing = False  # the writer task runs
+        self._room = asyncio.Event()  # set while the backlog is under BACKLOG_PACE
+        self._room.set()
 
-    def deliver(self, messages: Sequence[Message]) -> None:
-        """Write each message to every local connection it targets (frame once, write many)."""
-        for message in messages:
-            flags = 0
-            if message.priority == Priority.HIGH:
-                flags |= Flag.HIGH_PRIORITY
-            if message.guaranteed:
-                flags |= Flag.ACK_REQUIRED
-            frame = encode_frame(Op.PUSH, message.payload, flags=flags, msg_id=message.msg_id)
-            self.write_many(self.hub.resolve(message.target), frame, message.priority)
+    # ------------------------------------------------------------------ entry points
+
+    def deliver(self, items: Sequence[Message | RoomBatch]) -> None:
+        """Write what dispatch sent this node, in order (high priority at once)."""
+        for item in items:
+            if item.priority == _HIGH:
+                self._high(item)
+            elif isinstance(item, RoomBatch):
+                self._low_batch(item)
+            else:
+                self._low_message(item)
+
+    async def wait_ready(self) -> None:
+        """Return once the low-priority queue holds at most :data:`BACKLOG_PACE` writes."""
+        while self._backlog > BACKLOG_PACE:
+            self._room.clear()
+            await self._room.wait()
+
+    @property
+    def backlog(self) -> int:
+        """Low-priority writes queued (an estimate made when each job was queued)."""
+        return self._backlog
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being written."""
+        return not self._writing and not self._low
 
     def write_many(self, conns: Iterable[Connection], frame: bytes, priority: Priority) -> int:
-        """Write one frame to many connections; the WebSocket message is built once."""
-        encoded: list[bytes | None] = [frame, None]
+        """Write one frame to many connections now, with the outbox policy; returns writes."""
+        tcp: list[Connection] = []
+        ws: list[Connection] = []
+        for conn in conns:
+            (ws if conn.kind == WS else tcp).append(conn)
+        parts: list[Part] = []
+        if tcp:
+            parts.append((tcp, frame))
+        if ws:
+            parts.append((ws, ws_message(frame)))
+        return sum(self._write(c, d, 1, priority) for c, d in parts)
+
+    # ------------------------------------------------------------------ high priority
+
+    def _high(self, item: Message | RoomBatch) -> None:
+        now = time.monotonic()
+        seen = self.seen
+        if isinstance(item, RoomBatch):  # dispatch does not batch high priority; be exact anyway
+            if not all([seen.add(msg_id, now) for msg_id in item.msg_ids]):
+                self.stats.dedup_drops.inc()
+                return
+            self._finish([item], self._batch_parts([item]), _HIGH)
+            return
+        if not seen.add(item.msg_id, now):
+            self.stats.dedup_drops.inc()  # the other path's copy was written already
+            return
+        if item.guaranteed:  # ACK_REQUIRED, retries, offline store: gateway/guarantee.py
+            self.gateway.guarantee.deliver(item)
+            return
+        parts = self._message_parts(item, None)
+        self._finish_message(item, self._write_parts(parts, 1, _HIGH))
+
+    # ------------------------------------------------------------------ low priority
+
+    def _low_batch(self, batch: RoomBatch) -> None:
+        groups = self.hub.groups.get(batch.room)
+        if not groups:
+            return
+        size = sum(len(members) for members in groups.values())
+        if not self._writing and not self._low and size <= SLICE:
+            self._finish([batch], self._batch_parts([batch]), _LOW)
+            return
+        self._queue(_Job(size, batches=[batch]), len(batch.msg_ids))
+
+    def _low_message(self, message: Message) -> None:
+        if not self._writing and not self._low:
+            if message.guaranteed:
+                self.gateway.guarantee.deliver(message)
+                return
+            conns = None
+            if not _one_room(message):
+                conns = list(self.hub.resolve(message.target))
+                size = len(conns)
+            else:
+                size = len(self.hub.rooms.get(message.target.rooms[0], ()))
+            if size <= SLICE:
+                parts = self._message_parts(message, conns)
+                self._finish_message(message, self._write_parts(parts, 1, _LOW))
+                return
+            self._queue(_Job(size, message=message, conns=conns), 1)
+            return
+        if message.guaranteed:
+            self._queue(_Job(1, message=message), 1)  # its turn keeps its order
+            return
+        if _one_room(message):
+            size = len(self.hub.rooms.get(message.target.rooms[0], ()))
+            self._queue(_Job(size, message=message), 1)
+        else:
+            conns = list(self.hub.resolve(message.target))
+            self._queue(_Job(len(conns), message=message, conns=conns), 1)
+
+    def _queue(self, job: _Job, messages: int) -> None:
+        if self._backlog + job.estimate > BACKLOG_MAX:
+            self.stats.overload_drops.inc(messages)
+            return
+        self._low.append(job)
+        self._backlog += job.estimate
+        if self._backlog > BACKLOG_PACE:
+            self._room.clear()
+        if not self._writing:
+            self._writing = True
+            self.gateway.spawn(self._write_queue())  # tracked: the gateway awaits it on close
+
+    async def _write_queue(self) -> None:
+        """The writer task: run the jobs in order, a slice at a time; ends when empty."""
+        low = self._low
+        budget = SLICE
+        try:
+            while low:
+                job = low.popleft()
+                self._backlog -= job.estimate
+                if job.batches is not None:
+                    batches = job.batches
+                    room = batches[0].room
+                    while low and low[0].batches is not None and low[0].batches[0].room == room:
+                        merged = low.popleft()
+                        self._backlog -= merged.estimate
+                        assert merged.batches is not None
+                        batches.extend(merged.batches)
+                        self.stats.coalesced.inc(len(merged.batches))
+                    parts = self._batch_parts(batches)
+                    messages = sum(len(b.msg_ids) for b in batches)
+                else:
+                    assert job.message is not None
+                    messages = 1
+                    if job.message.guaranteed:
+                        self.gateway.guarantee.deliver(job.message)
+                        parts = []
+                    else:
+                        parts = self._message_parts(job.message, job.conns)
+                written = 0
+                for conns, data in parts:
+                    for start in range(0, len(conns), SLICE):
+                        chunk = conns[start : start + SLICE]
+                        if budget <= 0:
+                            budget = SLICE
+                            self._wake_pacer()
+                            await asyncio.sleep(0)
+                        written += self._write(chunk, data, messages, _LOW)
+                        budget -= len(chunk)
+                if job.batches is not None:
+                    self._count_batches(job.batches, written, _LOW)
+                elif job.message is not None and not job.message.guaranteed:
+                    self._finish_message(job.message, written)
+                if budget <= 0 or not low:
+                    budget = SLICE
+                    self._wake_pacer()
+                    await asyncio.sleep(0)
+        finally:
+            self._writing = False
+            self._wake_pacer()
+
+    def _wake_pacer(self) -> None:
+        if self._backlog <= BACKLOG_PACE // 2 or not self._low:
+            self._room.set()
+
+    # ------------------------------------------------------------------ planning
+
+    def _batch_parts(self, batches: list[RoomBatch]) -> list[Part]:
+        """One part per group of the room: its members and the frames for its codec.
+
+        A connection that joined or left the room after the oldest message of
+        ``batches`` was accepted gets its own part: exactly the messages
+        accepted while it was in the room (see :meth:`Hub.settle`).
+        """
+        room = batches[0].room
+        straddling = self._straddling(room, batches)
+        groups = self.hub.groups.get(room)
+        parts: list[Part] = []
+        for key, members in (groups or {}).items():
+            kind, codec = group_of(key)
+            frames = [batch.frame_for(codec) for batch in batches]
+            if kind == WS:
+                frames = [ws_message(frame) for frame in frames]
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            if straddling:
+                parts.append(([c for c in members if c not in straddling], data))
+            else:
+                parts.append((list(members), data))
+        for conn, changes in straddling.items():
+            if conn.state is not _OPEN:
+                continue
+            frame = _frame_for_member(batches, changes)
+            if frame:
+                parts.append(([conn], ws_message(frame) if conn.kind == WS else frame))
+        return parts
+
+    def _straddling(self, room: str, batches: list[RoomBatch]) -> dict[Connection, list[Change]]:
+        if room not in self.hub.changes:
+            return {}
+        known = [ms for batch in batches for ms in batch.accepted if ms]
+        if not known:
+            return {}  # acceptance times unknown: the members as they are now
+        return self.hub.settle(room, min(known))
+
+    def _message_parts(self, message: Message, conns: list[Connection] | None) -> list[Part]:
+        """One part per transport: the PUSH frame framed once for each."""
+        frame = push_frame(message)
+        if conns is None:
+            if _one_room(message):
+                groups = self.hub.groups.get(message.target.rooms[0])
+                if not groups:
+                    return []
+                by_kind: list[bytes | None] = [None, None]
+                parts: list[Part] = []
+                for key, members in groups.items():
+                    kind = group_of(key)[0]
+                    data = by_kind[kind]
+                    if data is None:
+                        data = by_kind[kind] = ws_message(frame) if kind == WS else frame
+                    parts.append((list(members), data))
+                return parts
+            conns = list(self.hub.resolve(message.target))
+        tcp: list[Connection] = []
+        ws: list[Connection] = []
+        for conn in conns:
+            (ws if conn.kind == WS else tcp).append(conn)
+        out: list[Part] = []
+        if tcp:
+            out.append((tcp, frame))
+        if ws:
+            out.append((ws, ws_message(frame)))
+        return out
+
+    # ------------------------------------------------------------------ writing
+
+    def _write_parts(self, parts: list[Part], messages: int, priority: Priority) -> int:
+        return sum(self._write(conns, data, messages, priority) for conns, data in parts)
+
+    def _write(
+        self, conns: list[Connection], data: bytes, messages: int, priority: Priority
+    ) -> int:
+        """Write ``data`` to each open connection of ``conns`` (the hot loop); returns writes.
+
+        ``messages`` is how many messages ``data`` carries (for the drop counts).
+        """
+        soft = self.soft_limit
         written = 0
-        high = priority == Priority.HIGH
         for conn in conns:
             transport = conn.transport
-            if transport is None or conn.state != SessionState.OPEN:
+            if transport is None or conn.state is not _OPEN:
                 continue
-            queued = transport.get_write_buffer_size()
-            if queued > OUTBOX_SOFT_LIMIT:
-                # A slow client never slows its room: it loses low priority, then its connection.
-                if not high:
-                    self.metrics.slow_drops.labels("low").inc()
-                    continue
-                if queued > OUTBOX_HARD_LIMIT:
-                    self.metrics.slow_drops.labels("high").inc()
-                    conn.fail(ProtocolError(ErrorCode.SERVER_BUSY, "client reads too slowly"))
-                    continue
-            data = encoded[conn.kind]
-            if data is None:
-                data = encoded[conn.kind] = ws_message(frame)
+            if transport.get_write_buffer_size() > soft and not self._over_soft(
+                conn, transport, len(data), messages, priority
+            ):
+                continue
             transport.write(data)
             written += 1
-        self.metrics.pushes_written.inc(written)
         return written
+
+    def _over_soft(
+        self,
+        conn: Connection,
+        transport: asyncio.Transport,
+        size: int,
+        messages: int,
+        priority: Priority,
+    ) -> bool:
+        """The slow path of :meth:`_write`: True if the frame may still be written."""
+        if priority == _LOW:
+            conn.dropped += messages
+            self.metrics.slow_drops.labels("low").inc(messages)
+            return False
+        if transport.get_write_buffer_size() + size <= self.hard_limit:
+            return True
+        self.metrics.slow_drops.labels("high").inc(messages)
+        self.stats.slow_closes.inc()
+        conn.fail(ProtocolError(ErrorCode.SERVER_BUSY, "client reads too slowly"))
+        asyncio.get_running_loop().call_later(SLOW_ABORT_S, _abort, conn)
+        return False
+
+    # ------------------------------------------------------------------ accounting
+
+    def _finish(self, batches: list[RoomBatch], parts: list[Part], priority: Priority) -> None:
+        messages = sum(len(b.msg_ids) for b in batches)
+        written = self._write_parts(parts, messages, priority)
+        self._count_batches(batches, written, priority)
+
+    def _count_batches(self, batches: list[RoomBatch], written: int, priority: Priority) -> None:
+        messages = sum(len(b.msg_ids) for b in batches)
+        stats = self.stats
+        label = priority.value
+        stats.deliveries.labels(label).inc(messages * written)
+        stats.batch_writes.inc(written * len(batches))
+        self.metrics.pushes_written.inc(written)
+        accepted = min((b.accepted_ms for b in batches if b.accepted_ms), default=0)
+        if accepted:
+            stats.latency.labels(label).observe(max(0.0, time.time() - accepted / 1000))
+        tracer = self.gateway.tracer
+        if tracer.scope == "all" and tracer.max_messages > 0:
+            at_ms = tracer.now_ms()
+            detail = {"node": self.gateway.settings.node_id, "written": written}
+            for batch in batches:
+                for msg_id in batch.msg_ids:
+                    tracer.record(msg_id, "written", detail, at_ms)
+
+    def _finish_message(self, message: Message, written: int) -> None:
+        label = message.priority.value
+        self.stats.deliveries.labels(label).inc(written)
+        self.metrics.pushes_written.inc(written)
+        if message.accepted_ms:
+            self.stats.latency.labels(label).observe(
+                max(0.0, time.time() - message.accepted_ms / 1000)
+            )
+        tracer = self.gateway.tracer
+        if tracer.wants(message):
+            detail = {"node": self.gateway.settings.node_id, "written": written}
+            tracer.record(message.msg_id, "written", detail)
+
+
+def _member_at(changes: list[Change], at_ms: int) -> bool:
+    """Whether the connection was in the room at ``at_ms``, from its changes (oldest first)."""
+    member = not changes[0][2]  # before its first change it was the opposite
+    for changed_ms, _, joined in changes:
+        if changed_ms > at_ms:
+            break
+        member = joined
+    return member
+
+
+def _frame_for_member(batches: list[RoomBatch], changes: list[Change]) -> bytes:
+    """The messages of ``batches`` accepted while the connection was a member, as one frame."""
+    kept: list[bytes] = []
+    for batch in batches:
+        outer = decode_frame(batch.frames[0], MAX_U32)
+        inner = split_batch(outer.body) if outer.flags & Flag.BATCH else [outer]
+        accepted = batch.accepted
+        for index, frame in enumerate(inner):
+            at_ms = accepted[index] if index < len(accepted) and accepted[index] else MAX_U32 << 16
+            if _member_at(changes, at_ms):
+                kept.append(
+                    encode_frame(frame.op, frame.body, flags=frame.flags, msg_id=frame.msg_id)
+                )
+    if len(kept) <= 1:
+        return kept[0] if kept else b""
+    return encode_batch(kept)
+
+
+def _one_room(message: Message) -> bool:
+    target = message.target
+    return len(target.rooms) == 1 and not (
+        target.users or target.devices or target.areas or target.all
+    )
+
+
+def _abort(conn: Connection) -> None:
+    """Cut a connection closed for slowness that still has not flushed."""
+    if conn.transport is not None:
+        conn.transport.abort()

@@ -3,26 +3,51 @@
 Rooms are plain sets, so join and leave are O(1) (goim's buckets and rooms,
 without the sharding a single event loop does not need). Only connections
 that have received AUTH_OK are indexed.
+
+Each room is also split into *groups* by (transport, codec), kept up to date
+on join and leave: a room batch has one frame per codec and one WebSocket
+message per group, so the write loop takes a group and writes the same bytes
+to every member without looking at the connection's kind or codec.
+
+Recent joins and leaves are remembered per room for :data:`CHANGE_MAX_AGE_MS`
+(wall-clock ms, like message ids): a room batch can hold messages accepted
+before a connection joined or left, and the write path uses these to give
+such a connection exactly the messages accepted while it was in the room.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Iterable
+from typing import TypeVar
 
 from longlink.gateway.connection import Connection
 from longlink.model import Target
+
+GROUP_CODECS = 3  # codecs 0 none, 1 zlib, 2 brotli (PROTOCOL.md §1.1)
+CHANGE_MAX_AGE_MS = 5_000  # joins and leaves remembered for batches that straddle them
+_K = TypeVar("_K")
+
+#: A join (True) or leave (False) of a room: (unix ms, connection, joined).
+Change = tuple[int, Connection, bool]
 
 
 class Hub:
     """Open connections, indexed for target resolution."""
 
-    __slots__ = ("conns", "devices", "rooms", "users")
+    __slots__ = ("_log", "changes", "conns", "devices", "groups", "rooms", "users")
 
     def __init__(self) -> None:
         self.conns: dict[str, Connection] = {}
         self.users: dict[str, set[Connection]] = {}
         self.devices: dict[str, set[Connection]] = {}
         self.rooms: dict[str, set[Connection]] = {}
+        #: room -> group key (:func:`group_key`) -> members of the room in that group.
+        self.groups: dict[str, dict[int, set[Connection]]] = {}
+        #: room -> its recent joins and leaves, oldest first (see the module docstring).
+        self.changes: dict[str, deque[Change]] = {}
+        self._log: deque[tuple[str, Change]] = deque()  # every change, oldest first
 
     def add(self, conn: Connection, rooms: Iterable[str]) -> None:
         """Index an authenticated connection with its initial rooms."""
@@ -40,16 +65,72 @@ class Hub:
         _discard(self.devices, conn.device, conn)
         for room in conn.rooms:
             _discard(self.rooms, room, conn)
+            self._ungroup(room, conn)
 
-    def join(self, conn: Connection, room: str) -> None:
+    def join(self, conn: Connection, room: str, at_ms: int | None = None) -> None:
         if room not in conn.rooms:
             conn.rooms = (*conn.rooms, room)
             self.rooms.setdefault(room, set()).add(conn)
+            groups = self.groups.get(room)
+            if groups is None:
+                groups = self.groups[room] = {}
+            groups.setdefault(group_key(conn), set()).add(conn)
+            self._changed(room, conn, True, at_ms)
 
-    def leave(self, conn: Connection, room: str) -> None:
+    def leave(self, conn: Connection, room: str, at_ms: int | None = None) -> None:
         if room in conn.rooms:
             conn.rooms = tuple(r for r in conn.rooms if r != room)
             _discard(self.rooms, room, conn)
+            self._ungroup(room, conn)
+            self._changed(room, conn, False, at_ms)
+
+    def _changed(self, room: str, conn: Connection, joined: bool, at_ms: int | None) -> None:
+        now = int(time.time() * 1000) if at_ms is None else at_ms
+        change = (now, conn, joined)
+        changes = self.changes.get(room)
+        if changes is None:
+            changes = self.changes[room] = deque()
+        changes.append(change)
+        log = self._log
+        log.append((room, change))
+        old = now - CHANGE_MAX_AGE_MS
+        while log and log[0][1][0] < old:
+            name, first = log.popleft()
+            self._forget_change(name, first)
+
+    def _forget_change(self, room: str, change: Change) -> None:
+        changes = self.changes.get(room)
+        if changes and changes[0] is change:
+            changes.popleft()
+            if not changes:
+                del self.changes[room]
+
+    def settle(self, room: str, oldest_ms: int) -> dict[Connection, list[Change]]:
+        """Changes of ``room`` a batch whose oldest message is from ``oldest_ms`` straddles.
+
+        Changes made at or before ``oldest_ms`` are settled (the batch, and
+        every later one, is for the members as they are now) and forgotten;
+        the rest are returned by connection, oldest first.
+        """
+        changes = self.changes.get(room)
+        if not changes:
+            return {}
+        while changes and changes[0][0] <= oldest_ms:
+            changes.popleft()
+        if not changes:
+            del self.changes[room]
+            return {}
+        straddling: dict[Connection, list[Change]] = {}
+        for change in changes:
+            straddling.setdefault(change[1], []).append(change)
+        return straddling
+
+    def _ungroup(self, room: str, conn: Connection) -> None:
+        groups = self.groups.get(room)
+        if groups is not None:
+            _discard(groups, group_key(conn), conn)
+            if not groups:
+                del self.groups[room]
 
     def resolve(self, target: Target) -> Iterable[Connection]:
         """The open connections ``target`` reaches, each once.
@@ -76,7 +157,17 @@ class Hub:
         return set().union(*groups)
 
 
-def _discard(index: dict[str, set[Connection]], key: str, conn: Connection) -> None:
+def group_key(conn: Connection) -> int:
+    """The group of ``conn`` within its rooms: transport kind and codec in one small int."""
+    return conn.kind * GROUP_CODECS + conn.codec
+
+
+def group_of(key: int) -> tuple[int, int]:
+    """``(kind, codec)`` of a group key."""
+    return divmod(key, GROUP_CODECS)
+
+
+def _discard(index: dict[_K, set[Connection]], key: _K, conn: Connection) -> None:
     members = index.get(key)
     if members is not None:
         members.discard(conn)

@@ -27,15 +27,20 @@ from longlink.bus.base import NodeChannel
 from longlink.control.tokens import TokenIssuer
 from longlink.gateway.connection import Connection
 from longlink.gateway.delivery import Delivery
+from longlink.gateway.events import CLOSED, DRAIN, Presence
+from longlink.gateway.guarantee import Guarantee
 from longlink.gateway.hub import Hub
 from longlink.gateway.tcp import TcpConnection
 from longlink.gateway.websocket import WsConnection
 from longlink.gateway.wheel import TimingWheel
 from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
-from longlink.model import Envelope, Message, NodeCommand
+from longlink.logic.events import EventSink
+from longlink.model import Envelope, Message, NodeCommand, RoomBatch
 from longlink.protocol import ErrorCode, Frame, ProtocolError
 from longlink.protocol.session import SessionState
 from longlink.settings import Settings
+from longlink.store.base import OfflineStore
+from longlink.trace import Tracer
 
 log = logging.getLogger("longlink.gateway")
 
@@ -82,14 +87,23 @@ class Gateway:
         channel: NodeChannel,
         tokens: TokenIssuer,
         metrics: CollectorRegistry | None = None,
+        events: EventSink | None = None,
+        store: OfflineStore | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.channel = channel
         self.tokens = tokens
-        self.metrics = GatewayMetrics(metrics or CollectorRegistry())
+        metrics = metrics or CollectorRegistry()
+        self.metrics = GatewayMetrics(metrics)
         self.hub = Hub()
-        self.delivery = Delivery(self)
+        # Enter/exit, upstream and liveness; ``events`` is the webhook sender (or None).
+        self.presence = Presence(self, events, metrics)
+        # Guaranteed messages: ACK_REQUIRED, retries, redelivery from ``store`` at AUTH_OK.
+        self.tracer = tracer if tracer is not None else Tracer.from_settings(settings)
+        self.guarantee = Guarantee(self, store, self.tracer, metrics)
+        self.delivery = Delivery(self, metrics)  # write paths, dedup, outbox (docs/dispatch.md)
         self.clock = time.monotonic()
         self.wheel: TimingWheel[Connection] = TimingWheel(TICK_S, WHEEL_SLOTS, self.clock)
         self.tcp_port = 0
@@ -134,6 +148,7 @@ class Gateway:
         self._loops = [
             asyncio.create_task(self._tick_loop(), name="gateway-tick"),
             asyncio.create_task(self._report_loop(), name="gateway-report"),
+            asyncio.create_task(self.guarantee.run(), name="gateway-retries"),
         ]
 
     async def close(self) -> None:
@@ -146,7 +161,7 @@ class Gateway:
         for conn in list(self._accepted):
             conn.close_session()
         for conn in list(self.hub.conns.values()):
-            conn.kick("drain")
+            self.presence.kick(conn, "drain", DRAIN)
         deadline = time.monotonic() + self.settings.drain_timeout_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_released.wait(), self.settings.drain_timeout_s)
@@ -158,6 +173,7 @@ class Gateway:
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        await self.guarantee.close()  # ACKs received so far reach the store
         await self.channel.detach(self.settings.node_id)
         for task in self._loops:
             task.cancel()
@@ -208,6 +224,8 @@ class Gateway:
         self.metrics.connections.labels(_KIND[conn.kind]).dec()
         if previous == SessionState.OPEN:
             self.hub.remove(conn)
+            self.presence.closed(conn, CLOSED)  # exits fire once (a kick fired them already)
+            self.guarantee.closed(conn)  # its unacked messages stay in the offline store
             self.spawn(self._unregister(conn.conn_id))
 
     def released(self, conn: Connection) -> None:
@@ -238,22 +256,31 @@ class Gateway:
             if conn.closed:
                 await self.registry.remove_session(conn.conn_id)
                 return
+        if self.settings.kick_same_device:
+            await self.presence.replace_older(conn, info.connected_ms)
+            if conn.closed:
+                await self.registry.remove_session(conn.conn_id)
+                return
         self._accepted.discard(conn)
         self.hub.add(conn, rooms)
 
     def opened(self, conn: Connection) -> None:
-        """AUTH_OK has been sent: watch the heartbeat from now on."""
+        """AUTH_OK has been sent: watch the heartbeat from now on; the rooms are entered."""
         self._reschedule(conn)
+        self.presence.entered(conn, conn.rooms)
+        self.guarantee.opened(conn)  # PROTOCOL §1.3 rule 5: stored messages, oldest first
 
     async def join(self, conn: Connection, room: str) -> int:
         online = await self.registry.join(conn.conn_id, room)
         if conn.state == SessionState.OPEN:
             self.hub.join(conn, room)
+            self.presence.entered(conn, (room,))
         self._online[room] = online
         return online
 
     async def leave(self, conn: Connection, room: str) -> None:
         self.hub.leave(conn, room)
+        self.presence.left(conn, room)
         self._online[room] = await self.registry.leave(conn.conn_id, room)
 
     def room_counts(self, rooms: Iterable[str]) -> dict[str, int]:
@@ -261,22 +288,23 @@ class Gateway:
         return {room: self._online.get(room, 0) for room in rooms}
 
     def acked(self, conn: Connection, msg_ids: list[int]) -> None:
-        """ACK from a client; guaranteed delivery tracks these (see docs)."""
+        """ACK from a client (one id or a list): see gateway/guarantee.py."""
+        self.guarantee.acked(conn, msg_ids)
 
     def upstream(self, conn: Connection, frame: Frame) -> None:
-        """UPSTREAM from a client: refused until a webhook is configured."""
-        raise ProtocolError(ErrorCode.NOT_ALLOWED, "upstream is not enabled on this server")
+        """UPSTREAM from a client: to the webhook (``not_allowed`` when none is configured)."""
+        self.presence.upstream(conn, frame)
 
     def kick_user(self, user: str, reason: str) -> int:
         """Close every connection of ``user`` on this node with KICK; returns how many."""
         conns = list(self.hub.users.get(user, ()))
         for conn in conns:
-            conn.kick(reason)
+            self.presence.kick(conn, reason)
         return len(conns)
 
     def deliver(self, envelopes: Sequence[Envelope]) -> None:
-        """Node-channel handler: write messages to their local targets, obey commands."""
-        messages: list[Message] = []
+        """Node-channel handler: write messages and room batches, obey commands, in order."""
+        messages: list[Message | RoomBatch] = []
         for envelope in envelopes:
             if isinstance(envelope, NodeCommand):
                 if messages:
@@ -294,6 +322,10 @@ class Gateway:
             self.kick_user(command.user, command.reason or "kicked")
         elif command.action == "drain":
             self.drain()
+        elif command.action == "kick_conn":
+            self.presence.kick_conn(command.conn_id, command.reason or "kicked")
+        elif command.action == "room_event":
+            self.presence.room_event(command.room, command.body)
         else:
             log.warning("unknown node command %r", command.action)
 
@@ -304,7 +336,7 @@ class Gateway:
         registry marks it draining) and keeps delivering to what is left.
         """
         for conn in list(self.hub.conns.values()):
-            conn.kick("drain")
+            self.presence.kick(conn, "drain", DRAIN)
 
     # ------------------------------------------------------------------ loops
 
@@ -321,13 +353,14 @@ class Gateway:
         if state == SessionState.CLOSED:
             return
         if state == SessionState.OPEN:
-            deadline = conn.last_seen + HEARTBEAT_GRACE * conn.heartbeat_s
-            if self.clock >= deadline:
+            # alive -> suspect (1.5 intervals) -> gone (2.5), logic/presence.py
+            at = self.presence.watch(conn, self.clock)
+            if at is None:
                 # PROTOCOL §1.3 rule 3: nothing for 2.5 intervals: close, leave the rooms.
                 log.info("conn %s: heartbeat lost", conn.conn_id)
                 conn.close_session()
             else:
-                conn.wheel_slot = self.wheel.schedule(conn, deadline)
+                conn.wheel_slot = self.wheel.schedule(conn, at)
             return
         deadline = conn.last_seen + self.settings.auth_timeout_s
         if state == SessionState.AWAIT_AUTH and self.clock >= deadline:
@@ -337,8 +370,7 @@ class Gateway:
 
     def _reschedule(self, conn: Connection) -> None:
         self.wheel.cancel(conn, conn.wheel_slot)
-        deadline = conn.last_seen + HEARTBEAT_GRACE * conn.heartbeat_s
-        conn.wheel_slot = self.wheel.schedule(conn, deadline)
+        conn.wheel_slot = self.wheel.schedule(conn, self.presence.first_check(conn))
 
     async def _report_loop(self) -> None:
         while True:

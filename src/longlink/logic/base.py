@@ -96,6 +96,14 @@ class SessionRegistry(Protocol):
         """Every room put in one of ``areas``."""
         ...
 
+    async def set_room_announce(self, room: str, announce: bool) -> None:
+        """Whether gateways send EVENT enter/exit frames to ``room``'s connections."""
+        ...
+
+    async def announced_rooms(self, rooms: list[str]) -> set[str]:
+        """Those of ``rooms`` set to announce enters and exits (a gateway asks per event)."""
+        ...
+
     async def report_node(self, info: NodeInfo) -> None:
         """A gateway node's periodic report (keeps it healthy)."""
         ...

@@ -25,6 +25,8 @@ class MemoryRegistry:
         )
         self._room_count: defaultdict[str, int] = defaultdict(int)
         self._room_area: dict[str, str] = {}
+        self._area_rooms: defaultdict[str, set[str]] = defaultdict(set)
+        self._announce: set[str] = set()
         self._area_count: defaultdict[str, int] = defaultdict(int)
         self._node_sessions: defaultdict[str, set[str]] = defaultdict(set)
         self._nodes: dict[str, NodeInfo] = {}
@@ -104,9 +106,8 @@ class MemoryRegistry:
         for device in target.devices:
             nodes.update(self._sessions[c].node for c in self._by_device.get(device, ()))
         rooms = list(target.rooms)
-        if target.areas:
-            areas = set(target.areas)
-            rooms.extend(r for r, a in self._room_area.items() if a in areas)
+        for area in target.areas:
+            rooms.extend(self._area_rooms.get(area, ()))
         for room in rooms:
             nodes.update(self._room_nodes.get(room, ()))
         return nodes
@@ -129,8 +130,10 @@ class MemoryRegistry:
             if self._area_count[old] <= 0:
                 del self._area_count[old]
             del self._room_area[room]
+            _discard(self._area_rooms, old, room)
         if area is not None:
             self._room_area[room] = area
+            self._area_rooms[area].add(room)
             if count:
                 self._area_count[area] += count
 
@@ -138,8 +141,19 @@ class MemoryRegistry:
         return self._room_area.get(room)
 
     async def rooms_in_areas(self, areas: list[str]) -> list[str]:
-        wanted = set(areas)
-        return [r for r, a in self._room_area.items() if a in wanted]
+        rooms: set[str] = set()
+        for area in areas:
+            rooms.update(self._area_rooms.get(area, ()))
+        return sorted(rooms)
+
+    async def set_room_announce(self, room: str, announce: bool) -> None:
+        if announce:
+            self._announce.add(room)
+        else:
+            self._announce.discard(room)
+
+    async def announced_rooms(self, rooms: list[str]) -> set[str]:
+        return self._announce.intersection(rooms)
 
     # ------------------------------------------------------------ nodes
 

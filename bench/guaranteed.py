@@ -1,0 +1,273 @@
+"""Guaranteed pushes end to end, with acks: pushes/s and push→ack latency (docs/benchmarks.md).
+
+One ``longlink serve`` (every role, embedded backends: the SQLite offline store
+in a fresh data dir) runs in a subprocess pinned to core 0. This process,
+pinned to core 1, is both the business backend and the end users:
+
+* ``--users`` SDK clients (``longlink.client.Client``, auto-ack) connect as
+  distinct users; each takes its messages as they come (so each is acked
+  as it arrives) and records when;
+* pushes go out as ``POST /v1/push/batch`` of ``--batch`` guaranteed
+  messages, each to one user (round robin), at ``--rate`` messages per
+  second (open loop: a batch every batch/rate seconds, whatever the answers),
+  for ``--seconds``. With ``--rate 0`` the pushes are a closed loop with
+  ``--inflight`` batches outstanding: the most the pipeline sustains.
+
+Each payload carries its send time, so latency is measured on one clock:
+**push → ack** is from just before the POST (whose 202 waits for the store's
+commit) to the moment the SDK hands the message to the application, which
+is when its ACK is queued and written. A sample of server-side traces
+(``GET /v1/messages/{id}``: accepted → acked) checks it from the other side,
+and ``GET /v1/stats/reach`` must show every delivery acked on the first try.
+
+    python bench/guaranteed.py                       # 10,000/s for 10 s, 50 users
+    python bench/guaranteed.py --rate 0 --seconds 10 # as fast as it goes
+    python bench/guaranteed.py --sync normal         # store without fsync per commit
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+import httpx
+import msgspec
+import uvloop
+
+from longlink.client import Client
+
+API_KEY = "bench-key"
+READY = re.compile(r"^longlink ready http=(\d+) ws=(\d+) tcp=(\d+)$")
+SERVER_CORE = 0
+LOAD_CORE = 1
+
+
+def pin(pid: int, core: int) -> None:
+    if len(os.sched_getaffinity(0)) > 1 and core < (os.cpu_count() or 1):
+        os.sched_setaffinity(pid, {core})
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def start_server(data_dir: str, args: argparse.Namespace) -> tuple[Any, int]:
+    env = {
+        **os.environ,
+        "LONGLINK_HTTP_PORT": "0",
+        "LONGLINK_WS_PORT": "0",
+        "LONGLINK_TCP_PORT": "0",
+        "LONGLINK_DEMO": "1",
+        "LONGLINK_API_KEY": API_KEY,
+        "LONGLINK_DATA_DIR": data_dir,
+        "LONGLINK_LOG_LEVEL": "warning",
+        "LONGLINK_STORE_SYNC": args.sync,
+        "LONGLINK_TRACE_SCOPE": args.trace,
+        "LONGLINK_QUEUE_SIZE": "1000000",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "longlink", "serve",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    pin(proc.pid, SERVER_CORE)
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+    match = READY.match(line)
+    if match is None:
+        raise SystemExit(f"server did not start: {line!r}")
+    return proc, int(match.group(1))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    pin(0, LOAD_CORE)
+    data_dir = tempfile.mkdtemp(prefix="longlink-bench-")
+    proc, http_port = await start_server(data_dir, args)
+    url = f"http://127.0.0.1:{http_port}"
+    latencies: list[float] = []
+    received = 0
+    done = asyncio.Event()
+    total_expected = 0
+    clients = [
+        Client(url, user=f"user-{i}", transport=args.transport, max_queue=100_000)
+        for i in range(args.users)
+    ]
+    decoder = msgspec.json.Decoder(dict[str, float])
+
+    async def consume(client: Client) -> None:
+        nonlocal received
+        async for message in client:  # auto-ack: acked as it is taken
+            now = time.monotonic()
+            latencies.append(now - decoder.decode(message.data)["t"])
+            received += 1
+            if total_expected and received >= total_expected:
+                done.set()
+
+    push_latencies: list[float] = []
+    sent_ids: list[str] = []
+    limits = httpx.Limits(max_connections=args.inflight, max_keepalive_connections=args.inflight)
+    try:
+        for client in clients:
+            await client.connect()
+        readers = [asyncio.create_task(consume(c)) for c in clients]
+        async with httpx.AsyncClient(
+            base_url=url,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=60,
+            limits=limits,
+        ) as api:
+            seq = 0
+
+            async def push_batch() -> None:
+                nonlocal seq
+                messages = []
+                t = time.monotonic()
+                for _ in range(args.batch):
+                    user = f"user-{seq % args.users}"
+                    seq += 1
+                    messages.append(
+                        {"to": {"users": [user]}, "data": {"t": t}, "guaranteed": True}
+                    )
+                response = await api.post("/v1/push/batch", json={"messages": messages})
+                if response.status_code != 202:
+                    raise SystemExit(f"push refused: {response.status_code} {response.text}")
+                push_latencies.append(time.monotonic() - t)
+                sent_ids.extend(response.json()["msg_ids"])
+
+            # Warm-up: one batch, fully acked, not counted.
+            await push_batch()
+            while received < args.batch:
+                await asyncio.sleep(0.01)
+            latencies.clear()
+            push_latencies.clear()
+            received = 0
+            started = time.monotonic()
+            stop_at = started + args.seconds
+            batches = 0
+            if args.rate > 0:
+                period = args.batch / args.rate
+                pending: set[asyncio.Task[None]] = set()
+                next_at = started
+                while next_at < stop_at:
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    task = asyncio.create_task(push_batch())
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    batches += 1
+                    next_at += period
+                if pending:
+                    await asyncio.gather(*pending)
+            else:
+
+                async def worker() -> None:
+                    nonlocal batches
+                    while time.monotonic() < stop_at:
+                        batches += 1
+                        await push_batch()
+
+                await asyncio.gather(*(worker() for _ in range(args.inflight)))
+            pushed_at = time.monotonic()
+            total_expected = batches * args.batch
+            if received >= total_expected:
+                done.set()
+            try:
+                await asyncio.wait_for(done.wait(), 60)
+            except TimeoutError:
+                print(f"only {received} of {total_expected} arrived", file=sys.stderr)
+            finished = time.monotonic()
+            reach = (await api.get("/v1/stats/reach")).json()
+            server_side: list[float] = []
+            if args.trace != "off":
+                for msg_id in sent_ids[-200:]:
+                    trace = (await api.get(f"/v1/messages/{msg_id}")).json()
+                    at = {e["event"]: e["at_ms"] for e in trace.get("events", [])}
+                    if "accepted" in at and "acked" in at:
+                        server_side.append(at["acked"] - at["accepted"])
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    finally:
+        for client in clients:
+            await client.close()
+        proc.terminate()
+        await proc.wait()
+    elapsed = finished - started
+    return {
+        "messages": received,
+        "expected": total_expected,
+        "push_seconds": pushed_at - started,
+        "elapsed": elapsed,
+        "rate": received / elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": max(latencies) * 1000 if latencies else float("nan"),
+        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+        "push_p50_ms": percentile(push_latencies, 0.50) * 1000,
+        "push_p99_ms": percentile(push_latencies, 0.99) * 1000,
+        "server_p50_ms": percentile(server_side, 0.5),
+        "server_p99_ms": percentile(server_side, 0.99),
+        "reach": reach,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=10_000, help="messages/s; 0: closed loop")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--batch", type=int, default=100, help="messages per push request")
+    parser.add_argument("--inflight", type=int, default=8, help="push requests at once (max)")
+    parser.add_argument("--transport", choices=["ws", "tcp"], default="tcp")
+    parser.add_argument("--sync", choices=["full", "normal"], default="full")
+    parser.add_argument("--trace", choices=["all", "guaranteed", "off"], default="all")
+    args = parser.parse_args()
+    result = uvloop.run(run(args))
+    reach = result["reach"]
+    mode = f"{args.rate:,.0f}/s open loop" if args.rate else f"closed loop x{args.inflight}"
+    print(
+        f"longlink guaranteed pushes, {mode}, {args.seconds:g} s, {args.users} users "
+        f"({args.transport}), batches of {args.batch}, store sync={args.sync}, "
+        f"trace={args.trace}"
+    )
+    print(
+        f"  {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} cores, {datetime.date.today()}"
+    )
+    print(
+        f"  acked {result['messages']:,} of {result['expected']:,} in {result['elapsed']:.2f} s"
+        f" (pushing took {result['push_seconds']:.2f} s): {result['rate']:,.0f} messages/s"
+    )
+    print(
+        f"  push -> ack  p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
+        f"max {result['max_ms']:.1f} ms  mean {result['mean_ms']:.1f} ms"
+    )
+    print(
+        f"  202 of a batch  p50 {result['push_p50_ms']:.1f} ms  "
+        f"p99 {result['push_p99_ms']:.1f} ms"
+    )
+    print(
+        f"  server trace accepted -> acked (last 200)  p50 {result['server_p50_ms']:.0f} ms  "
+        f"p99 {result['server_p99_ms']:.0f} ms"
+    )
+    print(
+        f"  reach: {reach['deliveries']:,} deliveries, {reach['acked']:,} acked, "
+        f"first try {reach['first_try_reach']}, retries {reach['retries']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""Message trace and reach figures (``GET /v1/messages/{id}``, ``GET /v1/stats/reach``).
+
+:class:`Tracer` keeps, per message id, the time-ordered events of its path
+through the layers, each with a unix-ms timestamp and a small detail object:
+
+============  ===========  ====================================================
+event         recorded by  detail
+============  ===========  ====================================================
+accepted      api          target (kind), priority, guaranteed, ttl_s
+stored        api          guaranteed only: committed to the offline store
+queued        api          on the queue of its priority
+dispatched    dispatch     nodes: the gateway nodes it was handed to ([] = none)
+written       gateway      node, targeted (local connections), written
+retried       gateway      conn, retry (1, 2, …): a guaranteed message sent again
+acked         gateway      conn, retries: the client acknowledged it
+unacked       gateway      conn, retries: retries used up on that connection
+                           (the message stays in the offline store)
+closed        gateway      conn, retries: the connection went before an ACK
+from_store    gateway      conn: delivered from the offline store after AUTH_OK
+expired       store sweep  its TTL ended while it was kept offline
+============  ===========  ====================================================
+
+Bounded: at most ``max_messages`` traces (the oldest go first), each kept
+``ttl_s`` seconds after its first event and holding at most ``max_events``
+events (later ones are counted in ``dropped_events``). ``scope`` chooses what
+is traced: ``all`` messages, ``guaranteed`` ones only, or nothing (``off``).
+
+It also keeps the *reach* of guaranteed deliveries: each guaranteed message
+written to a connection ends as acked (after some retries) or not (retries
+used up, connection closed, TTL over). Per-second counts over a sliding
+window of ``reach_window_s`` give first-try reach, final reach (within the
+live connection's retries) and mean retries.
+
+The in-memory tracer is one process's view; a shared one comes with the
+Redis backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from longlink.model import Message
+from longlink.settings import ConfigError, Settings
+
+__all__ = ["SCOPES", "MessageTrace", "Reach", "TraceEvent", "Tracer"]
+
+SCOPES = ("all", "guaranteed", "off")
+
+Detail = dict[str, Any]
+
+
+class TraceEvent(msgspec.Struct, frozen=True):
+    """One step of a message's path (the detail fields are flattened into the JSON)."""
+
+    at_ms: int
+    event: str
+    detail: Detail | None = None
+
+    def to_json(self) -> Detail:
+        return {"at_ms": self.at_ms, "event": self.event, **(self.detail or {})}
+
+
+class MessageTrace(msgspec.Struct, frozen=True):
+    """A message's trace as ``GET /v1/messages/{msg_id}`` returns it."""
+
+    msg_id: int
+    events: list[TraceEvent]
+    dropped_events: int = 0
+
+    def to_json(self) -> Detail:
+        return {
+            "msg_id": str(self.msg_id),
+            "events": [event.to_json() for event in self.events],
+            "dropped_events": self.dropped_events,
+        }
+
+
+class Reach(msgspec.Struct, frozen=True):
+    """Reach of guaranteed deliveries over the last ``window_s`` seconds.
+
+    ``deliveries`` counts (message, connection) pairs whose outcome is known.
+    ``first_try_reach`` = acked without a retry / deliveries; ``final_reach``
+    = acked / deliveries (within the connection's retries, before the offline
+    store's redelivery); ``predicted_final_reach`` = 1 − (1 − first)^(n+1),
+    what independent losses would give with ``max_retries`` n.
+    """
+
+    window_s: int
+    max_retries: int
+    deliveries: int
+    acked: int
+    first_try_acked: int
+    from_store: int
+    retries: int
+    first_try_reach: float | None
+    final_reach: float | None
+    mean_retries: float | None
+    predicted_final_reach: float | None
+
+
+class _Trace:
+    __slots__ = ("created_ms", "dropped", "events")
+
+    def __init__(self, created_ms: int) -> None:
+        self.created_ms = created_ms
+        self.events: list[tuple[int, str, Detail | None]] = []
+        self.dropped = 0
+
+
+class Tracer:
+    """Bounded per-message traces and sliding-window reach figures (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        ttl_s: float = 600.0,
+        max_messages: int = 100_000,
+        max_events: int = 64,
+        scope: str = "all",
+        reach_window_s: int = 300,
+        max_retries: int = 2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if scope not in SCOPES:
+            raise ValueError(f"trace scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        self.ttl_ms = int(ttl_s * 1000)
+        self.max_messages = max_messages if scope != "off" else 0
+        self.max_events = max_events
+        self.scope = scope
+        self.reach_window_s = max(1, int(reach_window_s))
+        self.max_retries = max_retries
+        self._all = scope == "all"
+        self._clock = clock
+        self._traces: OrderedDict[int, _Trace] = OrderedDict()
+        # [second, deliveries, acked, first_try_acked, retries, from_store] per second.
+        self._buckets: deque[list[int]] = deque()
+        # Details of "accepted" events, shared by messages alike (never mutated).
+        self._accepted: dict[tuple[str, str, bool, int], Detail] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tracer:
+        """The tracer ``settings`` describe (``trace_*``, ``reach_window_s``, ``max_retries``)."""
+        try:
+            return cls(
+                ttl_s=settings.trace_ttl_s,
+                max_messages=settings.trace_max_messages,
+                scope=settings.trace_scope,
+                reach_window_s=settings.reach_window_s,
+                max_retries=settings.max_retries,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"LONGLINK_TRACE_SCOPE: {exc}") from exc
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # ------------------------------------------------------------------ recording
+
+    def wants(self, message: Message) -> bool:
+        """Whether ``message`` is traced under the scope."""
+        return self.max_messages > 0 and (self._all or message.guaranteed)
+
+    def accepted(self, message: Message) -> None:
+        """Record ``accepted`` with the message's target kind, priority, guarantee and TTL."""
+        if not (self.max_messages > 0 and (self._all or message.guaranteed)):
+            return
+        key = (message.target.kind, message.priority.value, message.guaranteed, message.ttl_s)
+        detail = self._accepted.get(key)
+        if detail is None:
+            detail = {"target": key[0], "priority": key[1], "guaranteed": key[2], "ttl_s": key[3]}
+            if len(self._accepted) < 1024:
+                self._accepted[key] = detail
+        self.record(message.msg_id, "accepted", detail)
+
+    def on(self, message: Message, event: str, detail: Detail | None = None) -> None:
+        """Record ``event`` for ``message`` if the scope traces it."""
+        if self.max_messages > 0 and (self._all or message.guaranteed):
+            self.record(message.msg_id, event, detail)
+
+    def on_many(
+        self, messages: Iterable[Message], event: str, detail: Detail | None = None
+    ) -> None:
+        """Record the same ``event`` (one timestamp) for each traced message."""
+        if self.max_messages <= 0:
+            return
+        at_ms = self.now_ms()
+        for message in messages:
+            if self._all or message.guaranteed:
+                self.record(message.msg_id, event, detail, at_ms)
+
+    def record(
+        self, msg_id: int, event: str, detail: Detail | None = None, at_ms: int | None = None
+    ) -> None:
+        """Append ``event`` to ``msg_id``'s trace (starting one if needed), whatever the scope.
+
+        ``detail`` is kept as given (not copied): pass a fresh or constant dict.
+        """
+        if self.max_messages <= 0:
+            return
+        now = self.now_ms() if at_ms is None else at_ms
+        trace = self._traces.get(msg_id)
+        if trace is None:
+            trace = self._traces[msg_id] = _Trace(now)
+            self._prune(now)
+        if len(trace.events) >= self.max_events:
+            trace.dropped += 1
+            return
+        trace.events.append((now, event, detail))
+
+    def _prune(self, now_ms: int) -> None:
+        traces = self._traces
+        while len(traces) > self.max_messages:
+            traces.popitem(last=False)
+        horizon = now_ms - self.ttl_ms
+        while traces:
+            oldest = next(iter(traces.values()))
+            if oldest.created_ms > horizon:
+                return
+            traces.popitem(last=False)
+
+    # ------------------------------------------------------------------ reading
+
+    def trace(self, msg_id: int) -> MessageTrace | None:
+        """The trace of ``msg_id``, ``None`` when unknown or past retention."""
+        trace = self._traces.get(msg_id)
+        if trace is None:
+            return None
+        if trace.created_ms <= self.now_ms() - self.ttl_ms:
+            del self._traces[msg_id]
+            return None
+        events = [TraceEvent(at, name, detail) for at, name, detail in trace.events]
+        events.sort(key=lambda e: e.at_ms)  # stable: same-ms events keep their order
+        return MessageTrace(msg_id, events, trace.dropped)
+
+    @property
+    def size(self) -> int:
+        """How many messages have a trace (not ``__len__``: a tracer is never falsy)."""
+        return len(self._traces)
+
+    # ------------------------------------------------------------------ reach
+
+    def outcome(self, retries: int, acked: bool, from_store: bool = False) -> None:
+        """One guaranteed delivery to one connection ended: acked after ``retries``, or not."""
+        second = int(self._clock())
+        buckets = self._buckets
+        if not buckets or buckets[-1][0] != second:
+            buckets.append([second, 0, 0, 0, 0, 0])
+            horizon = second - self.reach_window_s
+            while buckets[0][0] <= horizon:
+                buckets.popleft()
+        bucket = buckets[-1]
+        bucket[1] += 1
+        if acked:
+            bucket[2] += 1
+            if retries == 0:
+                bucket[3] += 1
+        bucket[4] += retries
+        if from_store:
+            bucket[5] += 1
+
+    def reach(self, window_s: int | None = None) -> Reach:
+        """Reach figures over the last ``window_s`` seconds (at most ``reach_window_s``)."""
+        window = self.reach_window_s if window_s is None else max(1, min(window_s, 10**9))
+        window = min(window, self.reach_window_s)
+        horizon = int(self._clock()) - window
+        total = [0, 0, 0, 0, 0]
+        for bucket in self._buckets:
+            if bucket[0] > horizon:
+                for i in range(5):
+                    total[i] += bucket[i + 1]
+        deliveries, acked, first, retries, from_store = total
+        first_reach = first / deliveries if deliveries else None
+        predicted = (
+            1 - (1 - first_reach) ** (self.max_retries + 1) if first_reach is not None else None
+        )
+        return Reach(
+            window_s=window,
+            max_retries=self.max_retries,
+            deliveries=deliveries,
+            acked=acked,
+            first_try_acked=first,
+            from_store=from_store,
+            retries=retries,
+            first_try_reach=first_reach,
+            final_reach=acked / deliveries if deliveries else None,
+            mean_retries=retries / deliveries if deliveries else None,
+            predicted_final_reach=predicted,
+        )
