@@ -56,6 +56,13 @@ def pin(pid: int, core: int) -> None:
         os.sched_setaffinity(pid, {core})
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -153,6 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             latencies.clear()
             push_latencies.clear()
             received = 0
+            server_cpu, own_cpu = cpu_seconds(proc.pid), time.process_time()
             started = time.monotonic()
             stop_at = started + args.seconds
             batches = 0
@@ -189,6 +197,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             except TimeoutError:
                 print(f"only {received} of {total_expected} arrived", file=sys.stderr)
             finished = time.monotonic()
+            server_cpu = cpu_seconds(proc.pid) - server_cpu
+            own_cpu = time.process_time() - own_cpu
             reach = (await api.get("/v1/stats/reach")).json()
             server_side: list[float] = []
             if args.trace != "off":
@@ -221,6 +231,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_p50_ms": percentile(server_side, 0.5),
         "server_p99_ms": percentile(server_side, 0.99),
         "reach": reach,
+        "server_cpu_us": server_cpu / max(1, received) * 1e6,
+        "server_cpu_share": server_cpu / elapsed,
+        "client_cpu_us": own_cpu / max(1, received) * 1e6,
     }
 
 
@@ -262,6 +275,12 @@ def main() -> None:
     print(
         f"  server trace accepted -> acked (last 200)  p50 {result['server_p50_ms']:.0f} ms  "
         f"p99 {result['server_p99_ms']:.0f} ms"
+    )
+    print(
+        f"  server CPU {result['server_cpu_us']:.0f} us/message "
+        f"({result['server_cpu_share']:.0%} of a core; one core's worth: "
+        f"{1e6 / result['server_cpu_us']:,.0f}/s); load generator and clients "
+        f"{result['client_cpu_us']:.0f} us/message"
     )
     print(
         f"  reach: {reach['deliveries']:,} deliveries, {reach['acked']:,} acked, "

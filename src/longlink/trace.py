@@ -103,12 +103,22 @@ class Reach(msgspec.Struct, frozen=True):
     predicted_final_reach: float | None
 
 
+#: Distinct details kept for sharing; past this the cache starts over.
+DETAIL_CACHE = 4096
+
+
 class _Trace:
+    """One message's events, flat: ``[offset_ms, event, detail, offset_ms, …]``.
+
+    Offsets from ``created_ms`` are small ints (CPython shares those below 257),
+    details are shared between messages alike: a trace costs about 0.5 KiB.
+    """
+
     __slots__ = ("created_ms", "dropped", "events")
 
     def __init__(self, created_ms: int) -> None:
         self.created_ms = created_ms
-        self.events: list[tuple[int, str, Detail | None]] = []
+        self.events: list[Any] = []
         self.dropped = 0
 
 
@@ -119,7 +129,7 @@ class Tracer:
         self,
         *,
         ttl_s: float = 600.0,
-        max_messages: int = 100_000,
+        max_messages: int = 50_000,
         max_events: int = 64,
         scope: str = "all",
         reach_window_s: int = 300,
@@ -141,6 +151,7 @@ class Tracer:
         self._buckets: deque[list[int]] = deque()
         # Details of "accepted" events, shared by messages alike (never mutated).
         self._accepted: dict[tuple[str, str, bool, int], Detail] = {}
+        self._details: dict[tuple[Any, ...], Detail] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tracer:
@@ -198,7 +209,8 @@ class Tracer:
     ) -> None:
         """Append ``event`` to ``msg_id``'s trace (starting one if needed), whatever the scope.
 
-        ``detail`` is kept as given (not copied): pass a fresh or constant dict.
+        ``detail`` is kept, not copied, and may be shared with other traces:
+        never change it afterwards.
         """
         if self.max_messages <= 0:
             return
@@ -207,10 +219,30 @@ class Tracer:
         if trace is None:
             trace = self._traces[msg_id] = _Trace(now)
             self._prune(now)
-        if len(trace.events) >= self.max_events:
+        events = trace.events
+        if len(events) >= 3 * self.max_events:
             trace.dropped += 1
             return
-        trace.events.append((now, event, detail))
+        if detail is not None:
+            detail = self._share(detail)
+        events += (now - trace.created_ms, event, detail)
+
+    def _share(self, detail: Detail) -> Detail:
+        """An equal detail already kept, or ``detail`` itself (memory: see _Trace)."""
+        key: tuple[Any, ...] = tuple(detail.items())
+        try:
+            shared = self._details.get(key)
+        except TypeError:  # a list value ("nodes"): key it as a tuple
+            key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in key)
+            try:
+                shared = self._details.get(key)
+            except TypeError:
+                return detail
+        if shared is None:
+            if len(self._details) >= DETAIL_CACHE:
+                self._details.clear()
+            shared = self._details[key] = detail
+        return shared
 
     def _prune(self, now_ms: int) -> None:
         traces = self._traces
@@ -233,7 +265,10 @@ class Tracer:
         if trace.created_ms <= self.now_ms() - self.ttl_ms:
             del self._traces[msg_id]
             return None
-        events = [TraceEvent(at, name, detail) for at, name, detail in trace.events]
+        flat, base = trace.events, trace.created_ms
+        events = [
+            TraceEvent(base + flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)
+        ]
         events.sort(key=lambda e: e.at_ms)  # stable: same-ms events keep their order
         return MessageTrace(msg_id, events, trace.dropped)
 

@@ -488,10 +488,14 @@ class Delivery:
 
 
 def _member_at(changes: list[Change], at_ms: int) -> bool:
-    """Whether the connection was in the room at ``at_ms``, from its changes (oldest first)."""
+    """Whether the connection was in the room at ``at_ms``, from its changes (oldest first).
+
+    Times are whole milliseconds: in a tie the message counts as the member's
+    (a join in the same ms came first, a leave came after), so a tie delivers.
+    """
     member = not changes[0][2]  # before its first change it was the opposite
     for changed_ms, _, joined in changes:
-        if changed_ms > at_ms:
+        if changed_ms > at_ms or (changed_ms == at_ms and not joined):
             break
         member = joined
     return member

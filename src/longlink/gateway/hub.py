@@ -108,14 +108,14 @@ class Hub:
     def settle(self, room: str, oldest_ms: int) -> dict[Connection, list[Change]]:
         """Changes of ``room`` a batch whose oldest message is from ``oldest_ms`` straddles.
 
-        Changes made at or before ``oldest_ms`` are settled (the batch, and
-        every later one, is for the members as they are now) and forgotten;
-        the rest are returned by connection, oldest first.
+        Changes made before ``oldest_ms`` are settled (the batch, and every
+        later one, is for the members as they are now) and forgotten; the
+        rest are returned by connection, oldest first.
         """
         changes = self.changes.get(room)
         if not changes:
             return {}
-        while changes and changes[0][0] <= oldest_ms:
+        while changes and changes[0][0] < oldest_ms:
             changes.popleft()
         if not changes:
             del self.changes[room]

@@ -10,7 +10,7 @@ deployment docs say which to choose.)
 Keys (prefix ``{ll}``):
 
 =======================  ======================================================
-``gm:<msg_id>``          the message (msgpack), expiring shortly after its TTL
+``gm:<msg_id>``          the message (msgpack); removed by ack or by :meth:`expire`
 ``grcpt:<msg_id>``       set: recipients still holding it
 ``inbox:<recipient>``    sorted set: msg ids (score = id, so oldest first)
 ``gexp``                 sorted set: msg ids by expiry (ms)
@@ -32,7 +32,6 @@ from longlink.model import Message, pack_message, unpack_message
 from longlink.store.base import StoreError, recipients_of
 
 PREFIX = "{ll}"
-KEEP_AFTER_EXPIRY_MS = 60_000  # the blob outlives its expiry a little, for the sweeper
 
 
 def _k(*parts: str) -> str:
@@ -66,14 +65,8 @@ class RedisStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for message, recipients in planned:
                     mid = str(message.msg_id)
-                    pipe.set(
-                        _k("gm", mid),
-                        pack_message(message),
-                        nx=True,
-                        pxat=message.expires_ms + KEEP_AFTER_EXPIRY_MS,
-                    )
+                    pipe.set(_k("gm", mid), pack_message(message), nx=True)
                     pipe.sadd(_k("grcpt", mid), *recipients)
-                    pipe.pexpireat(_k("grcpt", mid), message.expires_ms + KEEP_AFTER_EXPIRY_MS)
                     for recipient in recipients:
                         pipe.zadd(_k("inbox", recipient), {mid: message.msg_id})
                     pipe.zadd(_k("gexp"), {mid: message.expires_ms})
