@@ -46,6 +46,14 @@ class Message(msgspec.Struct, frozen=True, array_like=True, tag="msg"):
     guaranteed: bool = False
     ttl_s: int = 60
     accepted_ms: int = 0
+    # The same instant in unix µs (0: unknown): orders a push against a connection's
+    # JOIN or LEAVE of its room when dispatch held it in a window (docs/dispatch.md).
+    accepted_us: int = 0
+
+    @property
+    def accepted_at_us(self) -> int:
+        """Acceptance in unix µs, as precise as known (0: unknown)."""
+        return self.accepted_us or self.accepted_ms * 1000
 
     @property
     def expires_ms(self) -> int:
@@ -80,8 +88,8 @@ class RoomBatch(msgspec.Struct, frozen=True, array_like=True, tag="batch"):
     the window held one message. An empty entry (or a missing one) means
     "write ``frames[0]``": compression did not pay for that batch. A gateway
     only adds the WebSocket header, once per group of connections.
-    ``accepted`` holds each message's ``accepted_ms`` (0: unknown), in the
-    order of ``msg_ids``.
+    ``accepted`` holds each message's acceptance in unix µs
+    (``Message.accepted_at_us``, 0: unknown), in the order of ``msg_ids``.
     """
 
     room: str
@@ -97,9 +105,9 @@ class RoomBatch(msgspec.Struct, frozen=True, array_like=True, tag="batch"):
 
     @property
     def accepted_ms(self) -> int:
-        """The earliest known acceptance time in the batch (0: none known)."""
-        known = [ms for ms in self.accepted if ms]
-        return min(known) if known else 0
+        """The earliest known acceptance in the batch, unix ms (0: none known)."""
+        known = [us for us in self.accepted if us]
+        return min(known) // 1000 if known else 0
 
 
 #: What travels on a node channel (dispatch and control → one gateway node).

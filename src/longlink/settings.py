@@ -66,7 +66,7 @@ class Settings:
     max_retries: int = 2
     aggregate_ms: int = 50
     # Dispatch and write path (docs/dispatch.md).
-    aggregate_max_messages: int = 500  # a room's window is flushed early at this many messages
+    aggregate_max_messages: int = 200  # a room's window is flushed early at this many messages
     aggregate_max_bytes: int = 64 * 1024  # ... or at this many bytes of inner frames
     compress_min_bytes: int = 256  # smaller batches go out uncompressed
     brotli_quality: int = 5

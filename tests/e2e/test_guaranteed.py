@@ -124,8 +124,9 @@ async def test_unacked_is_resent_max_retries_times_at_the_interval_then_kept_and
             assert frame.body == b'{"invite":1}'
             arrivals.append(at)
         gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-        # One interval, plus at most one wheel tick (RETRY / 10) and loop latency.
-        assert all(RETRY * 0.95 <= gap <= RETRY + 0.15 * SCALE for gap in gaps), gaps
+        # One interval plus at most one wheel tick (RETRY / 10), give or take the loop's
+        # latency in reading them (tests/gateway/test_guarantee.py checks the exact rule).
+        assert all(RETRY * 0.75 <= gap <= RETRY + 0.3 * SCALE for gap in gaps), gaps
         # No further retry: a third one would come one interval after the second; wait
         # two intervals (the only bounded wait here: an absence cannot be awaited).
         with pytest.raises(TimeoutError):

@@ -47,14 +47,16 @@ class FakeConn:
         self.unacked: dict[int, Any] | None = None
         self.frames: list[tuple[int, int, int]] = []  # (op, flags, msg_id)
         self.failed: list[str] = []
+        self.writes = 0
         self.guarantee: Guarantee | None = None
 
     @property
     def closed(self) -> bool:
         return self.state == SessionState.CLOSED
 
-    def send(self, frame: bytes) -> None:
-        for f in FrameDecoder(1 << 20).feed(frame):
+    def send_many(self, frames: list[bytes]) -> None:
+        self.writes += 1
+        for f in FrameDecoder(1 << 20).feed(b"".join(frames)):
             self.frames.append((f.op, f.flags, f.msg_id))
 
     def fail(self, error: ProtocolError) -> None:
@@ -67,6 +69,9 @@ class FakeConn:
         self.guarantee.closed(cast(Connection, self))
 
     def pushes(self) -> list[int]:
+        """The PUSH frames written so far (what this loop turn queued included)."""
+        assert self.guarantee is not None
+        self.guarantee.flush()
         return [msg_id for op, _, msg_id in self.frames if op == Op.PUSH]
 
 
@@ -142,11 +147,12 @@ def events(tracer: Tracer, msg_id: int) -> list[str]:
     return [e.event for e in trace.events] if trace else []
 
 
-def test_written_with_ack_required_and_resent_exactly_max_retries_times() -> None:
+async def test_written_with_ack_required_and_resent_exactly_max_retries_times() -> None:
     guarantee, gateway, tracer = make()
     conn = connect(guarantee, gateway, "alice")
     start = time.monotonic()
     guarantee.deliver(message(1))
+    assert conn.pushes() == [1]
     assert conn.frames == [(Op.PUSH, Flag.ACK_REQUIRED | Flag.HIGH_PRIORITY, 1)]
     guarantee.advance(start + INTERVAL * 0.9)
     assert conn.pushes() == [1]  # not before the interval
@@ -192,7 +198,27 @@ async def test_acks_reach_the_store_once_per_loop_turn() -> None:
     assert store.acks == [(recipients_of_conn("alice", "a-phone"), [1, 99])]
 
 
-def test_a_message_unacked_on_a_connection_is_not_written_twice() -> None:
+async def test_a_burst_to_a_connection_is_one_write_at_the_end_of_the_loop_turn() -> None:
+    guarantee, gateway, _ = make()
+    alice, bob = connect(guarantee, gateway, "alice"), connect(guarantee, gateway, "bob")
+    for i in range(1, 11):
+        guarantee.deliver(message(i, "alice" if i % 2 else "bob"))
+    assert alice.writes == 0
+    await asyncio.sleep(0)  # the end of the loop turn
+    assert (alice.writes, bob.writes) == (1, 1)
+    assert alice.pushes() == [1, 3, 5, 7, 9] and bob.pushes() == [2, 4, 6, 8, 10]
+
+
+async def test_a_connection_closed_before_the_write_gets_nothing() -> None:
+    guarantee, gateway, tracer = make()
+    conn = connect(guarantee, gateway, "alice")
+    guarantee.deliver(message(1))
+    conn.close()
+    assert conn.pushes() == [] and guarantee.inflight == 0
+    assert events(tracer, 1) == ["written", "closed"]  # it stays in the store
+
+
+async def test_a_message_unacked_on_a_connection_is_not_written_twice() -> None:
     guarantee, gateway, _ = make()
     conn = connect(guarantee, gateway, "alice")
     guarantee.deliver(message(1))
@@ -200,7 +226,7 @@ def test_a_message_unacked_on_a_connection_is_not_written_twice() -> None:
     assert conn.pushes() == [1]
 
 
-def test_each_connection_of_the_user_is_tracked_on_its_own() -> None:
+async def test_each_connection_of_the_user_is_tracked_on_its_own() -> None:
     guarantee, gateway, tracer = make()
     phone = connect(guarantee, gateway, "alice", device="phone", conn_id="c1")
     laptop = connect(guarantee, gateway, "alice", device="laptop", conn_id="c2")
@@ -214,11 +240,12 @@ def test_each_connection_of_the_user_is_tracked_on_its_own() -> None:
     assert trace.events[0].detail == {"node": "g1", "targeted": 2, "written": 2}
 
 
-def test_a_closed_connection_forgets_its_messages() -> None:
+async def test_a_closed_connection_forgets_its_messages() -> None:
     guarantee, gateway, tracer = make()
     conn = connect(guarantee, gateway, "alice")
     start = time.monotonic()
     guarantee.deliver(message(1))
+    assert conn.pushes() == [1]
     conn.close()
     guarantee.advance(start + INTERVAL * 5)
     assert conn.pushes() == [1] and guarantee.inflight == 0
@@ -226,7 +253,7 @@ def test_a_closed_connection_forgets_its_messages() -> None:
     assert tracer.reach().acked == 0
 
 
-def test_nothing_is_written_past_the_ttl() -> None:
+async def test_nothing_is_written_past_the_ttl() -> None:
     guarantee, gateway, tracer = make()
     conn = connect(guarantee, gateway, "alice")
     expired = Message(1, Target(users=["alice"]), b"", guaranteed=True, ttl_s=1, accepted_ms=1)
@@ -235,7 +262,7 @@ def test_nothing_is_written_past_the_ttl() -> None:
     assert tracer.trace(1) is not None
 
 
-def test_a_retry_stops_when_the_ttl_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_retry_stops_when_the_ttl_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     guarantee, gateway, tracer = make(retry_interval_s=0.5)
     conn = connect(guarantee, gateway, "alice")
     start = time.monotonic()
@@ -254,7 +281,7 @@ def test_a_retry_stops_when_the_ttl_ends(monkeypatch: pytest.MonkeyPatch) -> Non
     }
 
 
-def test_a_client_far_behind_is_closed_server_busy() -> None:
+async def test_a_client_far_behind_is_closed_server_busy() -> None:
     guarantee, gateway, _ = make()
     conn = connect(guarantee, gateway, "alice")
     assert conn.transport is not None
@@ -264,7 +291,7 @@ def test_a_client_far_behind_is_closed_server_busy() -> None:
     assert guarantee.inflight == 0
 
 
-def test_past_max_unacked_a_message_waits_in_the_store() -> None:
+async def test_past_max_unacked_a_message_waits_in_the_store() -> None:
     guarantee, gateway, _ = make()
     conn = connect(guarantee, gateway, "alice")
     for i in range(1, MAX_UNACKED + 2):
@@ -310,7 +337,7 @@ async def test_redelivery_stops_when_the_connection_goes() -> None:
 
 
 @pytest.mark.parametrize(("interval", "tick"), [(2.0, 0.05), (0.05, 0.005), (0.2, 0.02)])
-def test_the_tick_follows_the_interval(interval: float, tick: float) -> None:
+async def test_the_tick_follows_the_interval(interval: float, tick: float) -> None:
     guarantee, _, _ = make(retry_interval_s=interval)
     assert guarantee.tick_s == pytest.approx(tick)
     assert guarantee.wheel.span_s >= interval

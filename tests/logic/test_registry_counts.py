@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from longlink.bus.redis import connect as redis_connect
 from longlink.logic.base import SessionInfo, SessionRegistry
 from longlink.logic.memory import MemoryRegistry
+from longlink.logic.redis import RedisRegistry
 from longlink.model import Target
 
 ROOMS = [f"r{i}" for i in range(8)]
@@ -133,11 +136,24 @@ async def test_counts_stay_exact_through_1000_random_operations(seed: int) -> No
     assert min(ops.values()) > 0
 
 
-async def test_rooms_announce_when_set() -> None:
-    registry = MemoryRegistry()
+@pytest.fixture(params=["memory", "redis"])
+async def any_registry(request: pytest.FixtureRequest) -> AsyncIterator[SessionRegistry]:
+    if request.param == "memory":
+        yield MemoryRegistry()
+        return
+    client = redis_connect(request.getfixturevalue("redis_server_url"))
+    await client.flushdb()
+    yield RedisRegistry(client, live_cache_s=0.0)
+    await client.aclose()
+
+
+async def test_rooms_announce_when_set(any_registry: SessionRegistry) -> None:
+    registry = any_registry
     assert await registry.announced_rooms(["a", "b"]) == set()
+    assert await registry.announced_rooms([]) == set()
     await registry.set_room_announce("a", True)
     await registry.set_room_announce("c", True)
     assert await registry.announced_rooms(["a", "b"]) == {"a"}
     await registry.set_room_announce("a", False)
+    await registry.set_room_announce("b", False)  # never set: harmless
     assert await registry.announced_rooms(["a", "b", "c"]) == {"c"}

@@ -205,7 +205,8 @@ class _Api:
         Guaranteed messages are committed to the offline store first, so a 202
         means they survive a crash (docs/guaranteed-delivery.md).
         """
-        accepted_ms = _now_ms()
+        accepted_us = time.time_ns() // 1000  # µs: ordered against JOIN/LEAVE (dispatch)
+        accepted_ms = accepted_us // 1000
         queue, ids, tracer = self.services.queue, self.services.ids, self.services.tracer
         messages = [
             Message(
@@ -216,6 +217,7 @@ class _Api:
                 guaranteed=push.guaranteed,
                 ttl_s=push.ttl_s,
                 accepted_ms=accepted_ms,
+                accepted_us=accepted_us,
             )
             for push in pushes
         ]

@@ -82,7 +82,7 @@ class Aggregator:
         "window_s",
     )
 
-    def __init__(self, window_s: float, max_messages: int = 500, max_bytes: int = 64 * 1024):
+    def __init__(self, window_s: float, max_messages: int = 200, max_bytes: int = 64 * 1024):
         if window_s <= 0:
             raise ValueError("window_s must be > 0 (a window of 0 means: do not aggregate)")
         if max_messages < 1 or max_bytes < 1:

@@ -106,6 +106,6 @@ class BatchEncoder:
             msg_ids=[m.msg_id for m in messages],
             frames=frames,
             priority=first.priority,
-            accepted=[m.accepted_ms for m in messages],
+            accepted=[m.accepted_at_us for m in messages],
         )
         return batch, stats

@@ -52,7 +52,9 @@ from longlink.trace import Tracer
 
 log = logging.getLogger("longlink.dispatch")
 
-FETCH_MAX = 512
+FETCH_MAX = 512  # high-priority messages taken per step
+FETCH_LOW = 128  # low-priority messages taken per step: a step stays well under a millisecond
+EMIT_MAX = 256  # low-priority messages encoded and handed over per step of the emitter
 READY_MAX = 8 * FETCH_MAX  # released low-priority items waiting for the emitter
 SECOND_PATH_MAX = 64  # fetched lists waiting on the second high path; more are not copied
 CLOSE_FLUSH_S = 1.0  # on close, how long pending windows get to go out
@@ -179,7 +181,7 @@ class Dispatcher:
         while True:
             if self.pace is not None:
                 await self.pace()
-            messages = await queue.fetch(Priority.LOW, FETCH_MAX)
+            messages = await queue.fetch(Priority.LOW, FETCH_LOW)
             if not messages:
                 return
             self.metrics.messages_in.labels(Priority.LOW.value).inc(len(messages))
@@ -212,12 +214,17 @@ class Dispatcher:
             self._wake.clear()
             ready.extend(aggregator.due(loop.time()))
             if ready:
-                items = list(ready)
-                ready.clear()
+                items: list[Output] = []
+                count = 0
+                while ready and count < EMIT_MAX:  # a bounded step: high priority waits less
+                    item = ready.popleft()
+                    items.append(item)
+                    count += len(item.messages) if isinstance(item, RoomFlush) else 1
                 try:
                     await self._send_low(items)
                 except Exception:
                     log.exception("dispatch of %d low-priority items failed", len(items))
+                await asyncio.sleep(0)
                 continue  # look again: more may have come meanwhile
             self._drained.set()
             deadline = aggregator.next_deadline()

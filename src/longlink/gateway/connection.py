@@ -124,6 +124,10 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(frame)
 
+    def send_many(self, frames: list[bytes]) -> None:
+        """Write encoded frames in order with one transport write (one system call)."""
+        self.send(frames[0] if len(frames) == 1 else b"".join(frames))
+
     def shutdown(self) -> None:
         """Close the transport after what was written has been flushed."""
         if self.transport is not None:

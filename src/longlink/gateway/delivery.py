@@ -61,7 +61,7 @@ from longlink.protocol import (
     encode_frame,
     split_batch,
 )
-from longlink.protocol.frames import MAX_U32
+from longlink.protocol.frames import MAX_U32, MAX_U64
 from longlink.protocol.session import SessionState
 
 if TYPE_CHECKING:
@@ -157,13 +157,14 @@ class Delivery:
         self.hub = gateway.hub
         self.metrics = gateway.metrics
         self.stats = DeliveryMetrics(metrics or CollectorRegistry())
-        self.stats.backlog.set_function(lambda: float(self._backlog))
+        self.stats.backlog.set_function(lambda: float(self.backlog))
         self.soft_limit = settings.outbox_soft_kib * 1024
         self.hard_limit = max(settings.outbox_hard_kib * 1024, self.soft_limit)
         #: High-priority msg ids written lately (the second copy is dropped).
         self.seen = SeenIds(settings.dedup_window_s, settings.dedup_size)
         self._low: deque[_Job] = deque()
-        self._backlog = 0  # estimated writes in self._low
+        self._queued = 0  # writes the jobs in self._low will take (estimated when queued)
+        self._inflight = 0  # writes left in the job being written
         self._writing = False  # the writer task runs
         self._room = asyncio.Event()  # set while the backlog is under BACKLOG_PACE
         self._room.set()
@@ -182,14 +183,14 @@ class Delivery:
 
     async def wait_ready(self) -> None:
         """Return once the low-priority queue holds at most :data:`BACKLOG_PACE` writes."""
-        while self._backlog > BACKLOG_PACE:
+        while self.backlog > BACKLOG_PACE:
             self._room.clear()
             await self._room.wait()
 
     @property
     def backlog(self) -> int:
-        """Low-priority writes queued (an estimate made when each job was queued)."""
-        return self._backlog
+        """Low-priority writes queued or being written (queued jobs are estimates)."""
+        return self._queued + self._inflight
 
     @property
     def idle(self) -> bool:
@@ -269,12 +270,12 @@ class Delivery:
             self._queue(_Job(len(conns), message=message, conns=conns), 1)
 
     def _queue(self, job: _Job, messages: int) -> None:
-        if self._backlog + job.estimate > BACKLOG_MAX:
+        if self.backlog + job.estimate > BACKLOG_MAX:
             self.stats.overload_drops.inc(messages)
             return
         self._low.append(job)
-        self._backlog += job.estimate
-        if self._backlog > BACKLOG_PACE:
+        self._queued += job.estimate
+        if self.backlog > BACKLOG_PACE:
             self._room.clear()
         if not self._writing:
             self._writing = True
@@ -287,13 +288,13 @@ class Delivery:
         try:
             while low:
                 job = low.popleft()
-                self._backlog -= job.estimate
+                self._queued -= job.estimate
                 if job.batches is not None:
                     batches = job.batches
                     room = batches[0].room
                     while low and low[0].batches is not None and low[0].batches[0].room == room:
                         merged = low.popleft()
-                        self._backlog -= merged.estimate
+                        self._queued -= merged.estimate
                         assert merged.batches is not None
                         batches.extend(merged.batches)
                         self.stats.coalesced.inc(len(merged.batches))
@@ -308,6 +309,7 @@ class Delivery:
                     else:
                         parts = self._message_parts(job.message, job.conns)
                 written = 0
+                self._inflight = sum(len(conns) for conns, _ in parts)
                 for conns, data in parts:
                     for start in range(0, len(conns), SLICE):
                         chunk = conns[start : start + SLICE]
@@ -317,6 +319,8 @@ class Delivery:
                             await asyncio.sleep(0)
                         written += self._write(chunk, data, messages, _LOW)
                         budget -= len(chunk)
+                        self._inflight -= len(chunk)
+                self._inflight = 0
                 if job.batches is not None:
                     self._count_batches(job.batches, written, _LOW)
                 elif job.message is not None and not job.message.guaranteed:
@@ -327,10 +331,11 @@ class Delivery:
                     await asyncio.sleep(0)
         finally:
             self._writing = False
+            self._inflight = 0
             self._wake_pacer()
 
     def _wake_pacer(self) -> None:
-        if self._backlog <= BACKLOG_PACE // 2 or not self._low:
+        if self.backlog <= BACKLOG_PACE // 2 or not self._low:
             self._room.set()
 
     # ------------------------------------------------------------------ planning
@@ -487,15 +492,14 @@ class Delivery:
             tracer.record(message.msg_id, "written", detail)
 
 
-def _member_at(changes: list[Change], at_ms: int) -> bool:
-    """Whether the connection was in the room at ``at_ms``, from its changes (oldest first).
+def _member_at(changes: list[Change], at_us: int) -> bool:
+    """Whether the connection was in the room at ``at_us``, from its changes (oldest first).
 
-    Times are whole milliseconds: in a tie the message counts as the member's
-    (a join in the same ms came first, a leave came after), so a tie delivers.
+    In a tie (the same µs) the message counts as the member's: a tie delivers.
     """
     member = not changes[0][2]  # before its first change it was the opposite
-    for changed_ms, _, joined in changes:
-        if changed_ms > at_ms or (changed_ms == at_ms and not joined):
+    for changed_us, _, joined in changes:
+        if changed_us > at_us or (changed_us == at_us and not joined):
             break
         member = joined
     return member
@@ -509,8 +513,8 @@ def _frame_for_member(batches: list[RoomBatch], changes: list[Change]) -> bytes:
         inner = split_batch(outer.body) if outer.flags & Flag.BATCH else [outer]
         accepted = batch.accepted
         for index, frame in enumerate(inner):
-            at_ms = accepted[index] if index < len(accepted) and accepted[index] else MAX_U32 << 16
-            if _member_at(changes, at_ms):
+            at_us = accepted[index] if index < len(accepted) and accepted[index] else MAX_U64
+            if _member_at(changes, at_us):
                 kept.append(
                     encode_frame(frame.op, frame.body, flags=frame.flags, msg_id=frame.msg_id)
                 )

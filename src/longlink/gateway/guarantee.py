@@ -97,6 +97,12 @@ class GuaranteeMetrics:
             "Guaranteed messages not written: the connection had too many unacked",
             registry=registry,
         )
+        # Label children looked up once: these count per message.
+        self.live = self.written.labels("live")
+        self.from_store = self.written.labels("store")
+        self.acked = self.outcomes.labels("acked")
+        self.closed = self.outcomes.labels("closed")
+        self.unacked = {r: self.outcomes.labels(f"unacked_{r}") for r in ("retries", "ttl")}
 
 
 class Unacked:
@@ -141,6 +147,7 @@ class Guarantee:
         self.redelivering = 0
         self._waiters: dict[Connection, asyncio.Future[None]] = {}
         self._acks: dict[tuple[str, str], list[int]] = {}
+        self._out: dict[Connection, list[bytes]] = {}  # frames of this loop turn
 
     @property
     def idle(self) -> bool:
@@ -165,7 +172,7 @@ class Guarantee:
             if self._write(conn, message, frame, now, now_ms, from_store=False):
                 written += 1
         if written:
-            self.metrics.written.labels("live").inc(written)
+            self.metrics.live.inc(written)
         self.tracer.record(
             message.msg_id,
             "written",
@@ -195,7 +202,7 @@ class Guarantee:
             if len(unacked) >= MAX_UNACKED:
                 self.metrics.overflow.inc()
                 return False  # it waits in the store for the next connect
-        if not _send(conn, frame):
+        if not self._send(conn, frame):
             return False
         if unacked is None:
             unacked = conn.unacked = {}
@@ -205,6 +212,35 @@ class Guarantee:
         unacked[message.msg_id] = entry
         self.inflight += 1
         return True
+
+    def _send(self, conn: Connection, frame: bytes) -> bool:
+        """Queue ``frame`` for ``conn`` unless the client is hopelessly behind (server_busy).
+
+        The frames of one loop turn go out in one write per connection at the
+        end of the turn (:meth:`flush`): a burst to a user costs one system
+        call, not one per message. Order among guaranteed messages is kept.
+        """
+        transport = conn.transport
+        if transport is None or conn.state != SessionState.OPEN:
+            return False
+        if transport.get_write_buffer_size() > HARD_LIMIT:
+            conn.fail(ProtocolError(ErrorCode.SERVER_BUSY, "client reads too slowly"))
+            return False
+        frames = self._out.get(conn)
+        if frames is None:
+            if not self._out:
+                asyncio.get_running_loop().call_soon(self.flush)
+            self._out[conn] = [frame]
+        else:
+            frames.append(frame)
+        return True
+
+    def flush(self) -> None:
+        """Write the frames queued this loop turn (called soon after the first is queued)."""
+        out, self._out = self._out, {}
+        for conn, frames in out.items():
+            if conn.state == SessionState.OPEN:
+                conn.send_many(frames)
 
     # ------------------------------------------------------------------ retries
 
@@ -237,11 +273,11 @@ class Guarantee:
                     now_ms,
                 )
                 tracer.outcome(entry.retries, False, entry.from_store)
-                self.metrics.outcomes.labels(f"unacked_{reason}").inc()
+                self.metrics.unacked[reason].inc()
                 self._wake(conn)
                 continue
             entry.retries += 1
-            if not _send(conn, entry.frame):
+            if not self._send(conn, entry.frame):
                 continue  # the connection failed: closed() has taken care of its messages
             self.metrics.retries.inc()
             tracer.record(msg_id, "retried", {"conn": conn.conn_id, "retry": entry.retries}, now_ms)
@@ -264,18 +300,21 @@ class Guarantee:
         unacked = conn.unacked
         if unacked is not None:
             now_ms = _now_ms()
+            tracer = self.tracer
+            count = 0
             for msg_id in ids:
                 if unacked.get(msg_id) is None:
                     continue  # not ours, already acked, or given up (still removed below)
                 entry = self._forget(conn, unacked, msg_id)
-                self.tracer.record(
+                count += 1
+                tracer.record(
                     msg_id, "acked", {"conn": conn.conn_id, "retries": entry.retries}, now_ms
                 )
-                self.tracer.outcome(entry.retries, True, entry.from_store)
-                self.metrics.outcomes.labels("acked").inc()
+                tracer.outcome(entry.retries, True, entry.from_store)
                 unacked = conn.unacked
                 if unacked is None:
                     break
+            self.metrics.acked.inc(count)
             self._wake(conn)
         if self.store is not None and ids:
             key = (conn.user, conn.device)
@@ -321,7 +360,7 @@ class Guarantee:
                 )
                 self.tracer.outcome(entry.retries, False, entry.from_store)
             self.inflight -= len(unacked)
-            self.metrics.outcomes.labels("closed").inc(len(unacked))
+            self.metrics.closed.inc(len(unacked))
         self._wake(conn)
 
     # ------------------------------------------------------------------ redelivery
@@ -341,7 +380,7 @@ class Guarantee:
                     now_ms = _now_ms()
                     frame = _frame(message)
                     if self._write(conn, message, frame, time.monotonic(), now_ms, from_store=True):
-                        self.metrics.written.labels("store").inc()
+                        self.metrics.from_store.inc()
                         self.tracer.record(
                             message.msg_id, "from_store", {"conn": conn.conn_id}, now_ms
                         )
@@ -387,18 +426,6 @@ def _frame(message: Message) -> bytes:
     if message.priority == Priority.HIGH:
         flags |= Flag.HIGH_PRIORITY
     return encode_frame(Op.PUSH, message.payload, flags=flags, msg_id=message.msg_id)
-
-
-def _send(conn: Connection, frame: bytes) -> bool:
-    """Write ``frame`` unless the client is hopelessly behind (then close it: server_busy)."""
-    transport = conn.transport
-    if transport is None or conn.state != SessionState.OPEN:
-        return False
-    if transport.get_write_buffer_size() > HARD_LIMIT:
-        conn.fail(ProtocolError(ErrorCode.SERVER_BUSY, "client reads too slowly"))
-        return False
-    conn.send(frame)
-    return True
 
 
 def _age(entry: Unacked) -> int:

@@ -9,8 +9,8 @@ on join and leave: a room batch has one frame per codec and one WebSocket
 message per group, so the write loop takes a group and writes the same bytes
 to every member without looking at the connection's kind or codec.
 
-Recent joins and leaves are remembered per room for :data:`CHANGE_MAX_AGE_MS`
-(wall-clock ms, like message ids): a room batch can hold messages accepted
+Recent joins and leaves are remembered per room for :data:`CHANGE_MAX_AGE_US`
+(wall-clock µs, like ``Message.accepted_us``): a room batch can hold messages accepted
 before a connection joined or left, and the write path uses these to give
 such a connection exactly the messages accepted while it was in the room.
 """
@@ -26,10 +26,10 @@ from longlink.gateway.connection import Connection
 from longlink.model import Target
 
 GROUP_CODECS = 3  # codecs 0 none, 1 zlib, 2 brotli (PROTOCOL.md §1.1)
-CHANGE_MAX_AGE_MS = 5_000  # joins and leaves remembered for batches that straddle them
+CHANGE_MAX_AGE_US = 5_000_000  # joins and leaves remembered for batches that straddle them
 _K = TypeVar("_K")
 
-#: A join (True) or leave (False) of a room: (unix ms, connection, joined).
+#: A join (True) or leave (False) of a room: (unix µs, connection, joined).
 Change = tuple[int, Connection, bool]
 
 
@@ -67,7 +67,7 @@ class Hub:
             _discard(self.rooms, room, conn)
             self._ungroup(room, conn)
 
-    def join(self, conn: Connection, room: str, at_ms: int | None = None) -> None:
+    def join(self, conn: Connection, room: str, at_us: int | None = None) -> None:
         if room not in conn.rooms:
             conn.rooms = (*conn.rooms, room)
             self.rooms.setdefault(room, set()).add(conn)
@@ -75,17 +75,17 @@ class Hub:
             if groups is None:
                 groups = self.groups[room] = {}
             groups.setdefault(group_key(conn), set()).add(conn)
-            self._changed(room, conn, True, at_ms)
+            self._changed(room, conn, True, at_us)
 
-    def leave(self, conn: Connection, room: str, at_ms: int | None = None) -> None:
+    def leave(self, conn: Connection, room: str, at_us: int | None = None) -> None:
         if room in conn.rooms:
             conn.rooms = tuple(r for r in conn.rooms if r != room)
             _discard(self.rooms, room, conn)
             self._ungroup(room, conn)
-            self._changed(room, conn, False, at_ms)
+            self._changed(room, conn, False, at_us)
 
-    def _changed(self, room: str, conn: Connection, joined: bool, at_ms: int | None) -> None:
-        now = int(time.time() * 1000) if at_ms is None else at_ms
+    def _changed(self, room: str, conn: Connection, joined: bool, at_us: int | None) -> None:
+        now = time.time_ns() // 1000 if at_us is None else at_us
         change = (now, conn, joined)
         changes = self.changes.get(room)
         if changes is None:
@@ -93,7 +93,7 @@ class Hub:
         changes.append(change)
         log = self._log
         log.append((room, change))
-        old = now - CHANGE_MAX_AGE_MS
+        old = now - CHANGE_MAX_AGE_US
         while log and log[0][1][0] < old:
             name, first = log.popleft()
             self._forget_change(name, first)
@@ -105,17 +105,17 @@ class Hub:
             if not changes:
                 del self.changes[room]
 
-    def settle(self, room: str, oldest_ms: int) -> dict[Connection, list[Change]]:
-        """Changes of ``room`` a batch whose oldest message is from ``oldest_ms`` straddles.
+    def settle(self, room: str, oldest_us: int) -> dict[Connection, list[Change]]:
+        """Changes of ``room`` a batch whose oldest message is from ``oldest_us`` straddles.
 
-        Changes made before ``oldest_ms`` are settled (the batch, and every
+        Changes made before ``oldest_us`` are settled (the batch, and every
         later one, is for the members as they are now) and forgotten; the
         rest are returned by connection, oldest first.
         """
         changes = self.changes.get(room)
         if not changes:
             return {}
-        while changes and changes[0][0] < oldest_ms:
+        while changes and changes[0][0] < oldest_us:
             changes.popleft()
         if not changes:
             del self.changes[room]

@@ -41,6 +41,12 @@ class WsConnection(Connection):
         if self.transport is not None and self.reader is not None:
             self.transport.write(wsp.encode_frame(wsp.WsOpcode.BINARY, frame))
 
+    def send_many(self, frames: list[bytes]) -> None:
+        # One WebSocket message per frame (PROTOCOL §1.4), all in one transport write.
+        if self.transport is not None and self.reader is not None:
+            binary = wsp.WsOpcode.BINARY
+            self.transport.write(b"".join([wsp.encode_frame(binary, f) for f in frames]))
+
     def shutdown(self) -> None:
         if self.transport is not None:
             if self.reader is not None and not self.transport.is_closing():

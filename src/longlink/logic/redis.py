@@ -11,6 +11,7 @@ Keys (prefix ``{ll}``):
 ``alive:<node>``            string with a TTL, refreshed by every node report
 ``nodes``                   hash: node -> NodeInfo (msgpack)
 ``room_area`` / ``area:<a>``  hash room -> area / set of the area's rooms
+``announce``                set: rooms that announce enters and exits
 ==========================  =====================================================
 
 Counts are per node (``nrooms``) and are summed over live nodes when read, so
@@ -326,3 +327,15 @@ class RedisRegistry:
         for area in areas:
             rooms.update(_s(r) for r in await self._redis.smembers(_k("area", area)))
         return sorted(rooms)
+
+    async def set_room_announce(self, room: str, announce: bool) -> None:
+        if announce:
+            await self._redis.sadd(_k("announce"), room)
+        else:
+            await self._redis.srem(_k("announce"), room)
+
+    async def announced_rooms(self, rooms: list[str]) -> set[str]:
+        if not rooms:
+            return set()
+        flags = await self._redis.smismember(_k("announce"), rooms)
+        return {room for room, flag in zip(rooms, flags, strict=True) if flag}

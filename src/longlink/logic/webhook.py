@@ -19,9 +19,11 @@ task each, not one per connection) POST the events, one event per request:
   gateway. While a lane retries, the events behind it wait: a webhook that
   is down long enough makes the queue fill and events drop.
 
-One event per POST: a local receiver takes a few thousand per second per
-lane (docs/presence-and-events.md has the figure); batching would make every
-receiver handle partial failures, for no need measured so far.
+Each lane keeps one keep-alive HTTP/1.1 connection
+(:class:`~longlink.logic.http1.Http1Connection`, chosen over httpx for its
+CPU cost: the sender shares the gateway's process). One event per POST, as
+PROTOCOL.md §2.3 shows them: docs/presence-and-events.md has the throughput
+measured, which has not called for batching.
 
 Lifetime: ``async with WebhookSender(...)``; :meth:`close` stops taking
 events, gives the queued ones up to ``drain_s`` seconds, then cancels the
@@ -36,15 +38,16 @@ import logging
 import random
 import time
 import zlib
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from longlink.logic.events import SIGNATURE_HEADER, WebhookEvent, encode_event, sign
+from longlink.logic.http1 import Http1Connection, HttpAnswer, HttpError
 from longlink.settings import Settings
 
-__all__ = ["RETRY_MAX_S", "WebhookMetrics", "WebhookSender"]
+__all__ = ["RETRY_MAX_S", "Poster", "WebhookMetrics", "WebhookSender"]
 
 log = logging.getLogger("longlink.webhook")
 
@@ -53,6 +56,16 @@ RETRY_MAX_S = 30.0
 #: 4xx answers that mean "try again later" rather than "never".
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 _Item = tuple[WebhookEvent, float]
+
+
+class Poster(Protocol):
+    """How a lane POSTs (an :class:`Http1Connection`; tests give a fake)."""
+
+    async def post(self, body: bytes, headers: Mapping[str, str]) -> HttpAnswer:
+        """The answer, or :class:`HttpError` when none could be had."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class WebhookMetrics:
@@ -95,7 +108,7 @@ class WebhookSender:
         timeout_s: float = 5.0,
         drain_s: float = 5.0,
         metrics: CollectorRegistry | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        poster: Callable[[], Poster] | None = None,
     ) -> None:
         if concurrency < 1 or queue_size < 1 or max_attempts < 1:
             raise ValueError("concurrency, queue_size and max_attempts must be at least 1")
@@ -103,15 +116,20 @@ class WebhookSender:
         self._secret = secret
         self._max_attempts = max_attempts
         self._retry_s = retry_s
-        self._timeout_s = timeout_s
         self._drain_s = drain_s
-        self._transport = transport
+        self._poster = poster or (
+            lambda: Http1Connection(
+                url,
+                timeout_s=timeout_s,
+                headers={"User-Agent": "longlink-webhook/1", "Content-Type": "application/json"},
+            )
+        )
         per_lane = max(1, queue_size // concurrency)
         self._lanes: list[asyncio.Queue[_Item]] = [
             asyncio.Queue(per_lane) for _ in range(concurrency)
         ]
+        self._posters: list[Poster] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._client: httpx.AsyncClient | None = None
         self._closed = False
         self.metrics = WebhookMetrics(metrics or CollectorRegistry())
         self.metrics.queued.set_function(lambda: sum(q.qsize() for q in self._lanes))
@@ -145,21 +163,15 @@ class WebhookSender:
         await self.close()
 
     def start(self) -> None:
-        """Open the HTTP client and start the lanes (on the running loop)."""
+        """Start the lanes (on the running loop); each opens its connection when needed."""
         if self._tasks or self._closed:
             return
         if not self._secret:
             log.warning("webhook %s: no webhook secret set, events are sent unsigned", self.url)
-        lanes = len(self._lanes)
-        self._client = httpx.AsyncClient(
-            timeout=self._timeout_s,
-            transport=self._transport,
-            limits=httpx.Limits(max_connections=lanes, max_keepalive_connections=lanes),
-            headers={"User-Agent": "longlink-webhook/1", "Content-Type": "application/json"},
-        )
+        self._posters = [self._poster() for _ in self._lanes]
         self._tasks = [
-            asyncio.create_task(self._lane(queue), name=f"webhook-lane-{i}")
-            for i, queue in enumerate(self._lanes)
+            asyncio.create_task(self._lane(queue, poster), name=f"webhook-lane-{i}")
+            for i, (queue, poster) in enumerate(zip(self._lanes, self._posters, strict=True))
         ]
 
     async def close(self) -> None:
@@ -180,8 +192,8 @@ class WebhookSender:
         left = sum(q.qsize() for q in self._lanes)
         if left:
             log.warning("webhook %s: %d events not delivered at shutdown", self.url, left)
-        if self._client is not None:
-            await self._client.aclose()
+        for poster in self._posters:
+            await poster.close()
 
     # ------------------------------------------------------------------ the hot path
 
@@ -197,11 +209,11 @@ class WebhookSender:
 
     # ------------------------------------------------------------------ lanes
 
-    async def _lane(self, queue: asyncio.Queue[_Item]) -> None:
+    async def _lane(self, queue: asyncio.Queue[_Item], poster: Poster) -> None:
         while True:
             event, offered = await queue.get()
             try:
-                outcome = await self._deliver(event)
+                outcome = await self._deliver(event, poster)
             except Exception:  # a bug must not stop the lane
                 log.exception("webhook: event %s could not be sent", event.id)
                 outcome = "failed"
@@ -211,9 +223,8 @@ class WebhookSender:
             if outcome == "delivered":
                 self.metrics.latency.observe(time.monotonic() - offered)
 
-    async def _deliver(self, event: WebhookEvent) -> str:
+    async def _deliver(self, event: WebhookEvent, poster: Poster) -> str:
         """Try until delivered, refused, or out of attempts; returns the outcome."""
-        assert self._client is not None
         body = encode_event(event)
         headers = {"X-Longlink-Event-Id": event.id}
         for attempt in range(1, self._max_attempts + 1):
@@ -222,18 +233,18 @@ class WebhookSender:
                 headers[SIGNATURE_HEADER] = sign(self._secret, body)
             retry_after: float | None = None
             try:
-                response = await self._client.post(self.url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                answer = await poster.post(body, headers)
+            except HttpError as exc:
+                problem = str(exc)
             else:
-                status = response.status_code
+                status = answer.status
                 if 200 <= status < 300:
                     return "delivered"
                 if 400 <= status < 500 and status not in _RETRYABLE_4XX:
                     log.warning("webhook refused event %s with %d", event.id, status)
                     return "rejected"
                 problem = f"HTTP {status}"
-                retry_after = _retry_after(response.headers.get("retry-after"))
+                retry_after = _retry_after(answer.headers.get("retry-after"))
             if attempt == self._max_attempts:
                 log.warning(
                     "webhook: event %s dropped after %d attempts (%s)", event.id, attempt, problem

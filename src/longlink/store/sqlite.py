@@ -1,20 +1,24 @@
 """The embedded offline store: one SQLite file in WAL mode, group-committed.
 
 ``SqliteStore(path)`` opens (or creates) the file and its schema at once, so
-a bad ``data_dir`` stops the process at start. After that every operation
-runs on one writer thread that owns the database:
+a bad ``data_dir`` stops the process at start. After that:
 
-* calls are queued as *jobs*; a flusher task hands all jobs queued so far to
-  the thread, which runs them in **one transaction** and commits once (group
-  commit); calls made meanwhile form the next batch. So many concurrent
-  ``put`` calls (one per push request) cost one commit, and the 202 of each
-  is sent after the commit that holds its message;
-* reads run in the same batches, so a caller sees its own writes.
+* calls are queued as *jobs*; once per loop turn every job queued so far runs
+  in **one transaction** (group commit), and jobs queued while it commits form
+  the next one. So many concurrent ``put`` calls (one per push request) cost
+  one commit, and the 202 of each is sent after the commit that holds its
+  message. Reads run in the same batches, so a caller sees its own writes;
+* the statements run on the event loop: SQLite answers them in microseconds
+  from its page cache, and a thread would cost a GIL hand-over per row
+  (``executemany`` releases the GIL at every step), each up to the 5 ms
+  switch interval while the loop is busy. Only the ``COMMIT`` that waits for
+  the disk (``synchronous=FULL``) runs on a writer thread: one hand-over per
+  transaction, and the loop never waits for an fsync.
 
 Durability: WAL with ``synchronous=FULL`` (the default) fsyncs every commit,
 so an accepted message survives a process kill and a power loss;
 ``synchronous="normal"`` survives a process kill (the OS has the pages) and
-may lose the last commits on power loss, for fewer fsyncs.
+may lose the last commits on power loss, for no fsync per commit.
 
 Limits: one process. Several processes may open the same file (SQLite locks
 it), but only one event loop per store object. Message ids (unsigned 64-bit)
@@ -100,9 +104,12 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the offline store {self.path}: {exc}") from exc
         self._db = db
+        self._fsync = sync == "FULL"
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="longlink-store")
         self._jobs: list[tuple[Job, asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is being run or committed
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._closed = False
         #: Transactions committed so far (tests and benchmarks read it).
         self.commits = 0
@@ -197,12 +204,9 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._flusher)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._close_db)
+        await self._idle.wait()  # what was asked before the close is committed
         self._thread.shutdown(wait=True)
+        self._close_db()
 
     def _close_db(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -215,49 +219,80 @@ class SqliteStore:
         """Queue ``job`` for the next transaction and wait for its commit."""
         if self._closed:
             raise StoreError("the offline store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         self._jobs.append((job, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="longlink-store-flush")
+        if not self._busy:
+            self._busy = True
+            loop.call_soon(self._flush)  # after the callers of this loop turn have queued
         return await future
 
-    async def _flush(self) -> None:
-        """Hand every queued job to the writer thread, batch after batch, until none is left."""
-        loop = asyncio.get_running_loop()
-        try:
-            while self._jobs:
-                batch, self._jobs = self._jobs, []
-                try:
-                    results = await loop.run_in_executor(
-                        self._thread, self._transaction, [job for job, _ in batch]
-                    )
-                except BaseException as exc:
-                    error = exc if isinstance(exc, StoreError) else StoreError(repr(exc))
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._flusher = None
-
-    def _transaction(self, jobs: list[Job]) -> list[Any]:
-        """Run ``jobs`` in one transaction on the writer thread; all commit or none."""
+    def _flush(self) -> None:
+        """Run every queued job in one transaction; commit it (off the loop when it fsyncs)."""
+        batch, self._jobs = self._jobs, []
+        if not batch:
+            self._busy = False
+            self._idle.set()
+            return
+        self._idle.clear()
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                results = [job(db) for job in jobs]
-                db.execute("COMMIT")
+                results = [job(db) for job, _ in batch]
             except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"offline store {self.path}: {exc}") from exc
-        self.commits += 1
-        return results
+        except Exception as exc:
+            self._settle(batch, None, exc)
+            return
+        if not self._fsync:
+            try:
+                db.execute("COMMIT")  # no fsync: microseconds, done here
+            except Exception as exc:
+                self._rollback()
+                self._settle(batch, None, exc)
+                return
+            self._settle(batch, results, None)
+            return
+        # COMMIT fsyncs the WAL: the writer thread waits for the disk, the loop does not.
+        # Nothing else touches the connection until it is done (jobs queue meanwhile).
+        done = asyncio.get_running_loop().run_in_executor(self._thread, self._commit)
+        done.add_done_callback(lambda f: self._committed(batch, results, f))
+
+    def _commit(self) -> None:
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _committed(
+        self, batch: list[tuple[Job, asyncio.Future[Any]]], results: list[Any], done: Any
+    ) -> None:
+        exc = done.exception()
+        self._settle(batch, None if exc is not None else results, exc)
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+
+    def _settle(
+        self,
+        batch: list[tuple[Job, asyncio.Future[Any]]],
+        results: list[Any] | None,
+        exc: BaseException | None,
+    ) -> None:
+        """Answer the batch's callers, then start the next batch (jobs queued meanwhile)."""
+        if results is not None:
+            self.commits += 1
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        else:
+            error = StoreError(f"offline store {self.path}: {exc!r}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        self._flush()

@@ -1,0 +1,256 @@
+"""The gateway's write path, on fake transports: groups, slices, order, dedup, outbox policy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from longlink.bus.memory import MemoryNodeChannel
+from longlink.client import unpack_pushes
+from longlink.control.tokens import TokenIssuer
+from longlink.dispatch.compression import BatchEncoder, push_frame
+from longlink.gateway import delivery as delivery_module
+from longlink.gateway.connection import Connection
+from longlink.gateway.server import Gateway
+from longlink.gateway.tcp import TcpConnection
+from longlink.gateway.websocket import WsConnection, ws_message
+from longlink.logic.memory import MemoryRegistry
+from longlink.model import Message, Priority, RoomBatch, Target
+from longlink.protocol import Codec, FrameDecoder, Op
+from longlink.protocol import websocket as wsp
+from longlink.protocol.session import SessionState
+from longlink.settings import Settings
+from tests.conftest import WAIT
+
+
+class FakeTransport:
+    """Records writes; ``buffered`` plays the kernel and the transport's write buffer."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.buffered = 0
+        self.closing = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.aborted = self.closing = True
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    settings = Settings(node_id="g1", outbox_soft_kib=64, outbox_hard_kib=256, trace_scope="off")
+    yield Gateway(settings, MemoryRegistry(), MemoryNodeChannel(), TokenIssuer("s" * 32, 60))
+
+
+_serial = 0
+
+
+def connect(gateway: Gateway, rooms: list[str], *, ws: bool = False, codec: int = 0) -> Connection:
+    """An open connection with a fake transport, indexed in ``rooms``."""
+    global _serial
+    _serial += 1
+    conn: Connection = WsConnection(gateway) if ws else TcpConnection(gateway)
+    conn.transport = FakeTransport()  # type: ignore[assignment]
+    if isinstance(conn, WsConnection):
+        conn.handshake = None
+        conn.reader = wsp.WsReader(1 << 16)
+    conn.conn_id = f"c{_serial}"
+    conn.user = f"u{_serial}"
+    conn.device = f"d{_serial}"
+    conn.codec = codec
+    conn.state = SessionState.OPEN
+    gateway.hub.add(conn, rooms)
+    return conn
+
+
+def writes(conn: Connection) -> list[bytes]:
+    return conn.transport.writes  # type: ignore[union-attr]
+
+
+def received(conn: Connection) -> list[int]:
+    """Msg ids of every push written to ``conn``, in order."""
+    data = b"".join(writes(conn))
+    if isinstance(conn, WsConnection):
+        reader = wsp.WsReader(1 << 24, require_mask=False)
+        frames = [
+            f for _, payload in reader.feed(data) for f in FrameDecoder(1 << 24).feed(payload)
+        ]
+    else:
+        frames = FrameDecoder(1 << 24).feed(data)
+    return [m.msg_id for f in frames if f.op == Op.PUSH for m in unpack_pushes(f)]
+
+
+def messages(first: int, count: int, room: str = "r", **extra: Any) -> list[Message]:
+    now_us = time.time_ns() // 1000
+    return [
+        Message(
+            msg_id=first + i,
+            target=Target(rooms=[room]),
+            payload=b'{"text":"danmaku %d"}' % i,
+            accepted_ms=now_us // 1000,
+            accepted_us=now_us,
+            **extra,
+        )
+        for i in range(count)
+    ]
+
+
+def batch(first: int, count: int, room: str = "r") -> RoomBatch:
+    return BatchEncoder(min_bytes=64).encode(room, messages(first, count, room))[0]
+
+
+async def idle(gateway: Gateway) -> None:
+    async with asyncio.timeout(WAIT):
+        while not gateway.delivery.idle:  # noqa: ASYNC110 (the writer task has no event)
+            await asyncio.sleep(0)
+
+
+async def test_each_group_gets_its_codec_framed_once(gateway: Gateway) -> None:
+    conns = {
+        (ws, codec): [connect(gateway, ["r"], ws=ws, codec=codec) for _ in range(2)]
+        for ws in (False, True)
+        for codec in Codec
+    }
+    room_batch = batch(100, 30)
+    gateway.deliver([room_batch])
+    for (ws, codec), group in conns.items():
+        expected = room_batch.frame_for(codec)
+        if ws:
+            expected = ws_message(expected)
+        first, second = (writes(conn) for conn in group)
+        assert first == second == [expected]
+        assert first[0] is second[0], "the same bytes object for the whole group"
+        for conn in group:
+            assert received(conn) == list(range(100, 130))
+    assert gateway.delivery.stats.deliveries.labels("low")._value.get() == 30 * 12
+
+
+async def test_high_priority_second_copy_is_dropped(gateway: Gateway) -> None:
+    conn = connect(gateway, [])
+    [message] = messages(7, 1, priority=Priority.HIGH)
+    message = Message(7, Target(users=[conn.user]), b"!", priority=Priority.HIGH)
+    gateway.deliver([message])
+    gateway.deliver([message])  # the copy from the other dispatch path
+    assert writes(conn) == [push_frame(message)]
+    assert gateway.delivery.stats.dedup_drops._value.get() == 1
+
+
+async def test_a_big_room_is_written_in_slices_in_order_and_high_priority_cuts_in(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery_module, "SLICE", 64)
+    room = [connect(gateway, ["r"], ws=i % 2 == 0, codec=i % 3) for i in range(300)]
+    vip = room[-1]
+    gateway.deliver([batch(1, 5)])  # too big for one slice: queued for the writer
+    assert not gateway.delivery.idle and writes(room[0]) == []
+    await asyncio.sleep(0)  # the writer takes its first slice, then yields
+    gateway.deliver([batch(6, 5), batch(11, 5)])  # waiting behind it: written together
+    gateway.deliver([Message(99, Target(users=[vip.user]), b"!", priority=Priority.HIGH)])
+    assert received(vip) == [99]  # at once, ahead of the low-priority batches
+    await idle(gateway)
+    for conn in room:
+        ids = received(conn)
+        low = [i for i in ids if i != 99]
+        assert low == list(range(1, 16)), conn.conn_id
+        assert len(writes(conn)) <= 3 if conn is vip else len(writes(conn)) <= 2
+    assert gateway.delivery.stats.coalesced._value.get() == 1
+
+
+async def test_a_slow_client_loses_low_priority_then_is_closed(gateway: Gateway) -> None:
+    slow, fine = connect(gateway, ["r"]), connect(gateway, ["r"])
+    slow.transport.buffered = 100 * 1024  # type: ignore[union-attr]  # over the soft limit
+    gateway.deliver([batch(1, 10)])
+    assert received(slow) == [] and received(fine) == list(range(1, 11))
+    assert slow.dropped == 10
+    assert gateway.metrics.slow_drops.labels("low")._value.get() == 10
+    high = Message(50, Target(rooms=["r"]), b"!" * 1000, priority=Priority.HIGH)
+    gateway.deliver([high])  # under the hard limit: still written
+    assert received(slow) == [50]
+    slow.transport.buffered = 256 * 1024  # type: ignore[union-attr]
+    gateway.deliver([Message(51, Target(rooms=["r"]), b"!", priority=Priority.HIGH)])
+    assert slow.closed and slow.transport.closing  # type: ignore[union-attr]
+    assert b"server_busy" in writes(slow)[-1]
+    assert received(fine) == [*range(1, 11), 50, 51]
+    assert gateway.delivery.stats.slow_closes._value.get() == 1
+
+
+async def test_members_get_exactly_the_messages_accepted_while_they_were_in(
+    gateway: Gateway,
+) -> None:
+    stayer = connect(gateway, ["r"])
+    leaver = connect(gateway, ["r"])
+    joiner = connect(gateway, [])
+    now = time.time_ns() // 1000
+    early = messages(1, 3)  # accepted before the leave and the join
+    early = [
+        Message(m.msg_id, m.target, m.payload, accepted_us=now + i) for i, m in enumerate(early)
+    ]
+    gateway.hub.leave(leaver, "r", at_us=now + 1)
+    gateway.hub.join(joiner, "r", at_us=now + 2)
+    late = Message(4, Target(rooms=["r"]), b"late", accepted_us=now + 10)
+    room_batch = BatchEncoder().encode("r", [*early, late])[0]
+    gateway.deliver([room_batch])
+    assert received(stayer) == [1, 2, 3, 4]
+    assert received(leaver) == [1, 2]  # a tie (now + 1) counts as still in
+    assert received(joiner) == [3, 4]
+    # Settled: the next batch is for the members as they are.
+    gateway.deliver([BatchEncoder().encode("r", messages(20, 2))[0]])
+    assert received(joiner)[-2:] == [20, 21] and received(leaver) == [1, 2]
+    assert "r" not in gateway.hub.changes
+
+
+async def test_guaranteed_messages_keep_their_place(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery_module, "SLICE", 8)
+    order: list[str] = []
+    conns = [connect(gateway, ["r"]) for _ in range(20)]
+    monkeypatch.setattr(gateway.guarantee, "deliver", lambda m: order.append(f"g{m.msg_id}"))
+    gateway.deliver([batch(1, 3)])
+    gateway.deliver([Message(9, Target(users=[conns[0].user]), b"g", guaranteed=True)])
+    assert order == []  # behind the batch still being written
+    await idle(gateway)
+    assert order == ["g9"] and received(conns[-1]) == [1, 2, 3]
+
+
+async def test_wait_ready_holds_while_the_backlog_is_large(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery_module, "SLICE", 16)
+    monkeypatch.setattr(delivery_module, "BACKLOG_PACE", 100)
+    rooms = [f"r{i}" for i in range(5)]
+    for room in rooms:  # five rooms of 50: five jobs that cannot be written together
+        for _ in range(50):
+            connect(gateway, [room])
+    for i, room in enumerate(rooms):
+        gateway.deliver([batch(1 + 10 * i, 2, room=room)])
+    assert gateway.delivery.backlog > 100
+    waiter = asyncio.create_task(gateway.delivery.wait_ready())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    async with asyncio.timeout(WAIT):
+        await waiter
+    assert gateway.delivery.backlog <= 100
+
+
+async def test_closed_connections_are_skipped(gateway: Gateway) -> None:
+    gone, here = connect(gateway, ["r"]), connect(gateway, ["r"])
+    gone.state = SessionState.CLOSED
+    gateway.deliver([batch(1, 2)])
+    assert writes(gone) == [] and received(here) == [1, 2]
