@@ -131,10 +131,14 @@ async def start_server(data_dir: str, args: argparse.Namespace) -> tuple[Any, in
         "LONGLINK_TRACE_SCOPE": args.trace,
         "LONGLINK_QUEUE_SIZE": "1000000",
     }
+    log = open(args.server_log, "ab") if args.server_log else None  # noqa: SIM115, ASYNC230
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "longlink", "serve",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=log if log is not None else asyncio.subprocess.DEVNULL,
     )  # fmt: skip
+    if log is not None:
+        log.close()  # the child has its own copy
     pin(proc.pid, SERVER_CORE)
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
@@ -298,6 +302,7 @@ def main() -> None:
     parser.add_argument("--transport", choices=["ws", "tcp"], default="tcp")
     parser.add_argument("--sync", choices=["full", "normal"], default="full")
     parser.add_argument("--trace", choices=["all", "guaranteed", "off"], default="all")
+    parser.add_argument("--server-log", help="append the server's stderr (warnings) to this file")
     args = parser.parse_args()
     result = uvloop.run(run(args))
     reach = result["reach"]

@@ -42,9 +42,24 @@ def node_settings(tmp_path: Any, **changes: Any) -> Settings:
     return base.replace(**changes)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def bus(request: pytest.FixtureRequest) -> str:
+    """Every end-to-end test on the ``node`` fixture runs on both backends."""
+    if request.param == "memory":
+        return "memory"
+    url: str = request.getfixturevalue("redis_server_url")
+    return url
+
+
 @pytest.fixture
-async def node(tmp_path: Any) -> AsyncIterator[Node]:
-    async with Node(node_settings(tmp_path)) as running:
+async def node(tmp_path: Any, bus: str) -> AsyncIterator[Node]:
+    if bus != "memory":
+        from longlink.bus.redis import connect
+
+        client = connect(bus)
+        await client.flushdb()
+        await client.aclose()
+    async with Node(node_settings(tmp_path, bus=bus)) as running:
         yield running
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,15 +25,19 @@ from longlink.api.server import HttpServer
 from longlink.api.services import Services
 from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
+from longlink.bus.redis import RedisNodeChannel, RedisQueue
+from longlink.bus.redis import connect as redis_connect
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
 from longlink.gateway.server import Gateway
 from longlink.logic.base import SessionRegistry
 from longlink.logic.memory import MemoryRegistry
+from longlink.logic.redis import RedisRegistry
 from longlink.logic.webhook import WebhookSender
 from longlink.model import MsgIdGenerator, node_number
 from longlink.settings import ConfigError, Settings
 from longlink.store.base import OfflineStore, StoreError
+from longlink.store.redis import RedisStore
 from longlink.store.sqlite import SqliteStore
 from longlink.store.sweep import Sweeper
 from longlink.trace import Tracer
@@ -53,6 +58,7 @@ class Backends:
     registry: SessionRegistry
     store: OfflineStore | None = None
     tracer: Tracer = field(default_factory=Tracer)
+    client: Any = None  # the Redis client of Backends.redis, closed with the backends
 
     @classmethod
     def memory(cls, settings: Settings) -> Backends:
@@ -64,10 +70,38 @@ class Backends:
             tracer=Tracer.from_settings(settings),
         )
 
+    @classmethod
+    def on_redis(cls, settings: Settings) -> Backends:
+        """Every seam on the Redis at ``settings.bus`` (``redis://host:port/db``)."""
+        client = redis_connect(settings.bus)
+        return cls(
+            queue=RedisQueue(
+                client,
+                maxsize=settings.queue_size,
+                consumer=f"{settings.node_id}-{os.getpid()}",
+            ),
+            channel=RedisNodeChannel(client),
+            registry=RedisRegistry(client),
+            store=RedisStore(client),
+            tracer=Tracer.from_settings(settings),
+            client=client,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Backends:
+        """The backends ``settings.bus`` names: ``memory`` or ``redis://…``."""
+        if settings.bus == "memory":
+            return cls.memory(settings)
+        if settings.bus.startswith(("redis://", "rediss://", "unix://")):
+            return cls.on_redis(settings)
+        raise ConfigError(f"bus {settings.bus!r}: use 'memory' or 'redis://HOST:PORT/DB'")
+
     async def close(self) -> None:
         await self.queue.close()
         if self.store is not None:
             await self.store.close()
+        if self.client is not None:
+            await self.client.aclose()
 
 
 class Node:
@@ -108,15 +142,11 @@ class Node:
 
     async def _start(self) -> None:
         settings = self.settings
-        if self._given is None and settings.bus != "memory":
-            raise ConfigError(
-                f"bus {settings.bus!r}: only the embedded 'memory' bus exists in this version"
-            )
         if self._given is not None:
             self.backends = self._given
         else:
             try:
-                self.backends = Backends.memory(settings)
+                self.backends = Backends.from_settings(settings)
             except (StoreError, ValueError) as exc:
                 raise ConfigError(f"offline store: {exc}") from exc
             self._stack.push_async_callback(self.backends.close)

@@ -388,7 +388,7 @@ class Gateway:
         self._cpu = (now, cpu)
         load = (cpu - last_cpu) / (now - last_now) if now > last_now else 0.0
         ws, tcp = self.endpoints
-        await self.registry.report_node(
+        known = await self.registry.report_node(
             NodeInfo(
                 node=self.settings.node_id,
                 region=self.settings.region,
@@ -399,6 +399,31 @@ class Gateway:
                 reported_ms=int(time.time() * 1000),
             )
         )
+        if not known and self.hub.conns:
+            await self._resync()
+
+    async def _resync(self) -> None:
+        """The registry lost this node (Redis restarted empty): register every session again."""
+        conns = list(self.hub.conns.values())
+        log.warning(
+            "registry lost node %s: registering %d sessions again",
+            self.settings.node_id,
+            len(conns),
+        )
+        now_ms = int(time.time() * 1000)
+        for conn in conns:
+            if conn.closed:
+                continue
+            await self.registry.add_session(
+                SessionInfo(
+                    conn_id=conn.conn_id,
+                    node=self.settings.node_id,
+                    user=conn.user,
+                    device=conn.device,
+                    rooms=list(conn.rooms),
+                    connected_ms=now_ms,
+                )
+            )
 
 
 _KIND = ("tcp", "ws")

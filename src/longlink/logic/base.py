@@ -104,8 +104,13 @@ class SessionRegistry(Protocol):
         """Those of ``rooms`` set to announce enters and exits (a gateway asks per event)."""
         ...
 
-    async def report_node(self, info: NodeInfo) -> None:
-        """A gateway node's periodic report (keeps it healthy)."""
+    async def report_node(self, info: NodeInfo) -> bool:
+        """A gateway node's periodic report (keeps it healthy).
+
+        Returns False when the registry did not know the node: its first
+        report, or a shared registry that lost its data (Redis restarted
+        empty). The gateway then registers its live sessions again.
+        """
         ...
 
     async def nodes(self) -> list[NodeInfo]:

@@ -157,13 +157,14 @@ class MemoryRegistry:
 
     # ------------------------------------------------------------ nodes
 
-    async def report_node(self, info: NodeInfo) -> None:
+    async def report_node(self, info: NodeInfo) -> bool:
         old = self._nodes.get(info.node)
         if old is not None and old.draining:
             info.draining = True
         if not info.reported_ms:
             info.reported_ms = int(time.time() * 1000)
         self._nodes[info.node] = info
+        return old is not None
 
     async def nodes(self) -> list[NodeInfo]:
         return list(self._nodes.values())

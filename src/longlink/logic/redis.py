@@ -11,6 +11,7 @@ Keys (prefix ``{ll}``):
 ``alive:<node>``            string with a TTL, refreshed by every node report
 ``nodes``                   hash: node -> NodeInfo (msgpack)
 ``room_area`` / ``area:<a>``  hash room -> area / set of the area's rooms
+``announce``                set: rooms whose enters and exits are sent as EVENT frames
 ``announce``                set: rooms that announce enters and exits
 ==========================  =====================================================
 
@@ -322,12 +323,6 @@ class RedisRegistry:
         area = await self._redis.hget(_k("room_area"), room)
         return None if area is None else _s(area)
 
-    async def rooms_in_areas(self, areas: list[str]) -> list[str]:
-        rooms: set[str] = set()
-        for area in areas:
-            rooms.update(_s(r) for r in await self._redis.smembers(_k("area", area)))
-        return sorted(rooms)
-
     async def set_room_announce(self, room: str, announce: bool) -> None:
         if announce:
             await self._redis.sadd(_k("announce"), room)
@@ -339,3 +334,9 @@ class RedisRegistry:
             return set()
         flags = await self._redis.smismember(_k("announce"), rooms)
         return {room for room, flag in zip(rooms, flags, strict=True) if flag}
+
+    async def rooms_in_areas(self, areas: list[str]) -> list[str]:
+        rooms: set[str] = set()
+        for area in areas:
+            rooms.update(_s(r) for r in await self._redis.smembers(_k("area", area)))
+        return sorted(rooms)

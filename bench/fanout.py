@@ -1,0 +1,741 @@
+"""Room fan-out of the real gateway: deliveries/s, push-to-receipt latency, CPU, memory.
+
+Three processes on this machine (docs/benchmarks.md has the figures and the method):
+
+* the **server**, pinned to core 0: a real longlink ``Node`` (every role, embedded
+  backends, uvloop) with ``aggregate_ms`` set per run, or the hand-rolled baseline
+  (a bare uvloop WebSocket server that frames each message once and
+  ``transport.write``s the same bytes to every connection, as fast as it can);
+* the **load generator**, pinned to core 1: N WebSocket connections, authenticated
+  with tokens it signs itself (it shares ``LONGLINK_TOKEN_SECRET``), all in one room.
+  A few *sample* connections decode every frame (decompress, split the batch, parse
+  the JSON) and time each message from its push; the others only count bytes, with
+  ``SO_RCVLOWAT`` so that one read takes several frames. Every connection of the room
+  receives the same byte stream, so a sample's record of (bytes, messages) maps any
+  connection's byte count to the messages it has received. The **publisher** lives
+  here too: ``POST /v1/push/batch`` at R messages per second, each message a
+  ~100-byte danmaku-like JSON object carrying its push time;
+* the driver (this process), which starts the others and prints a table.
+
+Per run: connect, read the server's RSS before and after (idle KiB per authenticated
+connection), publish for ``--seconds``, count deliveries between two marks (after
+``--warmup``), read CPU from both processes, then check every connection got the
+whole stream (aggregation on). Aggregation off is run above capacity (the server
+saturates) and compared with the hand-rolled server in the same invocation.
+
+    python bench/fanout.py                         # bounded default run (about a minute)
+    python bench/fanout.py --conns 10000 --rate 1000 --seconds 10 --windows 0 10 25 50 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import bisect
+import gc
+import json
+import os
+import platform
+import queue
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib import metadata
+from typing import Any, cast
+
+import uvloop
+import ws_memory
+from danmaku import Danmaku
+from ws_memory import core_ticks, pin, rss_kib, say, stdin_lines
+
+from longlink.client.messages import unpack_pushes
+from longlink.control.tokens import TokenIssuer
+from longlink.protocol import Op, decode_frame, encode_frame
+from longlink.protocol import websocket as wsp
+from longlink.protocol.messages import Auth, AuthOk, encode_body
+
+ROOM = "bench"
+API_KEY = "bench-key"
+SERVER_CORE = 0
+LOAD_CORE = 1
+WARM_CONNS = 10
+HTTP_CONNS = 8  # publisher connections (requests are spread over them)
+
+
+# =========================================================================== servers
+
+
+async def serve_longlink(aggregate_ms: int, secret: str) -> None:
+    """The real thing: ``Node`` with every role on the embedded backends."""
+    from longlink.node import Node
+    from longlink.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix="longlink-bench-") as data_dir:
+        settings = Settings(
+            http_port=0,
+            ws_port=0,
+            tcp_port=0,
+            api_key=API_KEY,
+            token_secret=secret,
+            aggregate_ms=aggregate_ms,
+            data_dir=data_dir,
+            max_heartbeat_s=3600,
+            drain_timeout_s=1.0,
+        )
+        async with Node(settings) as node:
+            assert node.gateway is not None and node.dispatcher is not None
+            gateway, dispatcher = node.gateway, node.dispatcher
+            say(node.ready_line())
+
+            def counters() -> list[str]:
+                low = gateway.delivery.stats.deliveries.labels("low")._value.get()
+                return [
+                    str(len(gateway.hub.conns)),
+                    str(rss_kib()),
+                    f"{time.process_time():.4f}",
+                    *(str(t) for t in core_ticks(SERVER_CORE)),
+                    f"{low:.0f}",
+                    f"{gateway.metrics.slow_drops.labels('low')._value.get():.0f}",
+                    f"{dispatcher.metrics.batches._value.get():.0f}",
+                    f"{gateway.delivery.stats.coalesced._value.get():.0f}",
+                    f"{gateway.delivery.stats.overload_drops._value.get():.0f}",
+                ]
+
+            commands = await stdin_lines()
+            while line := (await commands.readline()).decode().split():
+                if line[0] == "stats":
+                    gc.collect()
+                    say("stats", *counters())
+                elif line[0] == "quit":
+                    break
+
+
+async def serve_handroll(secret: str) -> None:
+    """The baseline: frame once, ``transport.write`` the same bytes to every connection."""
+    conns: list[asyncio.Transport] = []
+    auth_ok = encode_frame(
+        Op.AUTH_OK,
+        encode_body(AuthOk("c", "u", "d", "handroll", 3600, "none", [ROOM])),
+    )
+
+    class Conn(asyncio.Protocol):
+        __slots__ = ("handshake", "reader", "transport")
+
+        def __init__(self) -> None:
+            self.handshake: wsp.HandshakeParser | None = wsp.HandshakeParser()
+            self.reader: wsp.WsReader | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)
+
+        def data_received(self, data: bytes) -> None:
+            if self.handshake is not None:
+                request = self.handshake.feed(data)
+                if request is None:
+                    return
+                self.transport.write(wsp.accept_response(request.key, "longlink.v1"))
+                data = self.handshake.leftover
+                self.handshake = None
+                self.reader = wsp.WsReader(64 * 1024)
+            assert self.reader is not None
+            for opcode, _payload in self.reader.feed(data):
+                if opcode == wsp.WsOpcode.BINARY:  # AUTH: answer, then it is in the room
+                    self.transport.write(wsp.encode_frame(wsp.WsOpcode.BINARY, auth_ok))
+                    conns.append(self.transport)
+                elif opcode == wsp.WsOpcode.CLOSE:
+                    self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.transport in conns:
+                conns.remove(self.transport)
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Conn, "127.0.0.1", 0, backlog=4096)
+    say("ready", f"ws={server.sockets[0].getsockname()[1]}")
+    stream = Danmaku(seed=2)
+    commands = await stdin_lines()
+    while line := (await commands.readline()).decode().split():
+        if line[0] == "stats":
+            gc.collect()
+            ticks = core_ticks(SERVER_CORE)
+            say("stats", len(conns), rss_kib(), f"{time.process_time():.4f}", *ticks, 0, 0, 0, 0, 0)
+        elif line[0] == "broadcast":
+            deadline = time.perf_counter() + float(line[1])
+            msg_id = messages = writes = 0
+            while time.perf_counter() < deadline:
+                msg_id += 1
+                payload = stream.next_json(t=time.monotonic())
+                frame = encode_frame(Op.PUSH, payload, msg_id=msg_id)
+                data = wsp.encode_frame(wsp.WsOpcode.BINARY, frame)  # once, for everyone
+                for transport in conns:
+                    transport.write(data)
+                writes += len(conns)
+                messages += 1
+                await asyncio.sleep(0)  # let the loop flush and read between messages
+            say("broadcast", messages, writes)
+        elif line[0] == "quit":
+            break
+    server.close()
+
+
+# =========================================================================== load generator
+
+
+class Sample:
+    """A connection that decodes everything: latencies and the (bytes, messages) record."""
+
+    __slots__ = ("ends", "frames", "latencies", "messages", "position", "reader")
+
+    def __init__(self) -> None:
+        self.reader = wsp.WsReader(1 << 24, require_mask=False)
+        self.reset()
+
+    def reset(self) -> None:
+        self.ends: list[int] = []  # stream offset after the last whole message of a read
+        self.messages: list[int] = []  # messages in the stream up to that offset
+        self.latencies: list[tuple[float, float]] = []  # (receipt, push to receipt) seconds
+        self.position = 0
+        self.frames = 0
+
+    def feed(self, data: bytes, now: float) -> None:
+        self.position += len(data)
+        done = self.reader.feed(data)
+        if not done:
+            return
+        count = self.messages[-1] if self.messages else 0
+        for _opcode, payload in done:
+            frame = decode_frame(payload, 1 << 24)
+            if frame.op != Op.PUSH:
+                continue
+            self.frames += 1
+            for message in unpack_pushes(frame):
+                count += 1
+                sent = json.loads(message.data).get("t")
+                if sent is not None:
+                    self.latencies.append((now, now - sent))
+        self.ends.append(self.position - self.reader.buffered)
+        self.messages.append(count)
+
+    def messages_at(self, nbytes: int) -> int:
+        """Messages in the first ``nbytes`` bytes of the room's stream."""
+        index = bisect.bisect_right(self.ends, nbytes) - 1
+        return self.messages[index] if index >= 0 else 0
+
+
+class LoadConn(asyncio.BufferedProtocol):
+    """One client: handshake and AUTH, then counts bytes (or feeds its :class:`Sample`)."""
+
+    __slots__ = ("auth", "done", "head", "nbytes", "sample", "shared", "stage", "transport")
+
+    def __init__(self, auth: bytes, shared: memoryview, done: asyncio.Future[None]) -> None:
+        self.auth = auth
+        self.shared = shared
+        self.done = done
+        self.head = bytearray()
+        self.stage = 0  # 0: handshake, 1: waiting for AUTH_OK, 2: counting
+        self.nbytes = 0
+        self.sample: Sample | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: longlink.v1\r\n\r\n"
+            ).encode()
+        )
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.shared  # every connection reads into one buffer: only sizes count
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.stage == 2:
+            self.nbytes += nbytes
+            if self.sample is not None:
+                self.sample.feed(bytes(self.shared[:nbytes]), time.monotonic())
+            return
+        self.head += self.shared[:nbytes]
+        if self.stage == 0:
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self.head.startswith(b"HTTP/1.1 101"):
+                self.done.set_exception(RuntimeError(bytes(self.head[:end]).decode()))
+                return
+            del self.head[: end + 4]
+            self.stage = 1
+            mask = os.urandom(4)
+            self.transport.write(wsp.encode_masked_frame(wsp.WsOpcode.BINARY, self.auth, mask))
+        messages = wsp.WsReader(1 << 20, require_mask=False).feed(bytes(self.head))
+        if messages:  # AUTH_OK: nothing is sent before it
+            frame = decode_frame(messages[0][1], 1 << 20)
+            if frame.op != Op.AUTH_OK:
+                self.done.set_exception(RuntimeError(f"AUTH answered with op {frame.op}"))
+                return
+            self.stage = 2
+            self.head = bytearray()
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError("closed before AUTH_OK"))
+
+
+class Publisher:
+    """``POST /v1/push/batch`` at a steady rate over a few keep-alive connections.
+
+    About 100 requests a second, each of ``rate / 100`` messages stamped with their
+    push time (``time.monotonic()``, the same clock the sample connections read).
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stream = Danmaku(seed=3)
+        self.sent = self.accepted = self.refused = 0
+        self.queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
+
+    async def run(self, rate: float, seconds: float) -> None:
+        workers = [asyncio.create_task(self._worker()) for _ in range(HTTP_CONNS)]
+        per_request = max(1, round(rate / 100))
+        interval = per_request / rate
+        start = time.monotonic()
+        n = 0
+        while (due := start + n * interval) < start + seconds:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.monotonic()
+            messages = [
+                {"to": {"rooms": [ROOM]}, "data": self.stream.next_dict(t=now)}
+                for _ in range(per_request)
+            ]
+            body = json.dumps({"messages": messages}, ensure_ascii=False).encode()
+            self.queue.put_nowait((body, per_request))
+            self.sent += per_request
+            n += 1
+        async with asyncio.timeout(120):
+            await self.queue.join()
+        for worker in workers:
+            worker.cancel()
+
+    async def _worker(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        head = (
+            "POST /v1/push/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+        )
+        try:
+            while True:
+                body, count = await self.queue.get()
+                writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                status = int((await reader.readline()).split()[1])
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                if status == 202:
+                    self.accepted += count
+                else:
+                    self.refused += count
+                self.queue.task_done()
+        finally:
+            writer.close()
+
+
+class Mark:
+    """The load generator's state at one instant of the measurement."""
+
+    def __init__(self, clients: list[LoadConn]) -> None:
+        self.at = time.monotonic()
+        self.cpu = time.process_time()
+        self.ticks = core_ticks(LOAD_CORE)
+        self.nbytes = [client.nbytes for client in clients]
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def load(args: argparse.Namespace) -> None:
+    """Connect, count and report, driven by one-line commands on stdin."""
+    loop = asyncio.get_running_loop()
+    issuer = TokenIssuer(args.secret, 24 * 3600)
+    shared = memoryview(bytearray(256 * 1024))
+    clients: list[LoadConn] = []
+    limit = asyncio.Semaphore(200)
+    codecs = [] if args.codec == "none" else [args.codec]
+
+    async def connect(i: int) -> None:
+        token, _ = issuer.issue(f"user{i}", f"dev{i}")
+        auth = Auth(token=token, rooms=[ROOM], codecs=codecs, heartbeat_s=3600)
+        conn_auth = encode_frame(Op.AUTH, encode_body(auth))
+        async with limit:
+            done: asyncio.Future[None] = loop.create_future()
+            client = LoadConn(conn_auth, shared, done)
+            await loop.create_connection(lambda: client, "127.0.0.1", args.port)
+            clients.append(client)
+            await done
+
+    def set_lowat(nbytes: int) -> None:
+        # SO_RCVLOWAT: a socket is readable only once this many bytes wait, so one read
+        # (one Python callback) takes several frames. Samples keep 1 byte: they date
+        # every message as it arrives.
+        for client in clients:
+            if client.sample is None:
+                sock = client.transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, nbytes))
+
+    async def quiet(seconds: float, give_up: float) -> None:
+        """Return once no byte arrived anywhere for ``seconds`` (``give_up`` at most)."""
+        end = time.monotonic() + give_up
+        last = -1
+        while time.monotonic() < end:
+            total = sum(c.nbytes for c in clients)
+            if total == last:
+                return
+            last = total
+            await asyncio.sleep(seconds)
+
+    commands = await stdin_lines()
+    started = time.monotonic()
+    await asyncio.gather(*(connect(i) for i in range(WARM_CONNS)))
+    say("warm", len(clients))
+    marks: list[Mark] = []
+    publisher: Publisher | None = None
+    while line := (await commands.readline()).decode().split():
+        if line[0] == "go":
+            await asyncio.gather(*(connect(i) for i in range(WARM_CONNS, args.conns)))
+            step = max(1, len(clients) // args.samples)
+            for client in clients[::step][: args.samples]:
+                client.sample = Sample()
+            say("connected", len(clients), f"{time.monotonic() - started:.1f}")
+        elif line[0] == "count":
+            await quiet(0.3, 10)
+            for client in clients:
+                client.nbytes = 0
+                if client.sample is not None:
+                    client.sample.reset()
+            set_lowat(args.lowat)
+            say("counting")
+        elif line[0] == "run":  # run RATE SECONDS WARMUP: publish (RATE > 0) and mark twice
+            rate, seconds, warmup = float(line[1]), float(line[2]), float(line[3])
+            publisher = Publisher(args.http_port) if rate > 0 else None
+            begin = time.monotonic()
+            task = asyncio.create_task(publisher.run(rate, seconds)) if publisher else None
+            marks = []
+            for number, at in enumerate((warmup, seconds), 1):
+                await asyncio.sleep(max(0.0, begin + at - time.monotonic()))
+                marks.append(Mark(clients))
+                say(f"mark{number}")
+            if task is not None:
+                await task
+            say("ran")
+        elif line[0] == "report":  # report DRAIN: 1 = wait for the whole stream everywhere
+            drain = line[1] == "1"
+            samples = [c.sample for c in clients if c.sample is not None]
+            reference = samples[0]
+            if drain:
+                await quiet(0.5, 120)
+            set_lowat(0)
+            await asyncio.sleep(0.1)
+            give_up = time.monotonic() + 60
+            need = max(marks[1].nbytes)
+            while reference.position < need and time.monotonic() < give_up:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            first, last = marks
+            window = last.at - first.at
+            delivered = sum(
+                reference.messages_at(b2) - reference.messages_at(b1)
+                for b1, b2 in zip(first.nbytes, last.nbytes, strict=True)
+            )
+            latencies = [
+                latency
+                for sample in samples
+                for at, latency in sample.latencies
+                if first.at <= at <= last.at
+            ]
+            busy = (last.ticks[0] - first.ticks[0]) / max(1, last.ticks[1] - first.ticks[1])
+            total = reference.position
+            complete = sum(c.nbytes == total for c in clients) if drain else -1
+            stream_messages = reference.messages[-1] if reference.messages else 0
+            say(
+                "report",
+                delivered,
+                f"{window:.4f}",
+                f"{1000 * percentile(latencies, 0.5):.1f}",
+                f"{1000 * percentile(latencies, 0.99):.1f}",
+                f"{1000 * max(latencies, default=float('nan')):.1f}",
+                len(latencies),
+                f"{100 * (last.cpu - first.cpu) / window:.1f}",
+                f"{100 * busy:.1f}",
+                complete,
+                len(clients),
+                stream_messages,
+                reference.frames,
+                publisher.sent if publisher else 0,
+                publisher.accepted if publisher else 0,
+                publisher.refused if publisher else 0,
+            )
+        elif line[0] == "quit":
+            break
+    for client in clients:
+        client.transport.close()
+    await asyncio.sleep(0.2)
+
+
+# =========================================================================== driver
+
+
+class Child(ws_memory.Child):
+    """A child process running this script (ws_memory's, pointed at this file)."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+
+def ports(line: list[str]) -> dict[str, int]:
+    return {k: int(v) for k, v in (field.split("=") for field in line if "=" in field)}
+
+
+class Stats:
+    """One ``stats`` answer of a server, with the driver's clock."""
+
+    def __init__(self, fields: list[str]) -> None:
+        self.wall = time.monotonic()
+        self.conns = int(fields[0])
+        self.rss_kib = int(fields[1])
+        self.cpu = float(fields[2])
+        self.busy, self.ticks = int(fields[3]), int(fields[4])
+        (
+            self.deliveries,
+            self.slow_drops,
+            self.batches,
+            self.coalesced,
+            self.overload,
+        ) = (int(float(v)) for v in fields[5:10])
+
+
+def stats(server: Child) -> Stats:
+    server.send("stats")
+    return Stats(server.expect("stats", 60))
+
+
+def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One run: ``name`` is ``longlink`` (with ``window_ms``) or ``handroll``."""
+    secret = secrets.token_hex(16)
+    handroll = name == "handroll"
+    if handroll:
+        server = Child("--serve", "handroll", "--secret", secret)
+    else:
+        server = Child("--serve", "longlink", "--aggregate-ms", str(window_ms), "--secret", secret)
+    gen = None
+    try:
+        bound = ports(server.expect("ready", 60) if handroll else server.expect("longlink", 60))
+        gen = Child(
+            "--load",
+            "--port", str(bound["ws"]),
+            "--http-port", str(bound.get("http", 0)),
+            "--conns", str(args.conns),
+            "--secret", secret,
+            "--codec", args.codec,
+            "--samples", str(args.samples),
+            "--lowat", str(args.lowat),
+        )  # fmt: skip
+        gen.expect("warm", 60)
+        before = stats(server)
+        gen.send("go")
+        _, connect_s = gen.expect("connected", 900)
+        time.sleep(1.0)
+        idle = stats(server)
+        gen.send("count")
+        gen.expect("counting", 60)
+        if handroll:
+            rate = 0.0
+        elif window_ms == 0:
+            rate = args.rate_off or max(20.0, 3 * 200_000 / args.conns)  # past saturation
+        else:
+            rate = args.rate
+        gen.send(f"run {rate} {args.seconds} {args.warmup}")
+        if handroll:
+            server.send(f"broadcast {args.seconds + 0.5}")
+        gen.expect("mark1", 60)
+        s1 = stats(server)
+        gen.expect("mark2", args.seconds + 60)
+        s2 = stats(server)
+        gen.expect("ran", 300)
+        if handroll:
+            server.expect("broadcast", 60)
+        drain = not handroll and window_ms > 0
+        gen.send(f"report {int(drain)}")
+        report = gen.expect("report", 300)
+    finally:
+        if gen is not None:
+            gen.stop()
+        server.stop()
+    (delivered, window, p50, p99, pmax, nlat, gen_cpu, gen_core, complete, conns,
+     stream_messages, frames, sent, accepted, refused) = report  # fmt: skip
+    wall = s2.wall - s1.wall
+    return {
+        "name": "hand-rolled" if handroll else f"longlink, window {window_ms} ms",
+        "conns": int(conns),
+        "connect_s": float(connect_s),
+        "idle_kib": (idle.rss_kib - before.rss_kib) / (args.conns - WARM_CONNS),
+        "idle_mib": idle.rss_kib / 1024,
+        "rate": rate,
+        "sent": int(sent),
+        "accepted": int(accepted),
+        "refused": int(refused),
+        "deliveries_s": int(delivered) / float(window),
+        "server_deliveries_s": (s2.deliveries - s1.deliveries) / wall,
+        "msgs_per_frame": int(stream_messages) / max(1, int(frames)),
+        "p50": float(p50),
+        "p99": float(p99),
+        "max": float(pmax),
+        "latencies": int(nlat),
+        "server_cpu": 100 * (s2.cpu - s1.cpu) / wall,
+        "core0": 100 * (s2.busy - s1.busy) / max(1, s2.ticks - s1.ticks),
+        "rss_mib": s2.rss_kib / 1024,
+        "gen_cpu": float(gen_cpu),
+        "gen_core": float(gen_core),
+        "complete": int(complete),
+        "slow_drops": s2.slow_drops,
+        "batches": s2.batches - s1.batches,
+        "coalesced": s2.coalesced - s1.coalesced,
+    }
+
+
+def machine() -> list[str]:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = ", ".join(
+        f"{package} {metadata.version(package)}"
+        for package in ("uvloop", "brotli", "msgspec", "uvicorn", "httptools")
+    )
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    return [
+        f"date: {time.strftime('%Y-%m-%d')}",
+        f"machine: {model}, {os.cpu_count()} cores, {memory:.0f} GiB, Linux {platform.release()}",
+        f"python: {platform.python_version()}; {versions}",
+        f"server pinned to core {SERVER_CORE}, load generator and publisher to core {LOAD_CORE}",
+    ]
+
+
+def drive(args: argparse.Namespace) -> None:
+    for line in machine():
+        say(line)
+    say(
+        f"{args.conns} WebSocket connections in one room (codec {args.codec}), "
+        f"{args.samples} sample connections; publisher {args.rate:.0f} msg/s "
+        f"(aggregation off: past saturation); {args.seconds:.0f} s runs, "
+        f"counted after {args.warmup:.0f} s"
+    )
+    runs = [("longlink", w) for w in args.windows]
+    if args.handroll:
+        runs.append(("handroll", 0))
+    results = []
+    for name, window in runs:
+        say(f"... {name} {window if name == 'longlink' else ''}")
+        result = measure(name, window, args)
+        results.append(result)
+        say(
+            "   ",
+            json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}),
+        )
+    say()
+    say(
+        "| server | offered → accepted msg/s | deliveries/s (clients / server count) "
+        "| msgs per frame | latency p50 / p99 / max ms | server CPU % process / core 0 "
+        "| server RSS MiB | load gen CPU % process / core 1 | complete |"
+    )
+    say("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        offered = (
+            "—" if r["rate"] == 0 else f"{r['rate']:,.0f} → {r['accepted'] / args.seconds:,.0f}"
+        )
+        complete = "—" if r["complete"] < 0 else f"{r['complete']}/{r['conns']}"
+        server_count = "" if r["name"] == "hand-rolled" else f" / {r['server_deliveries_s']:,.0f}"
+        say(
+            f"| {r['name']} | {offered} | {r['deliveries_s']:,.0f}{server_count} "
+            f"| {r['msgs_per_frame']:.1f} | {r['p50']:.0f} / {r['p99']:.0f} / {r['max']:.0f} "
+            f"| {r['server_cpu']:.0f} / {r['core0']:.0f} | {r['rss_mib']:.0f} "
+            f"| {r['gen_cpu']:.0f} / {r['gen_core']:.0f} | {complete} |"
+        )
+    hand = next((r for r in results if r["name"] == "hand-rolled"), None)
+    off = next((r for r in results if r["name"] == "longlink, window 0 ms"), None)
+    if hand and off:
+        say(f"aggregation off / hand-rolled: {off['deliveries_s'] / hand['deliveries_s']:.2f}")
+    for r in results:
+        if r["name"] != "hand-rolled":
+            say(f"idle memory per authenticated connection ({r['name']}): {r['idle_kib']:.2f} KiB")
+            break
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--conns", type=int, default=2000, help="connections in the room")
+    parser.add_argument("--rate", type=float, default=1000, help="messages per second (agg. on)")
+    parser.add_argument(
+        "--rate-off",
+        type=float,
+        default=0,
+        help="messages per second with aggregation off (default: past saturation)",
+    )
+    parser.add_argument("--seconds", type=float, default=6.0, help="publishing time per run")
+    parser.add_argument("--warmup", type=float, default=1.5, help="seconds before counting")
+    parser.add_argument(
+        "--windows",
+        type=int,
+        nargs="+",
+        default=[0, 50],
+        help="aggregate_ms of the longlink runs (0: aggregation off)",
+    )
+    parser.add_argument("--no-handroll", dest="handroll", action="store_false")
+    parser.add_argument("--codec", choices=("br", "zlib", "none"), default="br")
+    parser.add_argument("--samples", type=int, default=32, help="connections that decode all")
+    parser.add_argument("--lowat", type=int, default=4096, help="SO_RCVLOWAT of the others")
+    parser.add_argument("--serve", choices=("longlink", "handroll"))
+    parser.add_argument("--load", action="store_true")
+    parser.add_argument("--aggregate-ms", type=int, default=50)
+    parser.add_argument("--secret", default="")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--http-port", type=int, default=0)
+    args = parser.parse_args()
+    if args.serve:
+        pin(SERVER_CORE)
+        if args.serve == "longlink":
+            uvloop.run(serve_longlink(args.aggregate_ms, args.secret))
+        else:
+            uvloop.run(serve_handroll(args.secret))
+    elif args.load:
+        pin(LOAD_CORE)
+        uvloop.run(load(args))
+    else:
+        if args.conns <= WARM_CONNS:
+            parser.error(f"--conns must be more than {WARM_CONNS}")
+        drive(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
