@@ -33,6 +33,7 @@ from longlink.gateway.server import Gateway
 from longlink.logic.base import SessionRegistry
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
+from longlink.logic.sweep import RegistrySweeper
 from longlink.logic.webhook import WebhookSender
 from longlink.model import MsgIdGenerator, node_number
 from longlink.settings import ConfigError, Settings
@@ -79,9 +80,10 @@ class Backends:
                 client,
                 maxsize=settings.queue_size,
                 consumer=f"{settings.node_id}-{os.getpid()}",
+                claim_idle_ms=settings.claim_idle_ms,
             ),
             channel=RedisNodeChannel(client),
-            registry=RedisRegistry(client),
+            registry=RedisRegistry(client, node_ttl_ms=settings.node_ttl_ms),
             store=RedisStore(client),
             tracer=Tracer.from_settings(settings),
             client=client,
@@ -159,13 +161,23 @@ class Node:
             # Expired guaranteed messages leave the store once a second (traced "expired").
             await self._stack.enter_async_context(Sweeper(self.store, self.tracer))
         roles = set(settings.roles)
-        if "gateway" in roles:
-            if settings.webhook_url:
-                # Entered before the gateway, so closed after it: the exits of the
-                # drained clients are still delivered (up to drain_timeout_s).
-                self.webhook = await self._stack.enter_async_context(
-                    WebhookSender.from_settings(settings, self.metrics)
+        if settings.webhook_url and roles & {"gateway", "control"}:
+            # Entered before the gateway, so closed after it: the exits of the
+            # drained clients are still delivered (up to drain_timeout_s).
+            self.webhook = await self._stack.enter_async_context(
+                WebhookSender.from_settings(settings, self.metrics)
+            )
+        if isinstance(self.registry, RedisRegistry) and roles & {"control", "api"}:
+            # A gateway killed outright leaves sessions behind: remove them, fire exits.
+            await self._stack.enter_async_context(
+                RegistrySweeper(
+                    self.registry,
+                    self.webhook,
+                    node=settings.node_id,
+                    stale_after_s=settings.sweep_after_s,
                 )
+            )
+        if "gateway" in roles:
             self.gateway = await self._stack.enter_async_context(
                 Gateway(
                     settings,

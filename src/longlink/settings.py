@@ -82,6 +82,9 @@ class Settings:
     trace_max_messages: int = 50_000  # traces kept at most (~0.7 KiB each; oldest go first)
     reach_window_s: int = 300  # sliding window of GET /v1/stats/reach
     bus: str = "memory"
+    claim_idle_ms: int = 10_000  # Redis bus: a dispatch worker's unacked messages move after this
+    node_ttl_ms: int = 5_000  # Redis registry: a node silent this long is gone from counts
+    sweep_after_s: float = 30.0  # Redis registry: a node gone this long has its sessions removed
     webhook_url: str | None = None
     webhook_secret: str | None = None  # HMAC-SHA256 key of X-Longlink-Signature
     webhook_queue_size: int = 10_000  # events waiting for the webhook; more are dropped

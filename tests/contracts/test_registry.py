@@ -151,7 +151,7 @@ async def test_redis_counts_heal_when_a_node_dies(redis_client: Any) -> None:
     online = await registry.online()
     assert online.rooms == {"r": 1} and online.total == 1
     assert await registry.nodes_for(Target(users=["u1"])) == set()
-    assert await registry.sweep(stale_after_ms=0) == ["n1"]
+    assert [s.conn_id for s in await registry.sweep(stale_after_ms=0)] == ["c1"]
     assert await registry.user_sessions("u1") == []
 
 

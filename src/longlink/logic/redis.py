@@ -124,10 +124,12 @@ class RedisRegistry:
             await pipe.execute()
         self._live = (0.0, [])
 
-    async def sweep(self, stale_after_ms: int = 60_000) -> list[str]:
-        """Forget nodes dead for ``stale_after_ms`` (their sessions too); returns them.
+    async def sweep(self, stale_after_ms: int = 30_000) -> list[SessionInfo]:
+        """Forget nodes silent for ``stale_after_ms`` and return the sessions they held.
 
-        Any process may call this periodically; it is idempotent.
+        Any number of processes may call this periodically: a per-node lock
+        makes exactly one of them forget a given node (and so report its
+        sessions, for exit events).
         """
         live = set(await self.live_nodes(fresh=True))
         now_ms = int(time.time() * 1000)
@@ -136,9 +138,17 @@ class RedisRegistry:
             for info in await self.nodes()
             if info.node not in live and now_ms - info.reported_ms > stale_after_ms
         ]
+        lost: list[SessionInfo] = []
         for node in dead:
+            if not await self._redis.set(_k("sweeping", node), b"1", nx=True, px=60_000):
+                continue  # another process is on it
+            conns = [_s(c) for c in await self._redis.smembers(_k("nconns", node))]
+            for conn_id in conns:
+                session = await self._session(conn_id)
+                if session is not None:
+                    lost.append(session)
             await self.forget_node(node)
-        return dead
+        return lost
 
     # ------------------------------------------------------------ sessions
 

@@ -1,0 +1,84 @@
+"""Healing a shared registry after a gateway dies without saying goodbye (kill -9).
+
+A dead node's counts vanish by themselves when its ``alive`` key expires
+(see :mod:`longlink.logic.redis`). :class:`RegistrySweeper` then, after
+``sweep_after_s``, removes the node's sessions and fires an ``exit`` event
+(reason ``node_lost``) for every room they were in, so the business learns
+that those users left. Event ids are derived from the connection and room,
+so the exit can be deduplicated against any the gateway itself had sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from longlink.logic.events import EXIT, EventSink, WebhookEvent
+from longlink.logic.redis import RedisRegistry
+
+log = logging.getLogger("longlink.logic.sweep")
+
+
+class RegistrySweeper:
+    """Runs :meth:`RedisRegistry.sweep` every ``interval_s`` (``async with``)."""
+
+    def __init__(
+        self,
+        registry: RedisRegistry,
+        events: EventSink | None,
+        *,
+        node: str,
+        stale_after_s: float = 30.0,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.registry = registry
+        self.events = events
+        self.node = node
+        self.stale_after_ms = int(stale_after_s * 1000)
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RegistrySweeper:
+        self._task = asyncio.create_task(self._loop(), name="longlink-registry-sweep")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def sweep(self) -> int:
+        """Sweep once; returns how many sessions of dead nodes were removed."""
+        lost = await self.registry.sweep(self.stale_after_ms)
+        now_ms = int(time.time() * 1000)
+        for session in lost:
+            log.info("node %s is gone: session %s removed", session.node, session.conn_id)
+            if self.events is None:
+                continue
+            for room in session.rooms:
+                self.events.offer(
+                    WebhookEvent(
+                        id=f"lost-{session.conn_id}-{room}",
+                        type=EXIT,
+                        user=session.user,
+                        device=session.device,
+                        room=room,
+                        conn_id=session.conn_id,
+                        node=session.node,
+                        at=now_ms,
+                        reason="node_lost",
+                    )
+                )
+        return len(lost)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("registry sweep failed")
