@@ -158,26 +158,33 @@ async def serve_handroll(secret: str) -> None:
     server = await loop.create_server(Conn, "127.0.0.1", 0, backlog=4096)
     say("ready", f"ws={server.sockets[0].getsockname()[1]}")
     stream = Danmaku(seed=2)
+    sent = [0, 0]  # messages, writes
+
+    async def broadcast(seconds: float) -> None:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            sent[0] += 1
+            payload = stream.next_json(t=time.monotonic())
+            frame = encode_frame(Op.PUSH, payload, msg_id=sent[0])
+            data = wsp.encode_frame(wsp.WsOpcode.BINARY, frame)  # once, for everyone
+            for transport in conns:
+                transport.write(data)
+            sent[1] += len(conns)
+            await asyncio.sleep(0)  # let the loop flush and read between messages
+        say("broadcast", *sent)
+
+    tasks: set[asyncio.Task[None]] = set()
     commands = await stdin_lines()
     while line := (await commands.readline()).decode().split():
         if line[0] == "stats":
             gc.collect()
             ticks = core_ticks(SERVER_CORE)
-            say("stats", len(conns), rss_kib(), f"{time.process_time():.4f}", *ticks, 0, 0, 0, 0, 0)
-        elif line[0] == "broadcast":
-            deadline = time.perf_counter() + float(line[1])
-            msg_id = messages = writes = 0
-            while time.perf_counter() < deadline:
-                msg_id += 1
-                payload = stream.next_json(t=time.monotonic())
-                frame = encode_frame(Op.PUSH, payload, msg_id=msg_id)
-                data = wsp.encode_frame(wsp.WsOpcode.BINARY, frame)  # once, for everyone
-                for transport in conns:
-                    transport.write(data)
-                writes += len(conns)
-                messages += 1
-                await asyncio.sleep(0)  # let the loop flush and read between messages
-            say("broadcast", messages, writes)
+            cpu = f"{time.process_time():.4f}"
+            say("stats", len(conns), rss_kib(), cpu, *ticks, sent[1], 0, 0, 0, 0)
+        elif line[0] == "broadcast":  # in the background: stats are answered meanwhile
+            task = asyncio.create_task(broadcast(float(line[1])))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
         elif line[0] == "quit":
             break
     server.close()
@@ -300,6 +307,7 @@ class Publisher:
         self.stream = Danmaku(seed=3)
         self.sent = self.accepted = self.refused = 0
         self.queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
+        self.rtts: list[float] = []  # request to response, seconds
 
     async def run(self, rate: float, seconds: float) -> None:
         workers = [asyncio.create_task(self._worker()) for _ in range(HTTP_CONNS)]
@@ -334,6 +342,7 @@ class Publisher:
         try:
             while True:
                 body, count = await self.queue.get()
+                began = time.monotonic()
                 writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
                 status = int((await reader.readline()).split()[1])
                 length = 0
@@ -341,6 +350,7 @@ class Publisher:
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":")[1])
                 await reader.readexactly(length)
+                self.rtts.append(time.monotonic() - began)
                 if status == 202:
                     self.accepted += count
                 else:
@@ -486,6 +496,8 @@ async def load(args: argparse.Namespace) -> None:
                 publisher.sent if publisher else 0,
                 publisher.accepted if publisher else 0,
                 publisher.refused if publisher else 0,
+                f"{1000 * percentile(publisher.rtts if publisher else [], 0.5):.1f}",
+                f"{1000 * percentile(publisher.rtts if publisher else [], 0.99):.1f}",
             )
         elif line[0] == "quit":
             break
@@ -591,7 +603,7 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
             gen.stop()
         server.stop()
     (delivered, window, p50, p99, pmax, nlat, gen_cpu, gen_core, complete, conns,
-     stream_messages, frames, sent, accepted, refused) = report  # fmt: skip
+     stream_messages, frames, sent, accepted, refused, rtt50, rtt99) = report  # fmt: skip
     wall = s2.wall - s1.wall
     return {
         "name": "hand-rolled" if handroll else f"longlink, window {window_ms} ms",
@@ -603,6 +615,8 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         "sent": int(sent),
         "accepted": int(accepted),
         "refused": int(refused),
+        "push_rtt_p50": float(rtt50),
+        "push_rtt_p99": float(rtt99),
         "deliveries_s": int(delivered) / float(window),
         "server_deliveries_s": (s2.deliveries - s1.deliveries) / wall,
         "msgs_per_frame": int(stream_messages) / max(1, int(frames)),

@@ -169,11 +169,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             now = time.monotonic()
             latencies.append(now - decoder.decode(message.data)["t"])
             received += 1
+            got.add(message.msg_id)
             if total_expected and received >= total_expected:
                 done.set()
 
     push_latencies: list[float] = []
     sent_ids: list[str] = []
+    got: set[int] = set()
     http = Http(http_port)
     encode = msgspec.json.encode
     answers = msgspec.json.Decoder(dict[str, list[str]])
@@ -248,6 +250,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.wait_for(done.wait(), 60)
             except TimeoutError:
                 print(f"only {received} of {total_expected} arrived", file=sys.stderr)
+                missing = [i for i in sent_ids if int(i) not in got]
+                if missing:  # where did one of them stop? (its trace, if still kept)
+                    trace = (await api.get(f"/v1/messages/{missing[0]}")).json()
+                    print(f"trace of {missing[0]}: {trace}", file=sys.stderr)
             finished = time.monotonic()
             server_cpu = cpu_seconds(proc.pid) - server_cpu
             own_cpu = time.process_time() - own_cpu

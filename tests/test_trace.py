@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from longlink.model import Message, Target
+from longlink.model import EPOCH_MS, Message, Target
 from longlink.settings import ConfigError, Settings
 from longlink.trace import Tracer
 
@@ -50,19 +52,29 @@ def test_events_come_back_in_time_order_with_their_details() -> None:
     assert tracer.trace(2) is None
 
 
+def id_at(seconds: float, seq: int = 0) -> int:
+    """A message id made at unix time ``seconds`` (as MsgIdGenerator makes them)."""
+    return (int(seconds * 1000) - EPOCH_MS) << 22 | seq
+
+
 def test_bounded_by_count_by_age_and_by_events_per_message() -> None:
-    clock = Clock()
+    clock = Clock(time.time())
     tracer = Tracer(max_messages=3, ttl_s=10, max_events=2, clock=clock)
+    m = [0]
     for i in range(1, 6):
-        tracer.record(i, "queued")
-    assert tracer.size == 3 and tracer.trace(2) is None and tracer.trace(3) is not None
-    tracer.record(5, "a")
-    tracer.record(5, "b")
-    trace = tracer.trace(5)
+        clock.now += 2
+        m.append(id_at(clock.now))
+        tracer.record(m[i], "queued")
+    assert tracer.size == 3 and tracer.trace(m[2]) is None and tracer.trace(m[3]) is not None
+    tracer.record(m[1], "acked")  # a late event of a dropped trace does not bring it back
+    assert tracer.trace(m[1]) is None and tracer.trace(m[3]) is not None
+    tracer.record(m[5], "a")
+    tracer.record(m[5], "b")
+    trace = tracer.trace(m[5])
     assert trace is not None and len(trace.events) == 2 and trace.dropped_events == 1
     clock.now += 10
-    assert tracer.trace(5) is None  # past retention
-    tracer.record(6, "queued")  # a new trace prunes the old ones
+    assert tracer.trace(m[5]) is None  # past retention
+    tracer.record(id_at(clock.now), "queued")  # a new trace prunes the old ones
     assert tracer.size == 1
 
 

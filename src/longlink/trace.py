@@ -44,7 +44,7 @@ from typing import Any
 
 import msgspec
 
-from longlink.model import Message
+from longlink.model import Message, MsgIdGenerator
 from longlink.settings import ConfigError, Settings
 
 __all__ = ["SCOPES", "MessageTrace", "Reach", "TraceEvent", "Tracer"]
@@ -103,6 +103,8 @@ class Reach(msgspec.Struct, frozen=True):
     predicted_final_reach: float | None
 
 
+#: How far a message id's clock may be behind the tracer's (ids come from other nodes).
+ID_CLOCK_SLACK_MS = 1000
 #: Distinct details kept for sharing; past this the cache starts over.
 DETAIL_CACHE = 4096
 
@@ -215,9 +217,16 @@ class Tracer:
         if self.max_messages <= 0:
             return
         now = self.now_ms() if at_ms is None else at_ms
-        trace = self._traces.get(msg_id)
+        traces = self._traces
+        trace = traces.get(msg_id)
         if trace is None:
-            trace = self._traces[msg_id] = _Trace(now)
+            if len(traces) >= self.max_messages and traces:
+                # Full: a message older than the oldest trace kept was dropped already;
+                # a late event (an ACK) must not bring it back in place of a new one.
+                oldest = next(iter(traces.values()))
+                if MsgIdGenerator.timestamp_ms(msg_id) < oldest.created_ms - ID_CLOCK_SLACK_MS:
+                    return
+            trace = traces[msg_id] = _Trace(now)
             self._prune(now)
         events = trace.events
         if len(events) >= 3 * self.max_events:

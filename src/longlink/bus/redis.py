@@ -115,11 +115,15 @@ class RedisQueue:
         if self._closed:
             raise QueueFull("queue is closed")
         key = queue_key(message.priority)
-        depth = int(await self._redis.xlen(key))
-        self._depth[message.priority] = depth
-        if depth >= self._maxsize:
-            raise QueueFull(f"{message.priority.value} queue holds {depth} messages")
-        await self._redis.xadd(key, {b"m": _encoder.encode(message)})
+        try:
+            depth = int(await self._redis.xlen(key))
+            self._depth[message.priority] = depth
+            if depth >= self._maxsize:
+                raise QueueFull(f"{message.priority.value} queue holds {depth} messages")
+            await self._redis.xadd(key, {b"m": _encoder.encode(message)})
+        except RETRYABLE as exc:
+            # Redis is unreachable (restarting): the API answers 503 with Retry-After.
+            raise QueueFull(f"the queue is unavailable: {exc}") from exc
 
     async def fetch(self, priority: Priority, max_count: int) -> list[Message]:
         key = queue_key(priority)
