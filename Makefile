@@ -31,6 +31,8 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/ws_memory.py
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/compression.py --repeat 50
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

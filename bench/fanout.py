@@ -45,9 +45,11 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from importlib import metadata
 from typing import Any, cast
 
+import brotli
 import uvloop
 import ws_memory
 from danmaku import Danmaku
@@ -55,7 +57,7 @@ from ws_memory import core_ticks, pin, rss_kib, say, stdin_lines
 
 from longlink.client.messages import unpack_pushes
 from longlink.control.tokens import TokenIssuer
-from longlink.protocol import Op, decode_frame, encode_frame
+from longlink.protocol import Codec, Flag, Op, decode_frame, encode_frame
 from longlink.protocol import websocket as wsp
 from longlink.protocol.messages import Auth, AuthOk, encode_body
 
@@ -173,6 +175,45 @@ async def serve_handroll(secret: str) -> None:
             await asyncio.sleep(0)  # let the loop flush and read between messages
         say("broadcast", *sent)
 
+    async def aggregate(seconds: float, rate: float, window_ms: float, codec: str) -> None:
+        """The aggregating baseline: ``rate`` messages/s made here, one zlib or brotli
+        BATCH frame per window, framed once and written to every connection."""
+        pending: list[bytes] = []
+        start = time.monotonic()
+        made = 0
+        window = window_ms / 1000
+        flushes = 0
+        while (now := time.monotonic()) < start + seconds:
+            due = int((now - start) * rate)
+            while made < due:
+                made += 1
+                payload = stream.next_json(t=start + made / rate)
+                pending.append(encode_frame(Op.PUSH, payload, msg_id=made))
+            flushes += 1
+            if pending:
+                body = b"".join(pending)
+                if codec == "br":
+                    data = encode_frame(
+                        Op.PUSH,
+                        brotli.compress(body, quality=5, lgwin=18),
+                        flags=Flag.BATCH,
+                        codec=Codec.BROTLI,
+                    )
+                elif codec == "zlib":
+                    data = encode_frame(
+                        Op.PUSH, zlib.compress(body), flags=Flag.BATCH, codec=Codec.ZLIB
+                    )
+                else:
+                    data = encode_frame(Op.PUSH, body, flags=Flag.BATCH)
+                data = wsp.encode_frame(wsp.WsOpcode.BINARY, data)
+                pending = []
+                for transport in conns:
+                    transport.write(data)
+                sent[0] = made
+                sent[1] += len(conns)
+            await asyncio.sleep(max(0.0, start + flushes * window - time.monotonic()))
+        say("broadcast", *sent)
+
     tasks: set[asyncio.Task[None]] = set()
     commands = await stdin_lines()
     while line := (await commands.readline()).decode().split():
@@ -181,8 +222,13 @@ async def serve_handroll(secret: str) -> None:
             ticks = core_ticks(SERVER_CORE)
             cpu = f"{time.process_time():.4f}"
             say("stats", len(conns), rss_kib(), cpu, *ticks, sent[1], 0, 0, 0, 0)
-        elif line[0] == "broadcast":  # in the background: stats are answered meanwhile
-            task = asyncio.create_task(broadcast(float(line[1])))
+        elif line[0] in ("broadcast", "aggregate"):  # in the background: stats go on
+            if line[0] == "broadcast":
+                task = asyncio.create_task(broadcast(float(line[1])))
+            else:
+                task = asyncio.create_task(
+                    aggregate(float(line[1]), float(line[2]), float(line[3]), line[4])
+                )
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         elif line[0] == "quit":
@@ -554,6 +600,7 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
     """One run: ``name`` is ``longlink`` (with ``window_ms``) or ``handroll``."""
     secret = secrets.token_hex(16)
     handroll = name == "handroll"
+    handroll_agg = handroll and window_ms > 0
     if handroll:
         server = Child("--serve", "handroll", "--secret", secret)
     else:
@@ -586,7 +633,9 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         else:
             rate = args.rate
         gen.send(f"run {rate} {args.seconds} {args.warmup}")
-        if handroll:
+        if handroll_agg:
+            server.send(f"aggregate {args.seconds + 0.5} {args.rate} {window_ms} {args.codec}")
+        elif handroll:
             server.send(f"broadcast {args.seconds + 0.5}")
         gen.expect("mark1", 60)
         s1 = stats(server)
@@ -595,7 +644,7 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         gen.expect("ran", 300)
         if handroll:
             server.expect("broadcast", 60)
-        drain = not handroll and window_ms > 0
+        drain = window_ms > 0
         gen.send(f"report {int(drain)}")
         report = gen.expect("report", 300)
     finally:
@@ -606,7 +655,9 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
      stream_messages, frames, sent, accepted, refused, rtt50, rtt99) = report  # fmt: skip
     wall = s2.wall - s1.wall
     return {
-        "name": "hand-rolled" if handroll else f"longlink, window {window_ms} ms",
+        "name": (f"hand-rolled, window {window_ms} ms" if handroll_agg else "hand-rolled")
+        if handroll
+        else f"longlink, window {window_ms} ms",
         "conns": int(conns),
         "connect_s": float(connect_s),
         "idle_kib": (idle.rss_kib - before.rss_kib) / (args.conns - WARM_CONNS),
@@ -668,6 +719,7 @@ def drive(args: argparse.Namespace) -> None:
     runs = [("longlink", w) for w in args.windows]
     if args.handroll:
         runs.append(("handroll", 0))
+    runs.extend(("handroll", w) for w in args.handroll_windows)
     results = []
     for name, window in runs:
         say(f"... {name} {window if name == 'longlink' else ''}")
@@ -689,7 +741,8 @@ def drive(args: argparse.Namespace) -> None:
             "—" if r["rate"] == 0 else f"{r['rate']:,.0f} → {r['accepted'] / args.seconds:,.0f}"
         )
         complete = "—" if r["complete"] < 0 else f"{r['complete']}/{r['conns']}"
-        server_count = "" if r["name"] == "hand-rolled" else f" / {r['server_deliveries_s']:,.0f}"
+        counted = r["server_deliveries_s"]
+        server_count = "" if r["name"].startswith("hand-rolled") else f" / {counted:,.0f}"
         say(
             f"| {r['name']} | {offered} | {r['deliveries_s']:,.0f}{server_count} "
             f"| {r['msgs_per_frame']:.1f} | {r['p50']:.0f} / {r['p99']:.0f} / {r['max']:.0f} "
@@ -701,7 +754,7 @@ def drive(args: argparse.Namespace) -> None:
     if hand and off:
         say(f"aggregation off / hand-rolled: {off['deliveries_s'] / hand['deliveries_s']:.2f}")
     for r in results:
-        if r["name"] != "hand-rolled":
+        if not r["name"].startswith("hand-rolled"):
             say(f"idle memory per authenticated connection ({r['name']}): {r['idle_kib']:.2f} KiB")
             break
 
@@ -721,11 +774,18 @@ def main() -> None:
     parser.add_argument(
         "--windows",
         type=int,
-        nargs="+",
+        nargs="*",
         default=[0, 50],
         help="aggregate_ms of the longlink runs (0: aggregation off)",
     )
     parser.add_argument("--no-handroll", dest="handroll", action="store_false")
+    parser.add_argument(
+        "--handroll-windows",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run the hand-rolled server aggregating with these windows",
+    )
     parser.add_argument("--codec", choices=("br", "zlib", "none"), default="br")
     parser.add_argument("--samples", type=int, default=32, help="connections that decode all")
     parser.add_argument("--lowat", type=int, default=4096, help="SO_RCVLOWAT of the others")

@@ -200,8 +200,10 @@ class Node:
                     self.tracer,
                     settings=settings,
                     # In one process the low-priority backlog waits in the queue (503 at
-                    # the API when full), not in this node's write queue.
+                    # the API when full), not in this node's write queue; and a room whose
+                    # fan-out takes long gets a longer window (docs/dispatch.md).
                     pace=self.gateway.delivery.wait_ready if self.gateway else None,
+                    fanout_s=self.gateway.delivery.fanout_s if self.gateway else None,
                 )
             )
         if roles & {"api", "control"}:

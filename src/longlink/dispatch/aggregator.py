@@ -22,17 +22,29 @@ Rules, in order:
    ``max_bytes`` bytes of inner frames is flushed at once.
 5. **Order.** A flush carries a room's messages in arrival order, and flushes
    come out in the order they happen.
+6. **Heat.** A room whose fan-out takes long (many connections) gets a longer
+   window: ``max(window_s, fanout_s(room) / FANOUT_SHARE)``, where ``fanout_s``
+   (given by the caller) is the time the room's last write to all its
+   connections took. Writing a big, hot room then takes at most
+   ``FANOUT_SHARE`` of the time, whatever its message rate: one write per
+   connection per window is the cost that matters, and it stays bounded.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from longlink.model import Message, Priority
 
 #: Bytes an inner frame adds to its payload (PROTOCOL.md §1.1 header).
 FRAME_OVERHEAD = 20
+#: Share of the time a room's fan-out may take (rule 6).
+FANOUT_SHARE = 0.5
+
+#: Seconds the last write of a room to all its connections took (0.0: small or unknown).
+FanoutTime = Callable[[str], float]
 
 
 @dataclass(slots=True)
@@ -70,10 +82,12 @@ class Aggregator:
     """Pending room windows (see the module docstring for the rules).
 
     ``window_s`` must be positive; ``max_messages`` and ``max_bytes`` at least 1.
+    ``fanout_s`` gives rule 6 its figures (without it every room has ``window_s``).
     """
 
     __slots__ = (
         "_deadlines",
+        "_fanout_s",
         "_next_sweep",
         "_pending",
         "_rooms",
@@ -82,18 +96,31 @@ class Aggregator:
         "window_s",
     )
 
-    def __init__(self, window_s: float, max_messages: int = 200, max_bytes: int = 64 * 1024):
+    def __init__(
+        self,
+        window_s: float,
+        max_messages: int = 200,
+        max_bytes: int = 64 * 1024,
+        fanout_s: FanoutTime | None = None,
+    ) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be > 0 (a window of 0 means: do not aggregate)")
         if max_messages < 1 or max_bytes < 1:
             raise ValueError("max_messages and max_bytes must be >= 1")
         self.window_s = window_s
+        self._fanout_s = fanout_s
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self._rooms: dict[str, _Room] = {}
         self._pending: dict[str, _Room] = {}  # rooms with messages waiting, oldest first
         self._deadlines: list[tuple[float, str]] = []  # heap; stale entries are skipped
         self._next_sweep = 0.0
+
+    def window_for(self, room: str) -> float:
+        """The window of ``room`` now (rule 6)."""
+        if self._fanout_s is None:
+            return self.window_s
+        return max(self.window_s, self._fanout_s(room) / FANOUT_SHARE)
 
     @property
     def pending_messages(self) -> int:
@@ -116,10 +143,11 @@ class Aggregator:
             room = self._rooms[name] = _Room()
         size = len(message.payload) + FRAME_OVERHEAD
         if not room.pending:
-            if now - room.last_flush >= self.window_s:  # rule 2: cold
+            window = self.window_for(name)
+            if now - room.last_flush >= window:  # rule 2: cold
                 room.last_flush = now
                 return [RoomFlush(name, [message])]
-            room.deadline = room.last_flush + self.window_s  # rule 3: warm
+            room.deadline = room.last_flush + window  # rule 3: warm
             heapq.heappush(self._deadlines, (room.deadline, name))
             self._pending[name] = room
         room.pending.append(message)

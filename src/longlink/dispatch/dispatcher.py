@@ -24,7 +24,9 @@ never suspends while it has messages, and a low-priority backlog must not
 starve the high consumer sharing the loop. ``pace``, when given (the node
 wires its own gateway's), is awaited before each low-priority fetch so the
 backlog stays in the queue (bounded, 503 at the API) instead of piling up in
-a gateway's write queue.
+a gateway's write queue. ``fanout_s``, when given (the node wires its own
+gateway's), tells how long a room's last fan-out took, and a room that takes
+long gets a longer window (:mod:`~longlink.dispatch.aggregator`, rule 6).
 
 Messages are acked to the queue once handed over (for the low priority:
 once the batch holding them was sent).
@@ -42,7 +44,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from prometheus_client import CollectorRegistry
 
 from longlink.bus.base import MessageQueue, NodeChannel
-from longlink.dispatch.aggregator import Aggregator, Output, RoomFlush
+from longlink.dispatch.aggregator import Aggregator, FanoutTime, Output, RoomFlush
 from longlink.dispatch.compression import BatchEncoder
 from longlink.dispatch.metrics import DispatchMetrics
 from longlink.logic.base import SessionRegistry
@@ -76,6 +78,7 @@ class Dispatcher:
         *,
         settings: Settings | None = None,
         pace: Pace | None = None,
+        fanout_s: FanoutTime | None = None,
     ) -> None:
         settings = settings or Settings()
         self.queue = queue
@@ -91,6 +94,7 @@ class Dispatcher:
                 settings.aggregate_ms / 1000,
                 settings.aggregate_max_messages,
                 settings.aggregate_max_bytes,
+                fanout_s,
             )
         self.encoder = BatchEncoder(settings.compress_min_bytes, settings.brotli_quality)
         self.metrics.watch(queue.depth, self._pending)

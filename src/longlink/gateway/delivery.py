@@ -67,10 +67,11 @@ from longlink.protocol.session import SessionState
 if TYPE_CHECKING:
     from longlink.gateway.server import Gateway
 
-SLICE = 2048  # writes between two yields to the loop
+SLICE = 512  # writes between two yields to the loop (a few ms: the API and dispatch keep moving)
 BACKLOG_PACE = 200_000  # queued low-priority writes past which wait_ready() waits
 BACKLOG_MAX = 2_000_000  # past this, further low-priority work is dropped (counted)
 SLOW_ABORT_S = 2.0  # a client closed as too slow gets this long to take its ERROR
+FANOUT_MIN_S = 0.002  # fan-outs quicker than this are not remembered (fanout_s)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 _OPEN = SessionState.OPEN
@@ -166,6 +167,7 @@ class Delivery:
         self._queued = 0  # writes the jobs in self._low will take (estimated when queued)
         self._inflight = 0  # writes left in the job being written
         self._writing = False  # the writer task runs
+        self._fanout: dict[str, float] = {}  # room -> seconds its last batch fan-out took
         self._room = asyncio.Event()  # set while the backlog is under BACKLOG_PACE
         self._room.set()
 
@@ -191,6 +193,17 @@ class Delivery:
     def backlog(self) -> int:
         """Low-priority writes queued or being written (queued jobs are estimates)."""
         return self._queued + self._inflight
+
+    def fanout_s(self, room: str) -> float:
+        """How long the last fan-out of a batch to ``room`` took (0.0: quick or unknown).
+
+        Dispatch lengthens a hot room's window with it (aggregator rule 6).
+        """
+        took = self._fanout.get(room, 0.0)
+        if took and room not in self.hub.groups:
+            del self._fanout[room]  # the room is gone
+            return 0.0
+        return took
 
     @property
     def idle(self) -> bool:
@@ -300,6 +313,7 @@ class Delivery:
                         self.stats.coalesced.inc(len(merged.batches))
                     parts = self._batch_parts(batches)
                     messages = sum(len(b.msg_ids) for b in batches)
+                    began = time.monotonic()
                 else:
                     assert job.message is not None
                     messages = 1
@@ -322,6 +336,11 @@ class Delivery:
                         self._inflight -= len(chunk)
                 self._inflight = 0
                 if job.batches is not None:
+                    took = time.monotonic() - began
+                    if took >= FANOUT_MIN_S:
+                        self._fanout[job.batches[0].room] = took
+                    else:
+                        self._fanout.pop(job.batches[0].room, None)
                     self._count_batches(job.batches, written, _LOW)
                 elif job.message is not None and not job.message.guaranteed:
                     self._finish_message(job.message, written)

@@ -9,7 +9,7 @@ on join and leave: a room batch has one frame per codec and one WebSocket
 message per group, so the write loop takes a group and writes the same bytes
 to every member without looking at the connection's kind or codec.
 
-Recent joins and leaves are remembered per room for :data:`CHANGE_MAX_AGE_US`
+Recent JOINs and LEAVEs are remembered per room for :data:`CHANGE_MAX_AGE_US`
 (wall-clock µs, like ``Message.accepted_us``): a room batch can hold messages accepted
 before a connection joined or left, and the write path uses these to give
 such a connection exactly the messages accepted while it was in the room.
@@ -55,7 +55,9 @@ class Hub:
         self.users.setdefault(conn.user, set()).add(conn)
         self.devices.setdefault(conn.device, set()).add(conn)
         for room in rooms:
-            self.join(conn, room)
+            # Not remembered as a change: a new connection may get messages accepted
+            # up to one window before its AUTH_OK (and a connect storm costs nothing).
+            self.join(conn, room, record=False)
 
     def remove(self, conn: Connection) -> None:
         """Forget ``conn`` everywhere; idempotent."""
@@ -67,7 +69,9 @@ class Hub:
             _discard(self.rooms, room, conn)
             self._ungroup(room, conn)
 
-    def join(self, conn: Connection, room: str, at_us: int | None = None) -> None:
+    def join(
+        self, conn: Connection, room: str, at_us: int | None = None, *, record: bool = True
+    ) -> None:
         if room not in conn.rooms:
             conn.rooms = (*conn.rooms, room)
             self.rooms.setdefault(room, set()).add(conn)
@@ -75,7 +79,8 @@ class Hub:
             if groups is None:
                 groups = self.groups[room] = {}
             groups.setdefault(group_key(conn), set()).add(conn)
-            self._changed(room, conn, True, at_us)
+            if record:
+                self._changed(room, conn, True, at_us)
 
     def leave(self, conn: Connection, room: str, at_us: int | None = None) -> None:
         if room in conn.rooms:

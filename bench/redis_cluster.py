@@ -1,0 +1,1476 @@
+"""longlink on Redis with many processes vs the embedded single process (docs/benchmarks.md).
+
+Everything runs on 127.0.0.1 and stops by itself. This process is the driver *and*
+the load generator (uvloop, pinned to ``--load-cpus``, core 1 by default). It starts:
+
+* its own ``redis-server`` on a free port, in a temporary directory
+  (``--save "" --appendonly yes --appendfsync everysec``), stopped at the end;
+* per run, the servers, all pinned to ``--server-cpus`` (core 0 by default), so both
+  setups get the same CPU budget:
+
+  - **embedded**: one ``longlink serve`` (every role, ``LONGLINK_BUS=memory``);
+  - **redis**: ``longlink serve --role gateway`` twice (g1 in region r1, g2 in region
+    r2), one ``--role api,control`` and one ``--role dispatch``, all with
+    ``LONGLINK_BUS=redis://…`` (queues, node channels, registry and store on Redis)
+    and one shared ``LONGLINK_TOKEN_SECRET``; redis-server shares their core.
+
+Clients get a token and an endpoint from ``POST /v1/connect`` (demo mode,
+``{"user", "region", "transports": ["tcp"]}``; alternating regions r1/r2 spread
+them over g1 and g2) and then speak the frame protocol over raw TCP themselves
+(``asyncio.BufferedProtocol``): AUTH ``{token, rooms, codecs: ["zlib"]}``, then read.
+``LONGLINK_HEARTBEAT_S=300``: no heartbeats during a run.
+
+Scenario A, room fan-out: N connections in one room; the publisher POSTs
+``/v1/push/batch`` (API key) about 100 times a second, R messages/s in all, each a
+~100-byte danmaku-like JSON object stamped with its push time. A few *sample*
+connections per gateway decode every frame (BATCH frames, zlib, split with
+``Frame.inner_frames()``) and time each message; the others only count bytes (with
+``SO_RCVLOWAT``, so one read takes several frames): every connection of a gateway
+receives the same byte stream, so a sample's (bytes, messages) record turns any
+connection's byte count into messages. After the run, every connection must have
+received the whole stream (``complete``).
+
+Scenario B, per-user pushes: M users, one connection each, every one decoding
+everything. Pushes go to random users as ``/v1/push/batch`` requests (about 100 a
+second, open loop, at most ``--inflight`` outstanding) at increasing rates, then as
+fast as the publisher gets answers (closed loop: ``--inflight`` requests of
+``--batch`` messages outstanding). Per step: accepted/s, delivered/s (until the last
+one arrived), push → receipt p50/p99, CPU of every process, Redis commands per
+message.
+
+CPU of each server process and of redis-server comes from ``/proc/<pid>/stat``, RSS
+from ``/proc/<pid>/status``, Redis commands from ``INFO stats``. The load generator
+checks itself: its own CPU (``time.process_time``) and the lag of its event loop (a
+10 ms ticker); a run where it was near saturation is flagged.
+
+    .venv/bin/python bench/redis_cluster.py                     # default sizes, < 4 minutes
+    .venv/bin/python bench/redis_cluster.py --conns 8000 --users 2000
+    .venv/bin/python bench/redis_cluster.py --scenarios users --setups redis --user-rates 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import ctypes
+import json
+import math
+import os
+import platform
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, cast
+
+import msgspec
+import redis.asyncio as aioredis
+import uvloop
+from danmaku import Danmaku
+
+from longlink.protocol import HEADER_SIZE, FrameDecoder, Op, decode_frame, encode_frame
+
+SCRIPT = os.path.abspath(__file__)
+ROOM = "bench-room"
+REGIONS = ("r1", "r2")
+READ_BUFFER = 1 << 18
+LAG_TICK_S = 0.010
+SATURATED_CPU = 80.0  # load generator CPU % of one core above which a run is flagged
+SATURATED_LAG_MS = 20.0  # ... or lag p99 of the loop that timestamps receipts above this
+
+
+class Stamp(msgspec.Struct):
+    """What the load generator reads from a payload: push time and step."""
+
+    t: float = -1.0
+    s: int = -1
+
+
+_stamp = msgspec.json.Decoder(Stamp)
+_encode = msgspec.json.encode
+
+
+def say(*words: object) -> None:
+    print(*words, flush=True)
+
+
+# =========================================================================== /proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cores_ticks(cores: set[int]) -> tuple[int, int]:
+    """(busy, total) jiffies of some cores from /proc/stat (softirq work included)."""
+    busy = total = 0
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name = line.split(maxsplit=1)[0]
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+                ticks = [int(t) for t in line.split()[1:9]]
+                total += sum(ticks)
+                busy += sum(ticks) - ticks[3] - ticks[4]
+    return busy, total
+
+
+def machine_ticks() -> tuple[int, int, int]:
+    """(busy, irq + softirq, total) jiffies of the whole machine from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], ticks[5] + ticks[6], sum(ticks)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def parse_cpus(text: str) -> set[int]:
+    cpus: set[int] = set()
+    for part in text.split(","):
+        if "-" in part:
+            low, high = part.split("-")
+            cpus.update(range(int(low), int(high) + 1))
+        elif part.strip():
+            cpus.add(int(part))
+    return cpus
+
+
+def child_setup(cpus: set[int] | None) -> Callable[[], None]:
+    """In the child before exec: pin it, and have it SIGTERMed if the driver dies."""
+
+    def setup() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return setup
+
+
+# =========================================================================== processes
+
+
+@dataclass
+class Proc:
+    """One server process started by this benchmark."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    log: str
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss_mib(self) -> float:
+        return rss_kib(self.pid) / 1024
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM; past ``grace`` SIGABRT (Python children dump their stacks), then SIGKILL."""
+        if self.process.returncode is not None:
+            return
+        began = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), grace)
+            return
+        except TimeoutError:
+            pass
+        say(f"    ! {self.name} (pid {self.pid}) still running {grace:g} s after SIGTERM")
+        for sig, wait in ((signal.SIGABRT, 3.0), (signal.SIGKILL, 30.0)):
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.process.wait(), wait)
+                break
+        took = time.monotonic() - began
+        say(f"    ! {self.name} stopped after {took:.1f} s:\n{log_tail(self, 40)}")
+
+
+class Processes:
+    """Every process started, stopped in reverse order whatever happens."""
+
+    def __init__(self, workdir: str, cpus: set[int] | None) -> None:
+        self.workdir = workdir
+        self.cpus = cpus
+        self.started: list[Proc] = []
+
+    async def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        server: bool = True,
+    ) -> Proc:
+        """Start ``argv``: a server (pinned to the server cores) or a load process (stdin pipe)."""
+        log = os.path.join(self.workdir, f"{name}-{len(self.started)}.log")
+        errors = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                stdin=subprocess.DEVNULL if server else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                preexec_fn=child_setup(self.cpus if server else None),
+            )
+        finally:
+            os.close(errors)  # the child has its own copy
+        proc = Proc(name, process, log)
+        self.started.append(proc)
+        return proc
+
+    async def stop(self, procs: list[Proc] | None = None) -> None:
+        chosen = list(self.started) if procs is None else procs
+        await asyncio.gather(*(p.stop() for p in reversed(chosen)), return_exceptions=True)
+        for proc in chosen:
+            if proc in self.started:
+                self.started.remove(proc)
+
+
+def log_tail(proc: Proc, lines: int = 15) -> str:
+    with contextlib.suppress(OSError), open(proc.log, errors="replace") as log:
+        return "".join(log.readlines()[-lines:])
+    return ""
+
+
+async def start_redis(procs: Processes) -> tuple[Proc, int, aioredis.Redis]:
+    data = os.path.join(procs.workdir, "redis")
+    os.makedirs(data, exist_ok=True)
+    for _ in range(5):
+        port = free_port()
+        argv = [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", data,
+            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+            "--daemonize", "no", "--logfile", "",
+        ]  # fmt: skip
+        proc = await procs.spawn("redis", argv)
+        client = aioredis.Redis(host="127.0.0.1", port=port)
+        for _ in range(100):
+            if proc.process.returncode is not None:
+                break
+            with contextlib.suppress(Exception):
+                if await client.ping():
+                    return proc, port, client
+            await asyncio.sleep(0.1)
+        await client.aclose()
+        await procs.stop([proc])
+    raise SystemExit("redis-server did not start (see the log in the work directory)")
+
+
+def redis_version() -> str:
+    try:
+        out = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "redis-server not found"
+    for word in out.split():
+        if word.startswith("v="):
+            return word[2:]
+    return out.strip()
+
+
+async def start_longlink(
+    procs: Processes, name: str, roles: str | None, env: dict[str, str]
+) -> Proc:
+    argv = [sys.executable, "-m", "longlink", "serve"]
+    if roles:
+        argv += ["--role", roles]
+    proc = await procs.spawn(name, argv, env)
+    assert proc.process.stdout is not None
+    try:
+        line = (await asyncio.wait_for(proc.process.stdout.readline(), 60)).decode().strip()
+    except TimeoutError:
+        line = ""
+    if not line.startswith("longlink ready"):
+        raise RuntimeError(f"{name} did not start: {line!r}\n{log_tail(proc)}")
+    proc.ports = {k: int(v) for k, _, v in (w.partition("=") for w in line.split()[2:])}
+    return proc
+
+
+@dataclass
+class Setup:
+    """The server processes of one run and where to reach them."""
+
+    name: str
+    procs: list[Proc]
+    http_port: int
+    redis: Proc | None = None
+
+    @property
+    def gateways(self) -> int:
+        return sum(1 for p in self.procs if "ws" in p.ports)
+
+
+async def start_setup(
+    name: str, procs: Processes, args: argparse.Namespace, redis_url: str, workdir: str
+) -> Setup:
+    env = {
+        **os.environ,
+        "LONGLINK_HOST": "127.0.0.1",
+        "LONGLINK_HTTP_PORT": "0",
+        "LONGLINK_WS_PORT": "0",
+        "LONGLINK_TCP_PORT": "0",
+        "LONGLINK_DEMO": "1",
+        "LONGLINK_API_KEY": args.api_key,
+        "LONGLINK_TOKEN_SECRET": secrets.token_hex(32),
+        "LONGLINK_HEARTBEAT_S": "300",
+        "LONGLINK_AUTH_TIMEOUT_S": "60",
+        "LONGLINK_DRAIN_TIMEOUT_S": "2",
+        "LONGLINK_LOG_LEVEL": "warning",
+        "PYTHONFAULTHANDLER": "1",  # a stuck process dumps its stacks on SIGABRT
+        "LONGLINK_DATA_DIR": tempfile.mkdtemp(prefix="data-", dir=workdir),
+    }
+    if args.aggregate_ms is not None:
+        env["LONGLINK_AGGREGATE_MS"] = str(args.aggregate_ms)
+    if name == "embedded":
+        env["LONGLINK_BUS"] = "memory"
+        proc = await start_longlink(procs, "longlink", None, env)
+        return Setup(name, [proc], proc.ports["http"])
+    env["LONGLINK_BUS"] = redis_url
+    roles = [
+        ("g1", "gateway", {"LONGLINK_NODE_ID": "g1", "LONGLINK_REGION": REGIONS[0]}),
+        ("g2", "gateway", {"LONGLINK_NODE_ID": "g2", "LONGLINK_REGION": REGIONS[1]}),
+        ("api", "api,control", {"LONGLINK_NODE_ID": "api1"}),
+        ("dispatch", "dispatch", {"LONGLINK_NODE_ID": "dispatch1"}),
+    ]
+    started = await asyncio.gather(
+        *(start_longlink(procs, n, r, {**env, **extra}) for n, r, extra in roles)
+    )
+    api = next(p for p in started if p.name == "api")
+    return Setup(name, list(started), api.ports["http"])
+
+
+# =========================================================================== HTTP
+
+
+class Http:
+    """A minimal HTTP/1.1 keep-alive client: lighter than httpx for the load generator."""
+
+    def __init__(self, port: int, api_key: str) -> None:
+        self.port = port
+        self.auth = f"Authorization: Bearer {api_key}\r\n"
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", *, auth: bool = True
+    ) -> tuple[int, bytes]:
+        if self._idle:
+            reader, writer = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{self.auth if auth else ''}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        try:
+            writer.write(head.encode() + body)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            answer = await reader.readexactly(length)
+        except BaseException:
+            writer.close()
+            raise
+        self._idle.append((reader, writer))
+        return int(status_line.split()[1]), answer
+
+    async def json(self, method: str, path: str, body: Any = None) -> Any:
+        status, answer = await self.request(
+            method, path, b"" if body is None else _encode(body), auth=True
+        )
+        if status >= 300:
+            raise RuntimeError(f"{method} {path}: {status} {answer[:200]!r}")
+        return json.loads(answer)
+
+    def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+# =========================================================================== clients
+
+
+class RoomSample:
+    """A room connection that decodes every frame: latencies and (bytes, messages)."""
+
+    __slots__ = ("decoder", "ends", "frames", "latencies", "messages", "others", "position")
+
+    def __init__(self) -> None:
+        self.decoder = FrameDecoder(1 << 24)
+        self.reset()
+
+    def reset(self) -> None:
+        self.ends: list[int] = []  # stream offset after the last whole frame of a read
+        self.messages: list[int] = []  # messages in the stream up to that offset
+        self.latencies: list[tuple[float, float]] = []  # (receipt, push → receipt) s
+        self.position = 0
+        self.frames = 0
+        self.others = 0  # frames that are not PUSH (events, errors)
+
+    def feed(self, data: bytes, now: float) -> None:
+        self.position += len(data)
+        frames = self.decoder.feed(data)
+        if not frames:
+            return
+        count = self.messages[-1] if self.messages else 0
+        for frame in frames:
+            if frame.op != Op.PUSH:
+                self.others += 1
+                continue
+            self.frames += 1
+            for inner in frame.inner_frames():
+                count += 1
+                sent = _stamp.decode(inner.body).t
+                if sent >= 0:
+                    self.latencies.append((now, now - sent))
+        self.ends.append(self.position - self.decoder.buffered)
+        self.messages.append(count)
+
+    def messages_at(self, nbytes: int) -> int:
+        """Messages in the first ``nbytes`` bytes of the stream."""
+        index = bisect.bisect_right(self.ends, nbytes) - 1
+        return self.messages[index] if index >= 0 else 0
+
+
+class Steps:
+    """Scenario B receipts, per step: counts, last receipt, latencies."""
+
+    def __init__(self) -> None:
+        self.count: dict[int, int] = {}
+        self.last: dict[int, float] = {}
+        self.latencies: dict[int, list[float]] = {}
+        self.others = 0
+
+    def add(self, step: int, now: float, latency: float) -> None:
+        self.count[step] = self.count.get(step, 0) + 1
+        self.last[step] = now
+        self.latencies.setdefault(step, []).append(latency)
+
+
+class UserSample:
+    """A user's connection (scenario B): decodes every frame into :class:`Steps`."""
+
+    __slots__ = ("decoder", "position", "steps")
+
+    def __init__(self, steps: Steps) -> None:
+        self.decoder = FrameDecoder(1 << 24)
+        self.steps = steps
+        self.position = 0
+
+    def feed(self, data: bytes, now: float) -> None:
+        self.position += len(data)
+        for frame in self.decoder.feed(data):
+            if frame.op != Op.PUSH:
+                self.steps.others += 1
+                continue
+            for inner in frame.inner_frames():
+                stamp = _stamp.decode(inner.body)
+                self.steps.add(stamp.s, now, now - stamp.t)
+
+
+class Conn(asyncio.BufferedProtocol):
+    """One client over TCP: AUTH, then counts bytes (or feeds its sample)."""
+
+    __slots__ = ("auth", "head", "lost", "nbytes", "node", "ready", "sample", "shared", "transport")
+
+    def __init__(
+        self, auth: bytes, node: str, shared: memoryview, ready: asyncio.Future[None]
+    ) -> None:
+        self.auth = auth
+        self.node = node
+        self.shared = shared
+        self.ready = ready
+        self.head: bytearray | None = bytearray()  # None once AUTH_OK arrived
+        self.nbytes = 0
+        self.sample: RoomSample | UserSample | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.auth)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.shared  # one buffer for every connection: data is used at once
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.head is None:
+            self.nbytes += nbytes
+            if self.sample is not None:
+                self.sample.feed(bytes(self.shared[:nbytes]), time.monotonic())
+            return
+        self.head += self.shared[:nbytes]
+        if len(self.head) < HEADER_SIZE:
+            return
+        length = int.from_bytes(self.head[:4], "big")
+        if len(self.head) < length:
+            return
+        frame = decode_frame(bytes(self.head[:length]), 1 << 20)
+        rest = bytes(self.head[length:])
+        self.head = None
+        if frame.op != Op.AUTH_OK:
+            self.ready.set_exception(RuntimeError(f"AUTH answered {frame.op}: {frame.body!r}"))
+            return
+        self.ready.set_result(None)
+        if rest:
+            self.nbytes += len(rest)
+            if self.sample is not None:
+                self.sample.feed(rest, time.monotonic())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before AUTH_OK: {exc}"))
+
+    def set_lowat(self, nbytes: int) -> None:
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, nbytes))
+
+
+async def connect_clients(
+    http: Http, count: int, rooms: list[str], *, first: int = 0, concurrency: int = 64
+) -> list[Conn]:
+    """Users ``first``… through /v1/connect, regions alternating, each AUTHed over TCP."""
+    loop = asyncio.get_running_loop()
+    shared = memoryview(bytearray(READ_BUFFER))
+    conns: list[Conn | None] = [None] * count
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with limit:
+            user = f"user-{first + i}"
+            request = {"user": user, "region": REGIONS[i % 2], "transports": ["tcp"]}
+            status, body = await http.request("POST", "/v1/connect", _encode(request), auth=False)
+            if status != 200:
+                raise RuntimeError(f"/v1/connect: {status} {body[:200]!r}")
+            answer = json.loads(body)
+            endpoint = answer["endpoints"][0]
+            host, _, port = endpoint["tcp"].rpartition(":")
+            auth = {
+                "token": answer["token"],
+                "rooms": rooms,
+                "codecs": ["zlib"],
+                "heartbeat_s": 300,
+            }
+            ready: asyncio.Future[None] = loop.create_future()
+            conn = Conn(encode_frame(Op.AUTH, _encode(auth)), endpoint["node"], shared, ready)
+            await loop.create_connection(lambda: conn, host, int(port))
+            conns[i] = conn
+            await asyncio.wait_for(ready, 60)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return [c for c in conns if c is not None]
+
+
+async def wait_online(http: Http, want: int, room: str | None, give_up: float = 60) -> int:
+    """Poll GET /v1/online until ``want`` connections (in ``room``) are registered."""
+    end = time.monotonic() + give_up
+    seen = -1
+    while time.monotonic() < end:
+        online = await http.json("GET", "/v1/online")
+        seen = online["rooms"].get(room, 0) if room else online["total"]
+        if seen >= want:
+            return int(seen)
+        await asyncio.sleep(0.25)
+    return int(seen)
+
+
+async def quiet(conns: list[Conn], seconds: float, give_up: float) -> None:
+    """Return once no byte arrived on any connection for ``seconds`` (``give_up`` at most)."""
+    end = time.monotonic() + give_up
+    last = -1
+    while time.monotonic() < end:
+        total = sum(c.nbytes for c in conns)
+        if total == last:
+            return
+        last = total
+        await asyncio.sleep(seconds)
+
+
+def close_all(conns: list[Conn]) -> None:
+    for conn in conns:
+        with contextlib.suppress(Exception):
+            conn.transport.abort()
+
+
+# =========================================================================== measuring
+
+
+class LagMonitor:
+    """How late a 10 ms ticker wakes up: the load generator's own saturation gauge."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_TICK_S)
+            now = time.monotonic()
+            self.samples.append((now, now - before - LAG_TICK_S))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def p99_ms(self, start: float, end: float) -> float:
+        lags = [lag for at, lag in self.samples if start <= at <= end]
+        return 1000 * percentile(lags, 0.99)
+
+
+@dataclass
+class Mark:
+    """Every gauge at one instant."""
+
+    at: float
+    load_cpu: dict[str, float]  # the load generator's processes: CPU seconds
+    load_ticks: tuple[int, int]
+    server_ticks: tuple[int, int]
+    machine: tuple[int, int, int]
+    cpu: dict[str, float]  # the servers (and redis-server): CPU seconds
+    rss: dict[str, float]
+    redis_cmds: int
+    nbytes: list[int]
+
+
+async def mark(
+    setup: Setup,
+    redis_client: aioredis.Redis,
+    conns: list[Conn],
+    cores: dict[str, set[int]],
+    load: dict[str, Proc] | None = None,
+) -> Mark:
+    cmds = 0
+    if setup.redis is not None:
+        info = await redis_client.info("stats")
+        cmds = int(info["total_commands_processed"])
+    procs = [*setup.procs, *([setup.redis] if setup.redis else [])]
+    return Mark(
+        at=time.monotonic(),
+        load_cpu={"driver": time.process_time()}
+        | {name: p.cpu() for name, p in (load or {}).items()},
+        load_ticks=cores_ticks(cores["load"]),
+        server_ticks=cores_ticks(cores["server"]),
+        machine=machine_ticks(),
+        cpu={p.name: p.cpu() for p in procs},
+        rss={p.name: p.rss_mib() for p in procs},
+        redis_cmds=cmds,
+        nbytes=[c.nbytes for c in conns],
+    )
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+def usage(first: Mark, last: Mark) -> dict[str, Any]:
+    """CPU % (of one core) of every process, of the load generator, cores and machine."""
+    wall = last.at - first.at
+
+    def busy(a: tuple[int, int], b: tuple[int, int]) -> float:
+        return 100 * (b[0] - a[0]) / max(1, b[1] - a[1])
+
+    cpu = {name: 100 * (last.cpu[name] - first.cpu[name]) / wall for name in last.cpu}
+    load = {
+        name: 100 * (last.load_cpu[name] - first.load_cpu[name]) / wall for name in last.load_cpu
+    }
+    ticks = [b - a for a, b in zip(first.machine, last.machine, strict=True)]
+    scale = 100 * (os.cpu_count() or 1) / max(1, ticks[2])  # in % of one core
+    machine_busy, softirq = ticks[0] * scale, ticks[1] * scale
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "rss": dict(last.rss),
+        "gen_cpu": sum(load.values()),
+        "gen_parts": load,
+        "load_cores": busy(first.load_ticks, last.load_ticks),
+        "server_cores": busy(first.server_ticks, last.server_ticks),
+        "softirq": softirq,
+        "other_cpu": max(0.0, machine_busy - softirq - sum(cpu.values()) - sum(load.values())),
+        "redis_ops": (last.redis_cmds - first.redis_cmds) / wall,
+        "redis_cmds": last.redis_cmds - first.redis_cmds,
+    }
+
+
+# =========================================================================== publishers
+
+
+class RoomPublisher:
+    """``POST /v1/push/batch`` to the room ~100 times a second, ``rate`` messages/s in all."""
+
+    def __init__(self, http: Http, connections: int = 8) -> None:
+        self.http = http
+        self.connections = connections
+        self.stream = Danmaku(seed=3)
+        self.sent = self.accepted = self.refused = 0
+        self.errors: dict[str, int] = {}  # "status: first bytes of the answer" -> requests
+
+    async def run(self, rate: float, seconds: float) -> None:
+        queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.connections)]
+        per_request = max(1, round(rate / 100))
+        interval = per_request / rate
+        start = time.monotonic()
+        n = 0
+        while (due := start + n * interval) < start + seconds:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.monotonic()
+            messages = [
+                {"to": {"rooms": [ROOM]}, "data": self.stream.next_dict(t=now)}
+                for _ in range(per_request)
+            ]
+            queue.put_nowait((_encode({"messages": messages}), per_request))
+            self.sent += per_request
+            n += 1
+        async with asyncio.timeout(120):
+            await queue.join()
+        for worker in workers:
+            worker.cancel()
+
+    async def _worker(self, queue: asyncio.Queue[tuple[bytes, int]]) -> None:
+        while True:
+            body, count = await queue.get()
+            try:
+                status, answer = await self.http.request("POST", "/v1/push/batch", body)
+            except Exception as exc:
+                status, answer = 0, repr(exc).encode()
+            if status == 202:
+                self.accepted += count
+            else:
+                self.refused += count
+                error = f"{status}: {answer[:120].decode(errors='replace')}"
+                self.errors[error] = self.errors.get(error, 0) + 1
+            queue.task_done()
+
+
+class UserPublisher:
+    """Scenario B: batches of pushes, each to one random user."""
+
+    def __init__(self, http: Http, users: int) -> None:
+        self.http = http
+        self.users = users
+        self.rng = random.Random(7)
+        self.stream = Danmaku(seed=5)
+        self.sent = self.accepted = self.refused = self.requests = 0
+        self.behind = 0  # open loop: ticks that found --inflight requests outstanding
+        self.errors: dict[str, int] = {}
+
+    def _body(self, step: int, count: int) -> bytes:
+        now = time.monotonic()
+        messages = []
+        for _ in range(count):
+            data = self.stream.next_dict(t=now)
+            data["s"] = step
+            user = f"user-{self.rng.randrange(self.users)}"
+            messages.append({"to": {"users": [user]}, "data": data})
+        return _encode({"messages": messages})
+
+    async def _post(self, step: int, count: int) -> None:
+        self.sent += count
+        self.requests += 1
+        try:
+            status, answer = await self.http.request(
+                "POST", "/v1/push/batch", self._body(step, count)
+            )
+        except Exception as exc:
+            status, answer = 0, repr(exc).encode()
+        if status == 202:
+            self.accepted += count
+        else:
+            error = f"{status}: {answer[:120].decode(errors='replace')}"
+            self.errors[error] = self.errors.get(error, 0) + 1
+            queued = 0
+            with contextlib.suppress(Exception):  # a 503 says which were queued
+                queued = len(json.loads(answer)["error"].get("msg_ids", []))
+            self.accepted += queued
+            self.refused += count - queued
+
+    async def open_loop(self, step: int, rate: float, seconds: float, inflight: int) -> None:
+        per_request = max(1, round(rate / 100))
+        interval = per_request / rate
+        start = time.monotonic()
+        pending: set[asyncio.Task[None]] = set()
+        n = 0
+        while (due := start + n * interval) < start + seconds:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(pending) >= inflight:
+                self.behind += 1
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.create_task(self._post(step, per_request))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def closed_loop(self, step: int, batch: int, seconds: float, inflight: int) -> None:
+        end = time.monotonic() + seconds
+
+        async def worker() -> None:
+            while time.monotonic() < end:
+                await self._post(step, batch)
+
+        await asyncio.gather(*(worker() for _ in range(inflight)))
+
+
+# =========================================================================== scenarios
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    procs: Processes
+    redis: Proc
+    redis_client: aioredis.Redis
+    redis_url: str
+    workdir: str
+    cores: dict[str, set[int]]
+    lag: LagMonitor
+
+
+async def settle(ctx: Context) -> None:
+    """Wait (``--settle`` seconds at most) until the rest of the machine is quiet.
+
+    Other work on the machine (a test suite, say) competes for the same two cores:
+    before each run, wait while processes other than ours keep more than
+    ``--settle-below`` % of a core busy.
+    """
+    end = time.monotonic() + ctx.args.settle
+    told = False
+    while True:
+        ours = list(ctx.procs.started)
+        first, cpu0 = machine_ticks(), sum(p.cpu() for p in ours) + time.process_time()
+        await asyncio.sleep(1.0)
+        last, cpu1 = machine_ticks(), sum(p.cpu() for p in ours) + time.process_time()
+        ticks = [b - a for a, b in zip(first, last, strict=True)]
+        busy = 100 * (os.cpu_count() or 1) * ticks[0] / max(1, ticks[2])
+        others = max(0.0, busy - 100 * (cpu1 - cpu0))
+        if others <= ctx.args.settle_below or time.monotonic() >= end:
+            if told or others > ctx.args.settle_below:
+                say(f"    other load on the machine: {others:.0f}% of a core")
+            return
+        if not told:
+            say(f"    waiting for other load on the machine ({others:.0f}% of a core) to settle")
+            told = True
+
+
+async def with_setup(ctx: Context, name: str, body: Callable[[Setup, Http], Awaitable[Any]]) -> Any:
+    await settle(ctx)
+    if name == "redis":
+        await ctx.redis_client.flushall()
+    setup = await start_setup(name, ctx.procs, ctx.args, ctx.redis_url, ctx.workdir)
+    if name == "redis":
+        setup.redis = ctx.redis
+    http = Http(setup.http_port, ctx.args.api_key)
+    try:
+        return await body(setup, http)
+    finally:
+        http.close()
+        await ctx.procs.stop(setup.procs)
+        for proc in setup.procs:
+            code = proc.process.returncode
+            if code not in (0, None):
+                say(f"    ! {proc.name} exited with {code}:\n{log_tail(proc)}")
+
+
+class Probe:
+    """The latency-critical half of the load in its own process (``--probe``).
+
+    The publisher and the sample connections live there, so that a burst of reads
+    on the thousands of counting connections in the driver never delays a push or
+    the timestamp of a receipt. Commands and answers are JSON lines.
+    """
+
+    def __init__(self, proc: Proc) -> None:
+        self.proc = proc
+
+    async def ask(self, command: dict[str, Any], wait_s: float = 300) -> dict[str, Any]:
+        stdin, stdout = self.proc.process.stdin, self.proc.process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(_encode(command) + b"\n")
+        await stdin.drain()
+        line = await asyncio.wait_for(stdout.readline(), wait_s)
+        if not line:
+            raise RuntimeError(f"probe died:\n{log_tail(self.proc)}")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"probe: {answer['error']}")
+        return answer
+
+
+async def probe_main(args: argparse.Namespace) -> None:
+    """The probe process: sample connections and the publisher, driven on stdin."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    http = Http(args.http_port, args.api_key)
+    lag = LagMonitor()
+    lag.start()
+    conns: list[Conn] = []
+    publisher = RoomPublisher(Http(args.http_port, args.api_key))
+
+    def answer(value: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(value) + "\n")
+        sys.stdout.flush()
+
+    while line := await reader.readline():
+        command = json.loads(line)
+        try:
+            do = command["do"]
+            if do == "connect":
+                conns = await connect_clients(
+                    http, command["count"], [ROOM], first=command["first"]
+                )
+                for conn in conns:
+                    conn.sample = RoomSample()
+                answer({"nodes": [c.node for c in conns]})
+            elif do == "reset":
+                for conn in conns:
+                    conn.nbytes = 0
+                    cast(RoomSample, conn.sample).reset()
+                answer({})
+            elif do == "publish":
+                await publisher.run(command["rate"], command["seconds"])
+                publisher.http.close()
+                answer(
+                    {
+                        "sent": publisher.sent,
+                        "accepted": publisher.accepted,
+                        "refused": publisher.refused,
+                        "errors": publisher.errors,
+                    }
+                )
+            elif do == "accepted":
+                answer({"accepted": publisher.accepted})
+            elif do == "report":
+                start, end = command["start"], command["end"]
+                samples = [cast(RoomSample, c.sample) for c in conns]
+                latencies = [
+                    latency for s in samples for at, latency in s.latencies if start <= at <= end
+                ]
+                refs: dict[str, dict[str, Any]] = {}
+                for conn, sample in zip(conns, samples, strict=True):
+                    refs.setdefault(
+                        conn.node,
+                        {
+                            "ends": sample.ends,
+                            "messages": sample.messages,
+                            "frames": sample.frames,
+                            "position": sample.position,
+                        },
+                    )
+                answer(
+                    {
+                        "refs": refs,
+                        "in_window": len(latencies),  # every message is stamped: one per receipt
+                        "p50": 1000 * percentile(latencies, 0.50),
+                        "p99": 1000 * percentile(latencies, 0.99),
+                        "max": 1000 * max(latencies, default=float("nan")),
+                        "complete": sum(
+                            s.position == refs[c.node]["position"] and not c.lost
+                            for c, s in zip(conns, samples, strict=True)
+                        ),
+                        "others": sum(s.others for s in samples),
+                        "lag_p99": lag.p99_ms(start, end),
+                    }
+                )
+            elif do == "quit":
+                break
+        except Exception as exc:
+            answer({"error": repr(exc)})
+    close_all(conns)
+    http.close()
+
+
+class Reference:
+    """A sample's (bytes, messages) record, as the probe reported it."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.ends: list[int] = record["ends"]
+        self.messages: list[int] = record["messages"]
+        self.frames: int = record["frames"]
+        self.position: int = record["position"]
+
+    def messages_at(self, nbytes: int) -> int:
+        index = bisect.bisect_right(self.ends, nbytes) - 1
+        return self.messages[index] if index >= 0 else 0
+
+
+async def room_scenario(ctx: Context, name: str) -> dict[str, Any]:
+    args = ctx.args
+    counting = args.conns - args.samples
+
+    async def body(setup: Setup, http: Http) -> dict[str, Any]:
+        argv = [sys.executable, SCRIPT, "--probe"]
+        argv += ["--http-port", str(setup.http_port), "--api-key", args.api_key]
+        proc = await ctx.procs.spawn("probe", argv, server=False)
+        probe = Probe(proc)
+        conns: list[Conn] = []
+        try:
+            began = time.monotonic()
+            conns = await connect_clients(http, counting, [ROOM])
+            nodes = (await probe.ask({"do": "connect", "count": args.samples, "first": counting}))[
+                "nodes"
+            ]
+            return await measure(setup, http, probe, conns, nodes, time.monotonic() - began)
+        finally:
+            close_all(conns)
+            with contextlib.suppress(Exception):
+                await probe.ask({"do": "quit"}, wait_s=5)
+            await ctx.procs.stop([proc])
+
+    async def measure(
+        setup: Setup,
+        http: Http,
+        probe: Probe,
+        conns: list[Conn],
+        probe_nodes: list[str],
+        connect_s: float,
+    ) -> dict[str, Any]:
+        per_node: dict[str, int] = {}
+        for node in [c.node for c in conns] + probe_nodes:
+            per_node[node] = per_node.get(node, 0) + 1
+        if set(per_node) != set(probe_nodes):
+            raise RuntimeError(f"sample connections on {probe_nodes}, clients on {per_node}")
+        online = await wait_online(http, args.conns, ROOM)
+        await quiet(conns, 0.3, 10)
+        await probe.ask({"do": "reset"})
+        for conn in conns:
+            conn.nbytes = 0
+            conn.set_lowat(args.lowat)  # the probe's samples keep 1 byte: they date every message
+        load = {"probe": probe.proc}
+        publishing = asyncio.create_task(
+            probe.ask({"do": "publish", "rate": args.rate, "seconds": args.seconds})
+        )
+        begin = time.monotonic()
+        marks = []
+        for at in (args.warmup, args.seconds):
+            await asyncio.sleep(max(0.0, begin + at - time.monotonic()))
+            marks.append(await mark(setup, ctx.redis_client, conns, ctx.cores, load))
+        published = await publishing
+        await quiet(conns, 0.5, 60)
+        for conn in conns:
+            conn.set_lowat(1)
+        await asyncio.sleep(0.2)
+        await quiet(conns, 0.5, 30)
+        first, last = marks
+        used = usage(first, last)
+        got = await probe.ask({"do": "report", "start": first.at, "end": last.at})
+        refs = {node: Reference(record) for node, record in got["refs"].items()}
+        delivered = got["in_window"] + sum(
+            refs[c.node].messages_at(b2) - refs[c.node].messages_at(b1)
+            for c, b1, b2 in zip(conns, first.nbytes, last.nbytes, strict=True)
+        )
+        complete = got["complete"] + sum(
+            c.nbytes == refs[c.node].position and not c.lost for c in conns
+        )
+        streams = {node: ref.messages[-1] if ref.messages else 0 for node, ref in refs.items()}
+        frames = sum(ref.frames for ref in refs.values())
+        window_messages = round(args.rate * used["wall"])
+        return {
+            "setup": name,
+            "conns": args.conns,
+            "online": online,
+            "per_node": dict(sorted(per_node.items())),
+            "connect_s": connect_s,
+            "rate": args.rate,
+            "sent": published["sent"],
+            "accepted": published["accepted"],
+            "refused": published["refused"],
+            "errors": published["errors"],
+            "window_messages": window_messages,
+            "deliveries_s": delivered / used["wall"],
+            "msgs_per_frame": sum(streams.values()) / max(1, frames),
+            "p50": got["p50"],
+            "p99": got["p99"],
+            "max": got["max"],
+            "latencies": got["in_window"],
+            "complete": complete,
+            "streams_whole": all(m == published["accepted"] for m in streams.values()),
+            "others": got["others"],
+            "lag_p99": got["lag_p99"],
+            "driver_lag_p99": ctx.lag.p99_ms(first.at, last.at),
+            **used,
+        }
+
+    return cast(dict[str, Any], await with_setup(ctx, name, body))
+
+
+async def user_scenario(ctx: Context, name: str) -> list[dict[str, Any]]:
+    args = ctx.args
+
+    async def body(setup: Setup, http: Http) -> list[dict[str, Any]]:
+        conns = await connect_clients(http, args.users, [])
+        try:
+            return await measure(setup, http, conns)
+        finally:
+            close_all(conns)
+
+    async def measure(setup: Setup, http: Http, conns: list[Conn]) -> list[dict[str, Any]]:
+        steps = Steps()
+        for conn in conns:
+            conn.sample = UserSample(steps)
+        per_node: dict[str, int] = {}
+        for conn in conns:
+            per_node[conn.node] = per_node.get(conn.node, 0) + 1
+        await wait_online(http, len(conns), None)
+        publisher = UserPublisher(Http(setup.http_port, args.api_key), args.users)
+        # Warm-up, not counted: connections to Redis, code paths, the HTTP keep-alives.
+        await publisher.open_loop(-1, 500, 1.0, args.inflight)
+        await asyncio.sleep(0.5)
+        results = []
+        plan: list[float] = [*args.user_rates, 0.0]
+        step = 0
+        while step < len(plan):
+            rate = plan[step]
+            accepted0, refused0, behind0 = publisher.accepted, publisher.refused, publisher.behind
+            first = await mark(setup, ctx.redis_client, conns, ctx.cores)
+            if rate > 0:
+                await publisher.open_loop(step, rate, args.step_seconds, args.inflight)
+            else:
+                await publisher.closed_loop(step, args.batch, args.step_seconds, args.inflight)
+            pushed = time.monotonic()
+            accepted = publisher.accepted - accepted0
+            # Wait for every accepted message (or 3 s without progress, 60 s at most).
+            give_up, seen, still = pushed + 60, -1, pushed
+            while steps.count.get(step, 0) < accepted and time.monotonic() < give_up:
+                got = steps.count.get(step, 0)
+                if got != seen:
+                    seen, still = got, time.monotonic()
+                elif time.monotonic() - still > 3:
+                    break
+                await asyncio.sleep(0.05)
+            last = await mark(setup, ctx.redis_client, conns, ctx.cores)
+            used = usage(first, last)
+            received = steps.count.get(step, 0)
+            until = steps.last.get(step, pushed)
+            latencies = steps.latencies.get(step, [])
+            result = {
+                "setup": name,
+                "per_node": dict(sorted(per_node.items())),
+                "rate": rate,
+                "accepted": accepted,
+                "refused": publisher.refused - refused0,
+                "behind": publisher.behind - behind0,
+                "accepted_s": accepted / (pushed - first.at),
+                "received": received,
+                "delivered_s": received / max(1e-9, until - first.at),
+                "drain_s": max(0.0, until - pushed),
+                "p50": 1000 * percentile(latencies, 0.50),
+                "p99": 1000 * percentile(latencies, 0.99),
+                "lag_p99": ctx.lag.p99_ms(first.at, last.at),
+                "cmds_per_msg": used["redis_cmds"] / max(1, received),
+                "errors": dict(publisher.errors),
+                **used,
+            }
+            results.append(result)
+            say("   ", step_line(result))
+            behind = rate > 0 and (
+                result["delivered_s"] < 0.9 * rate
+                or result["accepted_s"] < 0.9 * rate
+                or result["p99"] > 1000
+            )
+            step = len(plan) - 1 if behind and step < len(plan) - 1 else step + 1
+            await asyncio.sleep(0.3)
+        publisher.http.close()
+        return results
+
+    return cast(list[dict[str, Any]], await with_setup(ctx, name, body))
+
+
+# =========================================================================== report
+
+
+def cpu_text(r: dict[str, Any]) -> str:
+    return " + ".join(f"{name} {value:.0f}" for name, value in r["cpu"].items())
+
+
+def rss_text(r: dict[str, Any]) -> str:
+    return " + ".join(f"{value:.0f}" for name, value in r["rss"].items() if name != "redis")
+
+
+def cost_us(r: dict[str, Any], messages: float) -> float:
+    """CPU µs of every server process (Redis included) per message."""
+    return sum(r["cpu"].values()) / 100 * r["wall"] / max(1, messages) * 1e6
+
+
+def gen_verdict(r: dict[str, Any]) -> str:
+    saturated = r["gen_cpu"] > SATURATED_CPU or r["lag_p99"] > SATURATED_LAG_MS
+    return "SATURATED?" if saturated else "ok"
+
+
+def step_line(r: dict[str, Any]) -> str:
+    offered = "max" if r["rate"] == 0 else f"{r['rate']:,.0f}/s"
+    return (
+        f"{r['setup']} {offered}: accepted {r['accepted_s']:,.0f}/s, delivered "
+        f"{r['delivered_s']:,.0f}/s ({r['received']}/{r['accepted']}, drain {r['drain_s']:.1f} s)"
+        f", p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; CPU % {cpu_text(r)}; load gen "
+        f"{r['gen_cpu']:.0f}% lag p99 {r['lag_p99']:.1f} ms"
+    )
+
+
+def machine(args: argparse.Namespace, cores: dict[str, set[int]]) -> list[str]:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    versions = ", ".join(
+        f"{package} {metadata.version(package)}" for package in ("uvloop", "redis", "msgspec")
+    )
+    return [
+        f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        f"machine: {model}, {os.cpu_count()} cores, {memory:.0f} GiB, Linux {platform.release()}",
+        f"python: {platform.python_version()}; {versions}; redis-server {redis_version()}",
+        f"servers (and redis-server) pinned to cores {sorted(cores['server'])}, "
+        f"load generator + publisher to cores {sorted(cores['load'])}",
+    ]
+
+
+def report(
+    args: argparse.Namespace,
+    cores: dict[str, set[int]],
+    rooms: list[dict[str, Any]],
+    users: list[dict[str, Any]],
+) -> None:
+    say()
+    for line in machine(args, cores):
+        say(line)
+    if rooms:
+        say()
+        say(
+            f"Scenario A, room fan-out: {args.conns:,} TCP connections in one room (zlib), "
+            f"publisher {args.rate:,.0f} msg/s of ~100-byte JSON via /v1/push/batch, "
+            f"{args.seconds:g} s, counted after {args.warmup:g} s; {args.samples} sample "
+            "connections decode everything"
+        )
+        say()
+        say(
+            "| setup | conns per gateway | accepted msg/s | deliveries/s | msgs per frame "
+            "| latency p50 / p99 / max ms | server CPU % per process (sum) | server cores busy % "
+            "| RSS MiB per process | Redis ops/s (per message) "
+            "| load gen CPU % driver + probe / probe loop lag p99 ms | softirq / others % "
+            "| complete |"
+        )
+        say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rooms:
+            total = sum(r["cpu"].values())
+            parts = " + ".join(f"{v:.0f}" for v in r["gen_parts"].values())
+            redis_cell = "—"
+            if "redis" in r["cpu"]:
+                per_msg = r["redis_cmds"] / max(1, r["window_messages"])
+                redis_cell = f"{r['redis_ops']:,.0f} ({per_msg:.1f} per msg)"
+            say(
+                f"| {r['setup']} | {' / '.join(f'{v:,}' for v in r['per_node'].values())} "
+                f"| {r['accepted'] / args.seconds:,.0f} | {r['deliveries_s']:,.0f} "
+                f"| {r['msgs_per_frame']:.1f} | {r['p50']:.0f} / {r['p99']:.0f} / {r['max']:.0f} "
+                f"| {cpu_text(r)} ({total:.0f}) | {r['server_cores']:.0f} | {rss_text(r)} "
+                f"| {redis_cell} | {parts} / {r['lag_p99']:.1f} ({gen_verdict(r)}) "
+                f"| {r['softirq']:.0f} / {r['other_cpu']:.0f} "
+                f"| {r['complete']:,}/{r['conns']:,}{'' if r['streams_whole'] else ' (gaps)'} |"
+            )
+        for r in rooms:
+            if r["refused"] or r["others"]:
+                say(f"  {r['setup']}: {r['refused']} refused pushes, {r['others']} other frames")
+            for error, count in r["errors"].items():
+                say(f"  {r['setup']}: {count} requests answered {error}")
+    if users:
+        say()
+        say(
+            f"Scenario B, per-user pushes: {args.users:,} users, one TCP connection each; "
+            "/v1/push/batch to random users, open loop (~100 requests/s) at rising rates "
+            f"({args.step_seconds:g} s each, stopped once it falls behind), then closed loop "
+            f"(max: {args.inflight} requests of {args.batch} outstanding)"
+        )
+        say()
+        say(
+            "| setup | offered msg/s | accepted/s | delivered/s | push→receipt p50 / p99 ms "
+            "| server CPU % per process (sum) | Redis CPU % | Redis ops/s | Redis cmds per msg "
+            "| server CPU µs per msg (all processes) | load gen CPU % / loop lag p99 ms "
+            "| softirq / others % |"
+        )
+        say("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in users:
+            servers = {k: v for k, v in r["cpu"].items() if k != "redis"}
+            redis_cpu = r["cpu"].get("redis")
+            offered = "max" if r["rate"] == 0 else f"{r['rate']:,.0f}"
+            if redis_cpu is None:
+                redis_cols = "— | — | —"
+            else:
+                redis_cols = f"{redis_cpu:.0f} | {r['redis_ops']:,.0f} | {r['cmds_per_msg']:.1f}"
+            say(
+                f"| {r['setup']} | {offered} | {r['accepted_s']:,.0f} | {r['delivered_s']:,.0f} "
+                f"| {r['p50']:.1f} / {r['p99']:.1f} "
+                f"| {cpu_text({'cpu': servers})} ({sum(servers.values()):.0f}) | {redis_cols} "
+                f"| {cost_us(r, r['received']):.0f} "
+                f"| {r['gen_cpu']:.0f} / {r['lag_p99']:.1f} ({gen_verdict(r)}) "
+                f"| {r['softirq']:.0f} / {r['other_cpu']:.0f} |"
+            )
+        for r in users:
+            lost = r["accepted"] - r["received"]
+            if lost or r["refused"]:
+                say(
+                    f"  {r['setup']} {r['rate'] or 'max'}: {lost} accepted but not received "
+                    f"within the drain, {r['refused']} refused"
+                )
+        for setup in dict.fromkeys(r["setup"] for r in users):
+            errors = next(r["errors"] for r in reversed(users) if r["setup"] == setup)
+            for error, count in errors.items():
+                say(f"  {setup}: {count} push requests answered {error}")
+
+
+# =========================================================================== main
+
+
+async def run(args: argparse.Namespace) -> None:
+    cores = {"server": parse_cpus(args.server_cpus), "load": parse_cpus(args.load_cpus)}
+    available = os.sched_getaffinity(0)
+    pinning = len(available) > 1 and cores["server"] | cores["load"] <= available
+    if pinning:
+        os.sched_setaffinity(0, cores["load"])
+    workdir = tempfile.mkdtemp(prefix="longlink-redis-cluster-")
+    procs = Processes(workdir, cores["server"] if pinning else None)
+    lag = LagMonitor()
+    lag.start()
+    rooms: list[dict[str, Any]] = []
+    users: list[dict[str, Any]] = []
+    client: aioredis.Redis | None = None
+    try:
+        redis, port, client = await start_redis(procs)
+        ctx = Context(
+            args, procs, redis, client, f"redis://127.0.0.1:{port}/0", workdir, cores, lag
+        )
+        say(f"redis-server {redis_version()} on port {port} (pid {redis.pid}), work dir {workdir}")
+        if "room" in args.scenarios:
+            for name in args.setups:
+                say(f"... scenario A (room), {name}")
+                result = await room_scenario(ctx, name)
+                rooms.append(result)
+                say(
+                    "   ",
+                    json.dumps(
+                        {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()},
+                        default=str,
+                    ),
+                )
+        if "users" in args.scenarios:
+            for name in args.setups:
+                say(f"... scenario B (users), {name}")
+                users.extend(await user_scenario(ctx, name))
+        report(args, cores, rooms, users)
+    finally:
+        lag.stop()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        await procs.stop()
+        if args.keep:
+            say(f"logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=("room", "users"), default=["room", "users"]
+    )
+    parser.add_argument(
+        "--setups", nargs="+", choices=("embedded", "redis"), default=["embedded", "redis"]
+    )
+    parser.add_argument("--conns", type=int, default=4000, help="A: connections in the room")
+    parser.add_argument("--rate", type=float, default=500, help="A: messages per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="A: publishing time")
+    parser.add_argument("--warmup", type=float, default=2.0, help="A: seconds before counting")
+    parser.add_argument("--samples", type=int, default=32, help="A: connections decoding all")
+    parser.add_argument("--lowat", type=int, default=4096, help="A: SO_RCVLOWAT of the others")
+    parser.add_argument("--users", type=int, default=1000, help="B: users (one connection each)")
+    parser.add_argument(
+        "--user-rates",
+        type=float,
+        nargs="*",
+        default=[1000, 2000, 4000],
+        help="B: open-loop rates (msg/s) before the closed-loop max step",
+    )
+    parser.add_argument("--step-seconds", type=float, default=5.0, help="B: seconds per step")
+    parser.add_argument("--batch", type=int, default=100, help="B max: messages per request")
+    parser.add_argument("--inflight", type=int, default=8, help="B: requests outstanding (max)")
+    parser.add_argument("--aggregate-ms", type=int, default=None, help="server default: 50")
+    parser.add_argument("--server-cpus", default="0", help="cores of the servers and Redis")
+    parser.add_argument("--load-cpus", default="1", help="cores of the load generator")
+    parser.add_argument(
+        "--settle", type=float, default=15.0, help="seconds to wait for a quiet machine per run"
+    )
+    parser.add_argument(
+        "--settle-below", type=float, default=15.0, help="other load (%% of a core) that is quiet"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (server logs)")
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--http-port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--api-key", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.probe:  # the child that publishes and times (started by the driver)
+        uvloop.run(probe_main(args))
+        return
+    if args.samples < 2 or args.conns <= args.samples:
+        parser.error("need --samples >= 2 (one per gateway) and --conns > --samples")
+    args.api_key = "bench-" + secrets.token_hex(8)
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    uvloop.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
