@@ -66,6 +66,7 @@ API_KEY = "bench-key"
 SERVER_CORE = 0
 LOAD_CORE = 1
 WARM_CONNS = 10
+CORES = os.cpu_count() or 1
 HTTP_CONNS = 8  # publisher connections (requests are spread over them)
 
 
@@ -573,11 +574,19 @@ def ports(line: list[str]) -> dict[str, int]:
     return {k: int(v) for k, v in (field.split("=") for field in line if "=" in field)}
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores together, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:]]
+    return sum(ticks[:8]) - ticks[3] - ticks[4], sum(ticks[:8])
+
+
 class Stats:
-    """One ``stats`` answer of a server, with the driver's clock."""
+    """One ``stats`` answer of a server, with the driver's clock and the machine's load."""
 
     def __init__(self, fields: list[str]) -> None:
         self.wall = time.monotonic()
+        self.machine = machine_ticks()
         self.conns = int(fields[0])
         self.rss_kib = int(fields[1])
         self.cpu = float(fields[2])
@@ -680,6 +689,13 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         "rss_mib": s2.rss_kib / 1024,
         "gen_cpu": float(gen_cpu),
         "gen_core": float(gen_core),
+        # Busy time of the whole machine (in cores) not spent in the server or load generator
+        # processes: kernel softirq work for loopback, and anything else running.
+        "rest": (
+            (s2.machine[0] - s1.machine[0]) / max(1, s2.machine[1] - s1.machine[1]) * CORES
+            - (s2.cpu - s1.cpu) / wall
+            - float(gen_cpu) / 100
+        ),
         "complete": int(complete),
         "slow_drops": s2.slow_drops,
         "batches": s2.batches - s1.batches,
@@ -733,9 +749,10 @@ def drive(args: argparse.Namespace) -> None:
     say(
         "| server | offered → accepted msg/s | deliveries/s (clients / server count) "
         "| msgs per frame | latency p50 / p99 / max ms | server CPU % process / core 0 "
-        "| server RSS MiB | load gen CPU % process / core 1 | complete |"
+        "| server RSS MiB | load gen CPU % process / core 1 | rest of machine, cores "
+        "| complete |"
     )
-    say("|---|---|---|---|---|---|---|---|---|")
+    say("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         offered = (
             "—" if r["rate"] == 0 else f"{r['rate']:,.0f} → {r['accepted'] / args.seconds:,.0f}"
@@ -747,7 +764,7 @@ def drive(args: argparse.Namespace) -> None:
             f"| {r['name']} | {offered} | {r['deliveries_s']:,.0f}{server_count} "
             f"| {r['msgs_per_frame']:.1f} | {r['p50']:.0f} / {r['p99']:.0f} / {r['max']:.0f} "
             f"| {r['server_cpu']:.0f} / {r['core0']:.0f} | {r['rss_mib']:.0f} "
-            f"| {r['gen_cpu']:.0f} / {r['gen_core']:.0f} | {complete} |"
+            f"| {r['gen_cpu']:.0f} / {r['gen_core']:.0f} | {r['rest']:.2f} | {complete} |"
         )
     hand = next((r for r in results if r["name"] == "hand-rolled"), None)
     off = next((r for r in results if r["name"] == "longlink, window 0 ms"), None)
@@ -788,7 +805,7 @@ def main() -> None:
     )
     parser.add_argument("--codec", choices=("br", "zlib", "none"), default="br")
     parser.add_argument("--samples", type=int, default=32, help="connections that decode all")
-    parser.add_argument("--lowat", type=int, default=4096, help="SO_RCVLOWAT of the others")
+    parser.add_argument("--lowat", type=int, default=16384, help="SO_RCVLOWAT of the others")
     parser.add_argument("--serve", choices=("longlink", "handroll"))
     parser.add_argument("--load", action="store_true")
     parser.add_argument("--aggregate-ms", type=int, default=50)

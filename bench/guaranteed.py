@@ -46,6 +46,8 @@ import uvloop
 from longlink.client import Client
 
 API_KEY = "bench-key"
+#: Trace events of a guaranteed message in order (the breakdown of accepted -> acked).
+STEPS = ("stored", "queued", "dispatched", "written", "acked")
 READY = re.compile(r"^longlink ready http=(\d+) ws=(\d+) tcp=(\d+)$")
 SERVER_CORE = 0
 LOAD_CORE = 1
@@ -87,6 +89,9 @@ class Http:
         )
         writer.write(head.encode() + body)
         status_line = await reader.readline()
+        if not status_line:  # the server closed an idle keep-alive connection: again
+            writer.close()
+            return await self.post(path, body)
         length = 0
         while (line := await reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode().partition(":")
@@ -197,7 +202,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for _ in range(args.batch):
                     user = f"user-{seq % args.users}"
                     seq += 1
-                    messages.append({"to": {"users": [user]}, "data": {"t": t}, "guaranteed": True})
+                    messages.append(
+                        {
+                            "to": {"users": [user]},
+                            "data": {"t": t},
+                            "guaranteed": True,
+                            "priority": args.priority,
+                        }
+                    )
                 status, answer = await http.post("/v1/push/batch", encode({"messages": messages}))
                 if status != 202:
                     raise SystemExit(f"push refused: {status} {answer!r}")
@@ -260,12 +272,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             others = machine_busy_seconds() - machine - server_cpu - own_cpu
             reach = (await api.get("/v1/stats/reach")).json()
             server_side: list[float] = []
+            steps: dict[str, list[float]] = {}
             if args.trace != "off":
+                # The most recent traces (the tracer keeps the newest ones), 200 of them.
                 for msg_id in sent_ids[-200:]:
                     trace = (await api.get(f"/v1/messages/{msg_id}")).json()
                     at = {e["event"]: e["at_ms"] for e in trace.get("events", [])}
                     if "accepted" in at and "acked" in at:
                         server_side.append(at["acked"] - at["accepted"])
+                        previous = at["accepted"]
+                        for step in STEPS:
+                            if step in at:
+                                steps.setdefault(step, []).append(at[step] - previous)
+                                previous = at[step]
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
@@ -290,6 +309,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "push_p99_ms": percentile(push_latencies, 0.99) * 1000,
         "server_p50_ms": percentile(server_side, 0.5),
         "server_p99_ms": percentile(server_side, 0.99),
+        "steps": {step: statistics.fmean(v) for step, v in steps.items()},
         "reach": reach,
         "server_cpu_us": server_cpu / max(1, received) * 1e6,
         "server_cpu_share": server_cpu / elapsed,
@@ -306,6 +326,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="messages per push request")
     parser.add_argument("--inflight", type=int, default=8, help="push requests at once (max)")
     parser.add_argument("--transport", choices=["ws", "tcp"], default="tcp")
+    parser.add_argument("--priority", choices=["low", "high"], default="low")
     parser.add_argument("--sync", choices=["full", "normal"], default="full")
     parser.add_argument("--trace", choices=["all", "guaranteed", "off"], default="all")
     parser.add_argument("--server-log", help="append the server's stderr (warnings) to this file")
@@ -315,7 +336,8 @@ def main() -> None:
     mode = f"{args.rate:,.0f}/s open loop" if args.rate else f"closed loop x{args.inflight}"
     print(
         f"longlink guaranteed pushes, {mode}, {args.seconds:g} s, {args.users} users "
-        f"({args.transport}), batches of {args.batch}, store sync={args.sync}, "
+        f"({args.transport}), batches of {args.batch}, {args.priority} priority, "
+        f"store sync={args.sync}, "
         f"trace={args.trace}"
     )
     print(
@@ -336,6 +358,10 @@ def main() -> None:
     print(
         f"  server trace accepted -> acked (last 200)  p50 {result['server_p50_ms']:.0f} ms  "
         f"p99 {result['server_p99_ms']:.0f} ms"
+    )
+    print(
+        "  server steps, mean ms: "
+        + ", ".join(f"{step} +{ms:.1f}" for step, ms in result["steps"].items())
     )
     print(
         f"  server CPU {result['server_cpu_us']:.0f} us/message "

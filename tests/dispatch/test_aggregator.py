@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from longlink.dispatch.aggregator import FRAME_OVERHEAD, Aggregator, RoomFlush, aggregatable
+from longlink.dispatch.aggregator import (
+    FANOUT_SHARE,
+    FRAME_OVERHEAD,
+    Aggregator,
+    RoomFlush,
+    aggregatable,
+)
 from longlink.model import Message, Priority, Target
 
 W = 0.05
@@ -152,3 +158,16 @@ def test_properties(events: list[tuple[str, float]], cap: int) -> None:
     for room in "abc":
         seen = [i for i in sequence if events[i][0] in (room, "*")]
         assert seen == sorted(seen)
+
+
+def test_a_room_whose_fanout_takes_long_gets_a_longer_window() -> None:
+    fanout = {"big": 0.08, "small": 0.001}
+    agg = Aggregator(W, fanout_s=lambda room: fanout.get(room, 0.0))
+    assert agg.window_for("small") == W
+    assert agg.window_for("big") == pytest.approx(0.08 / FANOUT_SHARE)
+    agg.add(msg(1, "big"), now=0.0)  # cold: at once
+    agg.add(msg(2, "big"), now=0.01)
+    assert agg.next_deadline() == pytest.approx(0.08 / FANOUT_SHARE)
+    # Cold again only after the longer window.
+    assert agg.due(0.08 / FANOUT_SHARE)
+    assert agg.add(msg(3, "big"), now=0.08 / FANOUT_SHARE + W) == []

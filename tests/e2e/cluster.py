@@ -105,7 +105,12 @@ class Cluster:
         proc = self.processes[name].proc
         if proc is not None and proc.returncode is None:
             proc.send_signal(sig)
-            await asyncio.wait_for(proc.wait(), WAIT * 3)
+            try:
+                await asyncio.wait_for(proc.wait(), WAIT * 3)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise AssertionError(f"{name} did not stop:\n{self.log(name)[-3000:]}") from None
 
     def log(self, name: str) -> str:
         return (self.directory / f"{name}.log").read_text(errors="replace")

@@ -254,3 +254,20 @@ async def test_closed_connections_are_skipped(gateway: Gateway) -> None:
     gone.state = SessionState.CLOSED
     gateway.deliver([batch(1, 2)])
     assert writes(gone) == [] and received(here) == [1, 2]
+
+
+async def test_the_time_a_big_room_takes_is_reported_to_dispatch(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery_module, "SLICE", 16)
+    monkeypatch.setattr(delivery_module, "FANOUT_MIN_S", 0.0)
+    room = [connect(gateway, ["big"]) for _ in range(100)]
+    connect(gateway, ["small"])
+    gateway.deliver([batch(1, 3, room="big")])
+    await idle(gateway)
+    gateway.deliver([batch(10, 3, room="small")])
+    assert gateway.delivery.fanout_s("big") > 0
+    assert gateway.delivery.fanout_s("small") == 0.0  # written at once, never queued
+    for conn in room:
+        gateway.hub.remove(conn)
+    assert gateway.delivery.fanout_s("big") == 0.0  # the room is gone

@@ -129,6 +129,7 @@ class RedisQueue:
         key = queue_key(priority)
         reply: Any
         while not self._closed:
+            _reraise_if_cancelled()  # a cancellation redis-py swallowed must still stop us
             try:
                 await self._ensure_group(priority)
                 claimed = await self._claim(priority, max_count)
@@ -251,6 +252,7 @@ class RedisNodeChannel:
         last: bytes | None = start
         me = asyncio.current_task()
         while me not in self._stopping:
+            _reraise_if_cancelled()
             try:
                 if last is None:
                     last = await self._tail(key)

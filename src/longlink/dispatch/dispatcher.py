@@ -47,6 +47,7 @@ from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.dispatch.aggregator import Aggregator, FanoutTime, Output, RoomFlush
 from longlink.dispatch.compression import BatchEncoder
 from longlink.dispatch.metrics import DispatchMetrics
+from longlink.lifetime import cancel_requested
 from longlink.logic.base import SessionRegistry
 from longlink.model import Envelope, Message, Priority, Target
 from longlink.settings import Settings
@@ -147,7 +148,7 @@ class Dispatcher:
 
     async def _consume_high(self) -> None:
         queue = self.queue
-        while True:
+        while not cancel_requested():
             messages = await queue.fetch(Priority.HIGH, FETCH_MAX)
             if not messages:
                 return  # queue closed
@@ -167,7 +168,7 @@ class Dispatcher:
             await asyncio.sleep(0)  # let the loop breathe between fetched lists
 
     async def _second_path(self) -> None:
-        while True:
+        while not cancel_requested():
             await self._second_wake.wait()
             self._second_wake.clear()
             while self._second:
@@ -182,7 +183,7 @@ class Dispatcher:
     async def _consume_low(self) -> None:
         queue = self.queue
         loop = asyncio.get_running_loop()
-        while True:
+        while not cancel_requested():
             if self.pace is not None:
                 await self.pace()
             messages = await queue.fetch(Priority.LOW, FETCH_LOW)
@@ -214,7 +215,7 @@ class Dispatcher:
         aggregator = self.aggregator
         loop = asyncio.get_running_loop()
         ready = self._ready
-        while True:
+        while not cancel_requested():
             self._wake.clear()
             ready.extend(aggregator.due(loop.time()))
             if ready:

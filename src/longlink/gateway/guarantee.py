@@ -48,6 +48,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from longlink.gateway.connection import Connection
 from longlink.gateway.wheel import TimingWheel
+from longlink.lifetime import cancel_requested
 from longlink.model import Message, Priority
 from longlink.protocol import ErrorCode, Flag, Op, ProtocolError, encode_frame
 from longlink.protocol.session import SessionState
@@ -156,7 +157,7 @@ class Guarantee:
 
     async def run(self) -> None:
         """The retry loop: advance the wheel every tick until cancelled."""
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(self.tick_s)
             self.advance(time.monotonic())
 

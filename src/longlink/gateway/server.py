@@ -33,6 +33,7 @@ from longlink.gateway.hub import Hub
 from longlink.gateway.tcp import TcpConnection
 from longlink.gateway.websocket import WsConnection
 from longlink.gateway.wheel import TimingWheel
+from longlink.lifetime import cancel_requested
 from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
 from longlink.logic.events import EventSink
 from longlink.model import Envelope, Message, NodeCommand, RoomBatch
@@ -341,7 +342,7 @@ class Gateway:
     # ------------------------------------------------------------------ loops
 
     async def _tick_loop(self) -> None:
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(TICK_S)
             self.clock = time.monotonic()
             for conn in self.wheel.advance(self.clock):
@@ -373,7 +374,7 @@ class Gateway:
         conn.wheel_slot = self.wheel.schedule(conn, self.presence.first_check(conn))
 
     async def _report_loop(self) -> None:
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(REPORT_INTERVAL_S)
             try:
                 await self._report()

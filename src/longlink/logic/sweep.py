@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 
+from longlink.lifetime import cancel_requested
 from longlink.logic.events import EXIT, EventSink, WebhookEvent
 from longlink.logic.redis import RedisRegistry
 
@@ -76,7 +77,7 @@ class RegistrySweeper:
         return len(lost)
 
     async def _loop(self) -> None:
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(self.interval_s)
             try:
                 await self.sweep()

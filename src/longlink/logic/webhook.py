@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from longlink.lifetime import cancel_requested
 from longlink.logic.events import SIGNATURE_HEADER, WebhookEvent, encode_event, sign
 from longlink.logic.http1 import Http1Connection, HttpAnswer, HttpError
 from longlink.settings import Settings
@@ -210,7 +211,7 @@ class WebhookSender:
     # ------------------------------------------------------------------ lanes
 
     async def _lane(self, queue: asyncio.Queue[_Item], poster: Poster) -> None:
-        while True:
+        while not cancel_requested():
             event, offered = await queue.get()
             try:
                 outcome = await self._deliver(event, poster)

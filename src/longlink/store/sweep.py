@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 
+from longlink.lifetime import cancel_requested
 from longlink.store.base import OfflineStore
 from longlink.trace import Tracer
 
@@ -60,7 +61,7 @@ class Sweeper:
                 return removed
 
     async def _loop(self) -> None:
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(self.interval_s)
             try:
                 removed = await self.sweep()
