@@ -107,6 +107,15 @@ async def serve_longlink(aggregate_ms: int, secret: str) -> None:
                     f"{dispatcher.metrics.batches._value.get():.0f}",
                     f"{gateway.delivery.stats.coalesced._value.get():.0f}",
                     f"{gateway.delivery.stats.overload_drops._value.get():.0f}",
+                    *(
+                        f"{node.metrics.get_sample_value(name, {'priority': 'low'}) or 0:.4f}"
+                        for name in (
+                            "longlink_dispatch_latency_seconds_sum",
+                            "longlink_dispatch_latency_seconds_count",
+                            "longlink_delivery_latency_seconds_sum",
+                            "longlink_delivery_latency_seconds_count",
+                        )
+                    ),
                 ]
 
             commands = await stdin_lines()
@@ -222,7 +231,7 @@ async def serve_handroll(secret: str) -> None:
             gc.collect()
             ticks = core_ticks(SERVER_CORE)
             cpu = f"{time.process_time():.4f}"
-            say("stats", len(conns), rss_kib(), cpu, *ticks, sent[1], 0, 0, 0, 0)
+            say("stats", len(conns), rss_kib(), cpu, *ticks, sent[1], 0, 0, 0, 0, 0, 0, 0, 0)
         elif line[0] in ("broadcast", "aggregate"):  # in the background: stats go on
             if line[0] == "broadcast":
                 task = asyncio.create_task(broadcast(float(line[1])))
@@ -598,6 +607,10 @@ class Stats:
             self.coalesced,
             self.overload,
         ) = (int(float(v)) for v in fields[5:10])
+        # (sum, count) of the server's latency histograms: acceptance to hand-over to
+        # the gateway, and to the last connection written
+        self.dispatch_latency = (float(fields[10]), float(fields[11]))
+        self.delivery_latency = (float(fields[12]), float(fields[13]))
 
 
 def stats(server: Child) -> Stats:
@@ -610,10 +623,12 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
     secret = secrets.token_hex(16)
     handroll = name == "handroll"
     handroll_agg = handroll and window_ms > 0
+    nice = ("--nice", str(args.nice))
     if handroll:
-        server = Child("--serve", "handroll", "--secret", secret)
+        server = Child("--serve", "handroll", "--secret", secret, *nice)
     else:
-        server = Child("--serve", "longlink", "--aggregate-ms", str(window_ms), "--secret", secret)
+        window = str(window_ms)
+        server = Child("--serve", "longlink", "--aggregate-ms", window, "--secret", secret, *nice)
     gen = None
     try:
         bound = ports(server.expect("ready", 60) if handroll else server.expect("longlink", 60))
@@ -625,7 +640,8 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
             "--secret", secret,
             "--codec", args.codec,
             "--samples", str(args.samples),
-            "--lowat", str(args.lowat),
+            "--lowat", str(args.lowat if window_ms > 0 else args.lowat_off),
+            *nice,
         )  # fmt: skip
         gen.expect("warm", 60)
         before = stats(server)
@@ -687,6 +703,8 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         "server_cpu": 100 * (s2.cpu - s1.cpu) / wall,
         "core0": 100 * (s2.busy - s1.busy) / max(1, s2.ticks - s1.ticks),
         "rss_mib": s2.rss_kib / 1024,
+        "server_dispatch_ms": _mean_ms(s1.dispatch_latency, s2.dispatch_latency),
+        "server_written_ms": _mean_ms(s1.delivery_latency, s2.delivery_latency),
         "gen_cpu": float(gen_cpu),
         "gen_core": float(gen_core),
         # Busy time of the whole machine (in cores) not spent in the server or load generator
@@ -701,6 +719,11 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         "batches": s2.batches - s1.batches,
         "coalesced": s2.coalesced - s1.coalesced,
     }
+
+
+def _mean_ms(first: tuple[float, float], last: tuple[float, float]) -> float:
+    count = last[1] - first[1]
+    return 1000 * (last[0] - first[0]) / count if count else float("nan")
 
 
 def machine() -> list[str]:
@@ -730,7 +753,7 @@ def drive(args: argparse.Namespace) -> None:
         f"{args.conns} WebSocket connections in one room (codec {args.codec}), "
         f"{args.samples} sample connections; publisher {args.rate:.0f} msg/s "
         f"(aggregation off: past saturation); {args.seconds:.0f} s runs, "
-        f"counted after {args.warmup:.0f} s"
+        f"counted after {args.warmup:.0f} s" + (f"; niceness {args.nice}" if args.nice else "")
     )
     runs = [("longlink", w) for w in args.windows]
     if args.handroll:
@@ -805,7 +828,22 @@ def main() -> None:
     )
     parser.add_argument("--codec", choices=("br", "zlib", "none"), default="br")
     parser.add_argument("--samples", type=int, default=32, help="connections that decode all")
-    parser.add_argument("--lowat", type=int, default=16384, help="SO_RCVLOWAT of the others")
+    parser.add_argument(
+        "--lowat", type=int, default=4096, help="SO_RCVLOWAT of the others (aggregated runs)"
+    )
+    parser.add_argument(
+        "--lowat-off",
+        type=int,
+        default=8 * 152,
+        help="SO_RCVLOWAT of the others in per-message runs (8 frames)",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the server and load generator (negative: ahead of other work on a "
+        "shared machine; needs the privilege)",
+    )
     parser.add_argument("--serve", choices=("longlink", "handroll"))
     parser.add_argument("--load", action="store_true")
     parser.add_argument("--aggregate-ms", type=int, default=50)
@@ -813,6 +851,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--http-port", type=int, default=0)
     args = parser.parse_args()
+    if (args.serve or args.load) and args.nice:
+        os.nice(args.nice)
     if args.serve:
         pin(SERVER_CORE)
         if args.serve == "longlink":
