@@ -119,8 +119,42 @@ async def serve_longlink(aggregate_ms: int, secret: str) -> None:
                 ]
 
             commands = await stdin_lines()
+            stream = Danmaku(seed=2)
+
+            async def direct(seconds: float, mode: str) -> None:
+                from longlink.model import Message as M, Target
+                deadline = time.perf_counter() + seconds
+                n = 0
+                tgt = Target(rooms=[ROOM])
+                cache = None
+                while time.perf_counter() < deadline:
+                    n += 1
+                    payload = stream.next_json(t=time.monotonic())
+                    m = M(msg_id=n, target=tgt, payload=payload)
+                    parts = gateway.delivery._message_parts(m, None)
+                    for conns, data in parts:
+                        if mode == "tbare":
+                            if cache is None:
+                                cache = [c.transport for c in conns]
+                            for t in cache:
+                                t.write(data)
+                        elif mode == "tcheck":
+                            if cache is None:
+                                cache = [c.transport for c in conns]
+                            for t in cache:
+                                if t.get_write_buffer_size() > 1000000:
+                                    continue
+                                t.write(data)
+                        else:
+                            for c in conns:
+                                c.transport.write(data)
+                    await asyncio.sleep(0)
+                say("broadcast", n, 0)
+
             while line := (await commands.readline()).decode().split():
-                if line[0] == "stats":
+                if line[0] == "broadcast":
+                    asyncio.ensure_future(direct(float(line[1]), os.environ.get("MODE", "bare")))
+                elif line[0] == "stats":
                     gc.collect()
                     say("stats", *counters())
                 elif line[0] == "quit":
@@ -354,7 +388,7 @@ class LoadConn(asyncio.BufferedProtocol):
 class Publisher:
     """``POST /v1/push/batch`` at a steady rate over a few keep-alive connections.
 
-    About 100 requests a second, each of ``rate / 100`` messages stamped with their
+    ``rate / 10`` requests a second (10 to 100), each message stamped with its
     push time (``time.monotonic()``, the same clock the sample connections read).
     """
 
@@ -367,7 +401,8 @@ class Publisher:
 
     async def run(self, rate: float, seconds: float) -> None:
         workers = [asyncio.create_task(self._worker()) for _ in range(HTTP_CONNS)]
-        per_request = max(1, round(rate / 100))
+        # rate / 10 requests a second, between 10 and 100: ingest stays a small cost.
+        per_request = max(1, round(rate / min(100.0, max(10.0, rate / 10))))
         interval = per_request / rate
         start = time.monotonic()
         n = 0
@@ -658,6 +693,8 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         else:
             rate = args.rate
         gen.send(f"run {rate} {args.seconds} {args.warmup}")
+        if os.environ.get("DIRECT") and not handroll:
+            server.send(f"broadcast {args.seconds + 0.5}")
         if handroll_agg:
             server.send(f"aggregate {args.seconds + 0.5} {args.rate} {window_ms} {args.codec}")
         elif handroll:

@@ -118,3 +118,17 @@ def test_reach_over_a_sliding_window() -> None:
     assert tracer.reach(window_s=10**6).window_s == 60  # capped by the configured window
     clock.now += 31
     assert tracer.reach().deliveries == 1  # the first second left the window
+
+
+def test_details_given_as_values_are_named_by_the_event() -> None:
+    tracer = Tracer()
+    tracer.record(1, "acked", ("g1-a-1", 2))
+    tracer.record(1, "dispatched", (("g1", "g2"),))
+    tracer.record(1, "custom", ("x", 1))
+    trace = tracer.trace(1)
+    assert trace is not None
+    assert [e.to_json() for e in trace.events] == [
+        {"at_ms": trace.events[0].at_ms, "event": "acked", "conn": "g1-a-1", "retries": 2},
+        {"at_ms": trace.events[1].at_ms, "event": "dispatched", "nodes": ["g1", "g2"]},
+        {"at_ms": trace.events[2].at_ms, "event": "custom", "values": ["x", 1]},
+    ]

@@ -79,7 +79,7 @@ class Settings:
     store_sync: str = "full"  # offline store fsync: full (power-loss safe) or normal
     trace_scope: str = "all"  # messages traced: all, guaranteed, off
     trace_ttl_s: float = 600.0  # how long a message's trace is kept
-    trace_max_messages: int = 50_000  # traces kept at most (~0.7 KiB each; oldest go first)
+    trace_max_messages: int = 50_000  # traces kept at most (~0.5 KiB each; oldest go first)
     reach_window_s: int = 300  # sliding window of GET /v1/stats/reach
     bus: str = "memory"
     claim_idle_ms: int = 10_000  # Redis bus: a dispatch worker's unacked messages move after this

@@ -47,11 +47,25 @@ import msgspec
 from longlink.model import Message, MsgIdGenerator
 from longlink.settings import ConfigError, Settings
 
-__all__ = ["SCOPES", "MessageTrace", "Reach", "TraceEvent", "Tracer"]
+__all__ = ["FIELDS", "SCOPES", "MessageTrace", "Reach", "TraceEvent", "Tracer"]
 
 SCOPES = ("all", "guaranteed", "off")
 
 Detail = dict[str, Any]
+#: A detail given as values only: their names come from :data:`FIELDS` (cheaper to record).
+Values = tuple[Any, ...]
+
+#: Names of the values of each event whose detail is recorded as a tuple.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "accepted": ("target", "priority", "guaranteed", "ttl_s"),
+    "dispatched": ("nodes",),
+    "written": ("node", "targeted", "written"),
+    "retried": ("conn", "retry"),
+    "acked": ("conn", "retries"),
+    "unacked": ("conn", "retries", "reason"),
+    "closed": ("conn", "retries"),
+    "from_store": ("conn",),
+}
 
 
 class TraceEvent(msgspec.Struct, frozen=True):
@@ -109,6 +123,16 @@ ID_CLOCK_SLACK_MS = 1000
 DETAIL_CACHE = 4096
 
 
+def _detail(event: str, detail: Detail | Values | None) -> Detail | None:
+    if isinstance(detail, tuple):
+        names = FIELDS.get(event)
+        if names is None or len(names) != len(detail):
+            return {"values": list(detail)}
+        pairs = zip(names, detail, strict=True)
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in pairs}
+    return detail
+
+
 class _Trace:
     """One message's events, flat: ``[offset_ms, event, detail, offset_ms, …]``.
 
@@ -151,8 +175,8 @@ class Tracer:
         self._traces: OrderedDict[int, _Trace] = OrderedDict()
         # [second, deliveries, acked, first_try_acked, retries, from_store] per second.
         self._buckets: deque[list[int]] = deque()
-        # Details of "accepted" events, shared by messages alike (never mutated).
-        self._accepted: dict[tuple[str, str, bool, int], Detail] = {}
+        # Details of "accepted" events, shared by messages alike.
+        self._accepted: dict[Values, Values] = {}
         self._details: dict[tuple[Any, ...], Detail] = {}
 
     @classmethod
@@ -185,9 +209,9 @@ class Tracer:
         key = (message.target.kind, message.priority.value, message.guaranteed, message.ttl_s)
         detail = self._accepted.get(key)
         if detail is None:
-            detail = {"target": key[0], "priority": key[1], "guaranteed": key[2], "ttl_s": key[3]}
+            detail = key
             if len(self._accepted) < 1024:
-                self._accepted[key] = detail
+                self._accepted[key] = key
         self.record(message.msg_id, "accepted", detail)
 
     def on(self, message: Message, event: str, detail: Detail | None = None) -> None:
@@ -207,12 +231,17 @@ class Tracer:
                 self.record(message.msg_id, event, detail, at_ms)
 
     def record(
-        self, msg_id: int, event: str, detail: Detail | None = None, at_ms: int | None = None
+        self,
+        msg_id: int,
+        event: str,
+        detail: Detail | Values | None = None,
+        at_ms: int | None = None,
     ) -> None:
         """Append ``event`` to ``msg_id``'s trace (starting one if needed), whatever the scope.
 
-        ``detail`` is kept, not copied, and may be shared with other traces:
-        never change it afterwards.
+        ``detail`` is a dict, or for the events of :data:`FIELDS` a tuple of
+        the values in that order (cheaper). It is kept, not copied, and may be
+        shared with other traces: never change it afterwards.
         """
         if self.max_messages <= 0:
             return
@@ -232,7 +261,7 @@ class Tracer:
         if len(events) >= 3 * self.max_events:
             trace.dropped += 1
             return
-        if detail is not None:
+        if isinstance(detail, dict):
             detail = self._share(detail)
         events += (now - trace.created_ms, event, detail)
 
@@ -276,7 +305,8 @@ class Tracer:
             return None
         flat, base = trace.events, trace.created_ms
         events = [
-            TraceEvent(base + flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)
+            TraceEvent(base + flat[i], flat[i + 1], _detail(flat[i + 1], flat[i + 2]))
+            for i in range(0, len(flat), 3)
         ]
         events.sort(key=lambda e: e.at_ms)  # stable: same-ms events keep their order
         return MessageTrace(msg_id, events, trace.dropped)

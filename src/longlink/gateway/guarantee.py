@@ -177,7 +177,7 @@ class Guarantee:
         self.tracer.record(
             message.msg_id,
             "written",
-            {"node": self.node, "targeted": targeted, "written": written},
+            (self.node, targeted, written),  # trace.FIELDS names the values
             now_ms,
         )
 
@@ -270,7 +270,7 @@ class Guarantee:
                 tracer.record(
                     msg_id,
                     "unacked",
-                    {"conn": conn.conn_id, "retries": entry.retries, "reason": reason},
+                    (conn.conn_id, entry.retries, reason),
                     now_ms,
                 )
                 tracer.outcome(entry.retries, False, entry.from_store)
@@ -281,7 +281,7 @@ class Guarantee:
             if not self._send(conn, entry.frame):
                 continue  # the connection failed: closed() has taken care of its messages
             self.metrics.retries.inc()
-            tracer.record(msg_id, "retried", {"conn": conn.conn_id, "retry": entry.retries}, now_ms)
+            tracer.record(msg_id, "retried", (conn.conn_id, entry.retries), now_ms)
             entry.due = now + self.interval_s
             entry.slot = self.wheel.schedule(entry, entry.due)
 
@@ -308,9 +308,7 @@ class Guarantee:
                     continue  # not ours, already acked, or given up (still removed below)
                 entry = self._forget(conn, unacked, msg_id)
                 count += 1
-                tracer.record(
-                    msg_id, "acked", {"conn": conn.conn_id, "retries": entry.retries}, now_ms
-                )
+                tracer.record(msg_id, "acked", (conn.conn_id, entry.retries), now_ms)
                 tracer.outcome(entry.retries, True, entry.from_store)
                 unacked = conn.unacked
                 if unacked is None:
@@ -356,9 +354,7 @@ class Guarantee:
             now_ms = _now_ms()
             for msg_id, entry in unacked.items():
                 self.wheel.cancel(entry, entry.slot)
-                self.tracer.record(
-                    msg_id, "closed", {"conn": conn.conn_id, "retries": entry.retries}, now_ms
-                )
+                self.tracer.record(msg_id, "closed", (conn.conn_id, entry.retries), now_ms)
                 self.tracer.outcome(entry.retries, False, entry.from_store)
             self.inflight -= len(unacked)
             self.metrics.closed.inc(len(unacked))
@@ -382,9 +378,7 @@ class Guarantee:
                     frame = _frame(message)
                     if self._write(conn, message, frame, time.monotonic(), now_ms, from_store=True):
                         self.metrics.from_store.inc()
-                        self.tracer.record(
-                            message.msg_id, "from_store", {"conn": conn.conn_id}, now_ms
-                        )
+                        self.tracer.record(message.msg_id, "from_store", (conn.conn_id,), now_ms)
                     unacked = conn.unacked
                     if unacked is not None and len(unacked) >= REDELIVERY_WINDOW:
                         await self._wait_window(conn)

@@ -65,6 +65,8 @@ CREATE INDEX IF NOT EXISTS pending_by_msg ON pending (msg_id);
 """
 
 _OFFSET = 1 << 63
+#: Most jobs in one transaction (one loop callback runs them: a few milliseconds).
+BATCH_JOBS = 256
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
@@ -228,8 +230,9 @@ class SqliteStore:
         return await future
 
     def _flush(self) -> None:
-        """Run every queued job in one transaction; commit it (off the loop when it fsyncs)."""
-        batch, self._jobs = self._jobs, []
+        """Run the queued jobs in one transaction; commit it (off the loop when it fsyncs)."""
+        batch = self._jobs[:BATCH_JOBS]
+        del self._jobs[:BATCH_JOBS]
         if not batch:
             self._busy = False
             self._idle.set()
@@ -295,4 +298,6 @@ class SqliteStore:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
-        self._flush()
+        # The next batch in the next loop turn: a burst (every client reconnecting
+        # reads its pending messages) never holds the loop for long.
+        asyncio.get_running_loop().call_soon(self._flush)
