@@ -119,42 +119,8 @@ async def serve_longlink(aggregate_ms: int, secret: str) -> None:
                 ]
 
             commands = await stdin_lines()
-            stream = Danmaku(seed=2)
-
-            async def direct(seconds: float, mode: str) -> None:
-                from longlink.model import Message as M, Target
-                deadline = time.perf_counter() + seconds
-                n = 0
-                tgt = Target(rooms=[ROOM])
-                cache = None
-                while time.perf_counter() < deadline:
-                    n += 1
-                    payload = stream.next_json(t=time.monotonic())
-                    m = M(msg_id=n, target=tgt, payload=payload)
-                    parts = gateway.delivery._message_parts(m, None)
-                    for conns, data in parts:
-                        if mode == "tbare":
-                            if cache is None:
-                                cache = [c.transport for c in conns]
-                            for t in cache:
-                                t.write(data)
-                        elif mode == "tcheck":
-                            if cache is None:
-                                cache = [c.transport for c in conns]
-                            for t in cache:
-                                if t.get_write_buffer_size() > 1000000:
-                                    continue
-                                t.write(data)
-                        else:
-                            for c in conns:
-                                c.transport.write(data)
-                    await asyncio.sleep(0)
-                say("broadcast", n, 0)
-
             while line := (await commands.readline()).decode().split():
-                if line[0] == "broadcast":
-                    asyncio.ensure_future(direct(float(line[1]), os.environ.get("MODE", "bare")))
-                elif line[0] == "stats":
+                if line[0] == "stats":
                     gc.collect()
                     say("stats", *counters())
                 elif line[0] == "quit":
@@ -693,8 +659,6 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         else:
             rate = args.rate
         gen.send(f"run {rate} {args.seconds} {args.warmup}")
-        if os.environ.get("DIRECT") and not handroll:
-            server.send(f"broadcast {args.seconds + 0.5}")
         if handroll_agg:
             server.send(f"aggregate {args.seconds + 0.5} {args.rate} {window_ms} {args.codec}")
         elif handroll:

@@ -123,29 +123,38 @@ ID_CLOCK_SLACK_MS = 1000
 DETAIL_CACHE = 4096
 
 
-def _detail(event: str, detail: Detail | Values | None) -> Detail | None:
-    if isinstance(detail, tuple):
+#: Marks a detail kept as ``(PAIRS, (name, value), …)`` (given as a dict).
+PAIRS = "\x00pairs"
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _detail(event: str, detail: Values | None) -> Detail | None:
+    """The detail as the API shows it: names from :data:`FIELDS` or kept with the values."""
+    if detail is None:
+        return None
+    if detail and detail[0] == PAIRS:
+        pairs = detail[1:]
+    else:
         names = FIELDS.get(event)
         if names is None or len(names) != len(detail):
-            return {"values": list(detail)}
-        pairs = zip(names, detail, strict=True)
-        return {name: list(v) if isinstance(v, tuple) else v for name, v in pairs}
-    return detail
+            return {"values": [_thawed(v) for v in detail]}
+        pairs = tuple(zip(names, detail, strict=True))
+    return {name: _thawed(value) for name, value in pairs}
 
 
-class _Trace:
-    """One message's events, flat: ``[offset_ms, event, detail, offset_ms, …]``.
+def _thawed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
-    Offsets from ``created_ms`` are small ints (CPython shares those below 257),
-    details are shared between messages alike: a trace costs about 0.5 KiB.
-    """
 
-    __slots__ = ("created_ms", "dropped", "events")
-
-    def __init__(self, created_ms: int) -> None:
-        self.created_ms = created_ms
-        self.events: list[Any] = []
-        self.dropped = 0
+# A trace is one flat tuple: (created_ms, dropped, offset_ms, event, detail, offset_ms, …).
+# Tuples of strings, ints and such tuples are untracked by the garbage collector,
+# so 50,000 traces cost a full collection nothing (objects would cost it ~60 ms).
+# Offsets from created_ms are small ints (shared by CPython below 257) and equal
+# details are shared between traces: a trace costs about 0.5 KiB.
+_CREATED, _DROPPED, _FIRST = 0, 1, 2
 
 
 class Tracer:
@@ -172,12 +181,12 @@ class Tracer:
         self.max_retries = max_retries
         self._all = scope == "all"
         self._clock = clock
-        self._traces: OrderedDict[int, _Trace] = OrderedDict()
+        self._traces: OrderedDict[int, tuple[Any, ...]] = OrderedDict()
         # [second, deliveries, acked, first_try_acked, retries, from_store] per second.
         self._buckets: deque[list[int]] = deque()
         # Details of "accepted" events, shared by messages alike.
         self._accepted: dict[Values, Values] = {}
-        self._details: dict[tuple[Any, ...], Detail] = {}
+        self._details: dict[Values, Values] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tracer:
@@ -248,38 +257,37 @@ class Tracer:
         now = self.now_ms() if at_ms is None else at_ms
         traces = self._traces
         trace = traces.get(msg_id)
+        if isinstance(detail, dict):
+            detail = self._freeze(event, detail)
         if trace is None:
             if len(traces) >= self.max_messages and traces:
                 # Full: a message older than the oldest trace kept was dropped already;
                 # a late event (an ACK) must not bring it back in place of a new one.
-                oldest = next(iter(traces.values()))
-                if MsgIdGenerator.timestamp_ms(msg_id) < oldest.created_ms - ID_CLOCK_SLACK_MS:
+                oldest = next(iter(traces.values()))[_CREATED]
+                if MsgIdGenerator.timestamp_ms(msg_id) < oldest - ID_CLOCK_SLACK_MS:
                     return
-            trace = traces[msg_id] = _Trace(now)
+            traces[msg_id] = (now, 0, 0, event, detail)
             self._prune(now)
-        events = trace.events
-        if len(events) >= 3 * self.max_events:
-            trace.dropped += 1
-            return
-        if isinstance(detail, dict):
-            detail = self._share(detail)
-        events += (now - trace.created_ms, event, detail)
+        elif len(trace) >= _FIRST + 3 * self.max_events:
+            traces[msg_id] = (trace[_CREATED], trace[_DROPPED] + 1, *trace[_FIRST:])
+        else:
+            traces[msg_id] = (*trace, now - trace[_CREATED], event, detail)
 
-    def _share(self, detail: Detail) -> Detail:
-        """An equal detail already kept, or ``detail`` itself (memory: see _Trace)."""
-        key: tuple[Any, ...] = tuple(detail.items())
+    def _freeze(self, event: str, detail: Detail) -> Values:
+        """A dict detail as a shared tuple (values in FIELDS order, or name/value pairs)."""
+        names = FIELDS.get(event)
+        if names is not None and len(detail) == len(names) and all(n in detail for n in names):
+            values = tuple(_frozen(detail[n]) for n in names)
+        else:
+            values = (PAIRS, *((k, _frozen(v)) for k, v in detail.items()))
         try:
-            shared = self._details.get(key)
-        except TypeError:  # a list value ("nodes"): key it as a tuple
-            key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in key)
-            try:
-                shared = self._details.get(key)
-            except TypeError:
-                return detail
+            shared = self._details.get(values)
+        except TypeError:  # an unhashable value: keep it unshared
+            return values
         if shared is None:
             if len(self._details) >= DETAIL_CACHE:
                 self._details.clear()
-            shared = self._details[key] = detail
+            shared = self._details[values] = values
         return shared
 
     def _prune(self, now_ms: int) -> None:
@@ -288,8 +296,7 @@ class Tracer:
             traces.popitem(last=False)
         horizon = now_ms - self.ttl_ms
         while traces:
-            oldest = next(iter(traces.values()))
-            if oldest.created_ms > horizon:
+            if next(iter(traces.values()))[_CREATED] > horizon:
                 return
             traces.popitem(last=False)
 
@@ -300,16 +307,16 @@ class Tracer:
         trace = self._traces.get(msg_id)
         if trace is None:
             return None
-        if trace.created_ms <= self.now_ms() - self.ttl_ms:
+        base = trace[_CREATED]
+        if base <= self.now_ms() - self.ttl_ms:
             del self._traces[msg_id]
             return None
-        flat, base = trace.events, trace.created_ms
         events = [
-            TraceEvent(base + flat[i], flat[i + 1], _detail(flat[i + 1], flat[i + 2]))
-            for i in range(0, len(flat), 3)
+            TraceEvent(base + trace[i], trace[i + 1], _detail(trace[i + 1], trace[i + 2]))
+            for i in range(_FIRST, len(trace), 3)
         ]
         events.sort(key=lambda e: e.at_ms)  # stable: same-ms events keep their order
-        return MessageTrace(msg_id, events, trace.dropped)
+        return MessageTrace(msg_id, events, trace[_DROPPED])
 
     @property
     def size(self) -> int:

@@ -175,6 +175,7 @@ async def test_a_big_room_is_written_in_slices_in_order_and_high_priority_cuts_i
 async def test_a_slow_client_loses_low_priority_then_is_closed(gateway: Gateway) -> None:
     slow, fine = connect(gateway, ["r"]), connect(gateway, ["r"])
     slow.transport.buffered = 100 * 1024  # type: ignore[union-attr]  # over the soft limit
+    slow.pause_writing()  # what the transport does past its high-water mark
     gateway.deliver([batch(1, 10)])
     assert received(slow) == [] and received(fine) == list(range(1, 11))
     assert slow.dropped == 10
@@ -188,6 +189,18 @@ async def test_a_slow_client_loses_low_priority_then_is_closed(gateway: Gateway)
     assert b"server_busy" in writes(slow)[-1]
     assert received(fine) == [*range(1, 11), 50, 51]
     assert gateway.delivery.stats.slow_closes._value.get() == 1
+
+
+async def test_a_client_that_catches_up_gets_low_priority_again(gateway: Gateway) -> None:
+    conn = connect(gateway, ["r"])
+    conn.pause_writing()
+    gateway.deliver([batch(1, 2)])
+    conn.resume_writing()
+    gateway.deliver([batch(3, 2)])
+    assert received(conn) == [3, 4] and conn.dropped == 2
+    conn.pause_writing()
+    conn.connection_lost(None)  # a closed connection is forgotten
+    assert not gateway.delivery._paused
 
 
 async def test_members_get_exactly_the_messages_accepted_while_they_were_in(

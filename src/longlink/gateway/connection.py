@@ -112,12 +112,22 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = cast(asyncio.Transport, transport)
+        # The outbox's soft limit (gateway/delivery.py) is the transport's high-water mark.
+        self.transport.set_write_buffer_limits(high=self.gateway.delivery.soft_limit)
         self.gateway.accepted(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gateway.lost(self)
         self.gateway.released(self)
+        self.gateway.delivery.resume(self)
         self.transport = None
+
+    def pause_writing(self) -> None:
+        """The transport buffers more than the soft limit: a slow client (gateway/delivery.py)."""
+        self.gateway.delivery.pause(self)
+
+    def resume_writing(self) -> None:
+        self.gateway.delivery.resume(self)
 
     def send(self, frame: bytes) -> None:
         """Write one encoded frame (the bridge adds its own framing)."""

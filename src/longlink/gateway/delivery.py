@@ -28,12 +28,16 @@ member. Order per connection is kept: jobs run in order, and a connection
 appears once in a job.
 
 Outbox policy, per connection (``outbox_soft_kib`` / ``outbox_hard_kib``):
-over the soft limit a connection loses low-priority frames (counted in
-``Connection.dropped`` and ``longlink_slow_client_drops_total``); a
-high-priority frame is still written unless it would take the buffer past the
-hard limit, in which case the connection is closed with ``server_busy`` (and
-its transport aborted :data:`SLOW_ABORT_S` later if it still cannot flush).
-A slow client never slows its room: nothing here waits for a connection.
+the soft limit is the transport's high-water mark, so the transport tells
+when a client falls behind (``pause_writing``) and when it has caught up,
+its buffer down to a quarter of the limit (``resume_writing``). Meanwhile the
+connection loses low-priority frames (counted in ``Connection.dropped`` and
+``longlink_slow_client_drops_total``); a high-priority frame is still
+written unless it would take the buffer past the hard limit, in which case
+the connection is closed with ``server_busy`` (and its transport aborted
+:data:`SLOW_ABORT_S` later if it still cannot flush). A slow client never
+slows its room: nothing here waits for a connection, and a connection that
+keeps up costs the write loop one attribute check.
 """
 
 from __future__ import annotations
@@ -167,6 +171,7 @@ class Delivery:
         self._queued = 0  # writes the jobs in self._low will take (estimated when queued)
         self._inflight = 0  # writes left in the job being written
         self._writing = False  # the writer task runs
+        self._paused: set[Connection] = set()  # over the soft limit, until they drain
         self._fanout: dict[str, float] = {}  # room -> seconds its last batch fan-out took
         self._room = asyncio.Event()  # set while the backlog is under BACKLOG_PACE
         self._room.set()
@@ -437,34 +442,39 @@ class Delivery:
 
         ``messages`` is how many messages ``data`` carries (for the drop counts).
         """
-        soft = self.soft_limit
-        written = 0
+        # Per write: one state check and, only while some client is slow, a set lookup.
+        # (An OPEN connection always has its transport; asking each transport for its
+        # buffer size would cost more than the rest of the loop.)
+        open_ = _OPEN
+        paused = self._paused
+        skipped = 0
         for conn in conns:
-            transport = conn.transport
-            if transport is None or conn.state is not _OPEN:
-                continue
-            if transport.get_write_buffer_size() > soft and not self._over_soft(
-                conn, transport, len(data), messages, priority
+            if conn.state is not open_ or (
+                paused and conn in paused and not self._over_soft(conn, data, messages, priority)
             ):
+                skipped += 1
                 continue
-            transport.write(data)
-            written += 1
-        return written
+            conn.transport.write(data)  # type: ignore[union-attr]
+        return len(conns) - skipped
 
-    def _over_soft(
-        self,
-        conn: Connection,
-        transport: asyncio.Transport,
-        size: int,
-        messages: int,
-        priority: Priority,
-    ) -> bool:
+    def pause(self, conn: Connection) -> None:
+        """``conn``'s transport buffers more than the soft limit (its ``pause_writing``)."""
+        self._paused.add(conn)
+
+    def resume(self, conn: Connection) -> None:
+        """``conn``'s buffer drained (or it closed): back to normal writes."""
+        self._paused.discard(conn)
+
+    def _over_soft(self, conn: Connection, data: bytes, messages: int, priority: Priority) -> bool:
         """The slow path of :meth:`_write`: True if the frame may still be written."""
+        transport = conn.transport
+        if transport is None:
+            return False
         if priority == _LOW:
             conn.dropped += messages
             self.metrics.slow_drops.labels("low").inc(messages)
             return False
-        if transport.get_write_buffer_size() + size <= self.hard_limit:
+        if transport.get_write_buffer_size() + len(data) <= self.hard_limit:
             return True
         self.metrics.slow_drops.labels("high").inc(messages)
         self.stats.slow_closes.inc()
