@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -66,6 +67,9 @@ async def _serve(settings: Any, reread: Callable[[], Any]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Node(settings) as node:
+        # Everything loaded so far lives as long as the process: keep it out of the
+        # collector's full passes, which would otherwise take ~50 ms each under load.
+        gc.freeze()
         # SIGHUP re-reads the file and the environment (docs/api-keys.md, "Reload").
         loop.add_signal_handler(signal.SIGHUP, _reload, node, reread)
         print(node.ready_line(), flush=True)

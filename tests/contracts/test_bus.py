@@ -78,9 +78,12 @@ async def test_fetch_waits_for_a_publish(client: Any) -> None:
     await queue.close()
 
 
-async def test_redis_unacked_messages_are_claimed_by_another_worker(client: Any) -> None:
-    if client is None:
-        pytest.skip("a memory queue has one consumer: nothing to claim")
+async def test_redis_unacked_messages_are_claimed_by_another_worker(
+    redis_server_url: str,
+) -> None:
+    """Redis only: a memory queue has one consumer, so nothing is ever claimed."""
+    client = redis_connect(redis_server_url)
+    await client.flushdb()
     dead = make_queue(client, consumer="dead", claim_idle_ms=50)
     alive = make_queue(client, consumer="alive", claim_idle_ms=50)
     for i in range(1, 4):
@@ -95,6 +98,7 @@ async def test_redis_unacked_messages_are_claimed_by_another_worker(client: Any)
     assert await client.xpending("{ll}:q:low", "dispatch") is not None
     pending = await client.xpending("{ll}:q:low", "dispatch")
     assert pending["pending"] == 0
+    await client.aclose()
 
 
 async def test_channel_delivers_in_order_to_the_attached_node(client: Any) -> None:
