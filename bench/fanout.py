@@ -67,7 +67,7 @@ SERVER_CORE = 0
 LOAD_CORE = 1
 WARM_CONNS = 10
 CORES = os.cpu_count() or 1
-HTTP_CONNS = 8  # publisher connections (requests are spread over them)
+HTTP_CONNS = 32  # publisher connections: a slow response never holds the next request
 
 
 # =========================================================================== servers
@@ -94,6 +94,19 @@ async def serve_longlink(aggregate_ms: int, secret: str) -> None:
             assert node.gateway is not None and node.dispatcher is not None
             gateway, dispatcher = node.gateway, node.dispatcher
             say(node.ready_line())
+            pauses = [0.0, 0.0, 0.0]  # garbage collector: count, total and longest pause (s)
+            began = [0.0]
+
+            def on_gc(phase: str, info: dict[str, int]) -> None:
+                if phase == "start":
+                    began[0] = time.perf_counter()
+                else:
+                    took = time.perf_counter() - began[0]
+                    pauses[0] += 1
+                    pauses[1] += took
+                    pauses[2] = max(pauses[2], took)
+
+            gc.callbacks.append(on_gc)
 
             def counters() -> list[str]:
                 low = gateway.delivery.stats.deliveries.labels("low")._value.get()
@@ -107,6 +120,7 @@ async def serve_longlink(aggregate_ms: int, secret: str) -> None:
                     f"{dispatcher.metrics.batches._value.get():.0f}",
                     f"{gateway.delivery.stats.coalesced._value.get():.0f}",
                     f"{gateway.delivery.stats.overload_drops._value.get():.0f}",
+                    *(f"{p:.4f}" for p in pauses),
                     *(
                         f"{node.metrics.get_sample_value(name, {'priority': 'low'}) or 0:.4f}"
                         for name in (
@@ -121,7 +135,8 @@ async def serve_longlink(aggregate_ms: int, secret: str) -> None:
             commands = await stdin_lines()
             while line := (await commands.readline()).decode().split():
                 if line[0] == "stats":
-                    gc.collect()
+                    if line[1:] == ["gc"]:  # for memory figures only: it stops the loop
+                        gc.collect()
                     say("stats", *counters())
                 elif line[0] == "quit":
                     break
@@ -228,10 +243,11 @@ async def serve_handroll(secret: str) -> None:
     commands = await stdin_lines()
     while line := (await commands.readline()).decode().split():
         if line[0] == "stats":
-            gc.collect()
+            if line[1:] == ["gc"]:
+                gc.collect()
             ticks = core_ticks(SERVER_CORE)
             cpu = f"{time.process_time():.4f}"
-            say("stats", len(conns), rss_kib(), cpu, *ticks, sent[1], 0, 0, 0, 0, 0, 0, 0, 0)
+            say("stats", len(conns), rss_kib(), cpu, *ticks, sent[1], *[0] * 11)
         elif line[0] in ("broadcast", "aggregate"):  # in the background: stats go on
             if line[0] == "broadcast":
                 task = asyncio.create_task(broadcast(float(line[1])))
@@ -435,13 +451,21 @@ def percentile(values: list[float], share: float) -> float:
 
 
 async def load(args: argparse.Namespace) -> None:
-    """Connect, count and report, driven by one-line commands on stdin."""
+    """One load process, driven by one-line commands on stdin.
+
+    ``--role counter`` holds connections that only count bytes; ``--role sampler``
+    holds the sample connections (which decode and time everything) and the
+    publisher, in a process of its own so that neither is held up by the thousands
+    of reads of the counter.
+    """
     loop = asyncio.get_running_loop()
     issuer = TokenIssuer(args.secret, 24 * 3600)
     shared = memoryview(bytearray(256 * 1024))
     clients: list[LoadConn] = []
     limit = asyncio.Semaphore(200)
     codecs = [] if args.codec == "none" else [args.codec]
+    sampler = args.role == "sampler"
+    first_id = 0 if sampler else args.samples  # user ids: samples first, then the others
 
     async def connect(i: int) -> None:
         token, _ = issuer.issue(f"user{i}", f"dev{i}")
@@ -450,6 +474,8 @@ async def load(args: argparse.Namespace) -> None:
         async with limit:
             done: asyncio.Future[None] = loop.create_future()
             client = LoadConn(conn_auth, shared, done)
+            if sampler:
+                client.sample = Sample()
             await loop.create_connection(lambda: client, "127.0.0.1", args.port)
             clients.append(client)
             await done
@@ -458,8 +484,8 @@ async def load(args: argparse.Namespace) -> None:
         # SO_RCVLOWAT: a socket is readable only once this many bytes wait, so one read
         # (one Python callback) takes several frames. Samples keep 1 byte: they date
         # every message as it arrives.
-        for client in clients:
-            if client.sample is None:
+        if not sampler:
+            for client in clients:
                 sock = client.transport.get_extra_info("socket")
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, nbytes))
 
@@ -475,17 +501,16 @@ async def load(args: argparse.Namespace) -> None:
             await asyncio.sleep(seconds)
 
     commands = await stdin_lines()
-    started = time.monotonic()
-    await asyncio.gather(*(connect(i) for i in range(WARM_CONNS)))
+    count = args.samples if sampler else args.conns - args.samples
+    warm = 0 if sampler else min(WARM_CONNS, count)
+    await asyncio.gather(*(connect(first_id + i) for i in range(warm)))
     say("warm", len(clients))
     marks: list[Mark] = []
     publisher: Publisher | None = None
     while line := (await commands.readline()).decode().split():
         if line[0] == "go":
-            await asyncio.gather(*(connect(i) for i in range(WARM_CONNS, args.conns)))
-            step = max(1, len(clients) // args.samples)
-            for client in clients[::step][: args.samples]:
-                client.sample = Sample()
+            started = time.monotonic()
+            await asyncio.gather(*(connect(first_id + i) for i in range(warm, count)))
             say("connected", len(clients), f"{time.monotonic() - started:.1f}")
         elif line[0] == "count":
             await quiet(0.3, 10)
@@ -495,9 +520,9 @@ async def load(args: argparse.Namespace) -> None:
                     client.sample.reset()
             set_lowat(args.lowat)
             say("counting")
-        elif line[0] == "run":  # run RATE SECONDS WARMUP: publish (RATE > 0) and mark twice
+        elif line[0] == "run":  # run RATE SECONDS WARMUP: publish (sampler, RATE > 0), mark twice
             rate, seconds, warmup = float(line[1]), float(line[2]), float(line[3])
-            publisher = Publisher(args.http_port) if rate > 0 else None
+            publisher = Publisher(args.http_port) if sampler and rate > 0 else None
             begin = time.monotonic()
             task = asyncio.create_task(publisher.run(rate, seconds)) if publisher else None
             marks = []
@@ -508,54 +533,53 @@ async def load(args: argparse.Namespace) -> None:
             if task is not None:
                 await task
             say("ran")
-        elif line[0] == "report":  # report DRAIN: 1 = wait for the whole stream everywhere
+        elif line[0] == "report":  # report DRAIN [NEED]: the raw figures, as one JSON line
             drain = line[1] == "1"
-            samples = [c.sample for c in clients if c.sample is not None]
-            reference = samples[0]
+            need = int(line[2]) if len(line) > 2 else 0
             if drain:
                 await quiet(0.5, 120)
             set_lowat(0)
             await asyncio.sleep(0.1)
+            await quiet(0.2, 5 if not drain else 60)
             give_up = time.monotonic() + 60
-            need = max(marks[1].nbytes)
-            while reference.position < need and time.monotonic() < give_up:  # noqa: ASYNC110
+            reference = clients[0].sample
+            while (  # noqa: ASYNC110 (the stream must reach what the others counted)
+                reference is not None and reference.position < need and time.monotonic() < give_up
+            ):
                 await asyncio.sleep(0.05)
             first, last = marks
             window = last.at - first.at
-            delivered = sum(
-                reference.messages_at(b2) - reference.messages_at(b1)
-                for b1, b2 in zip(first.nbytes, last.nbytes, strict=True)
-            )
-            latencies = [
-                latency
-                for sample in samples
-                for at, latency in sample.latencies
-                if first.at <= at <= last.at
-            ]
-            busy = (last.ticks[0] - first.ticks[0]) / max(1, last.ticks[1] - first.ticks[1])
-            total = reference.position
-            complete = sum(c.nbytes == total for c in clients) if drain else -1
-            stream_messages = reference.messages[-1] if reference.messages else 0
-            say(
-                "report",
-                delivered,
-                f"{window:.4f}",
-                f"{1000 * percentile(latencies, 0.5):.1f}",
-                f"{1000 * percentile(latencies, 0.99):.1f}",
-                f"{1000 * max(latencies, default=float('nan')):.1f}",
-                len(latencies),
-                f"{100 * (last.cpu - first.cpu) / window:.1f}",
-                f"{100 * busy:.1f}",
-                complete,
-                len(clients),
-                stream_messages,
-                reference.frames,
-                publisher.sent if publisher else 0,
-                publisher.accepted if publisher else 0,
-                publisher.refused if publisher else 0,
-                f"{1000 * percentile(publisher.rtts if publisher else [], 0.5):.1f}",
-                f"{1000 * percentile(publisher.rtts if publisher else [], 0.99):.1f}",
-            )
+            report: dict[str, Any] = {
+                "window": window,
+                "m1": first.nbytes,
+                "m2": last.nbytes,
+                "final": [c.nbytes for c in clients],
+                "cpu": (last.cpu - first.cpu) / window,
+                "core": (last.ticks[0] - first.ticks[0]) / max(1, last.ticks[1] - first.ticks[1]),
+            }
+            if reference is not None:
+                samples = [c.sample for c in clients if c.sample is not None]
+                report.update(
+                    ends=reference.ends,
+                    messages=reference.messages,
+                    position=reference.position,
+                    frames=reference.frames,
+                    latencies=[
+                        latency
+                        for sample in samples
+                        for at, latency in sample.latencies
+                        if first.at <= at <= last.at
+                    ],
+                )
+            if publisher is not None:
+                report.update(
+                    sent=publisher.sent,
+                    accepted=publisher.accepted,
+                    refused=publisher.refused,
+                    rtt50=percentile(publisher.rtts, 0.5),
+                    rtt99=percentile(publisher.rtts, 0.99),
+                )
+            say("report", json.dumps(report, separators=(",", ":")))  # one field
         elif line[0] == "quit":
             break
     for client in clients:
@@ -608,14 +632,16 @@ class Stats:
             self.coalesced,
             self.overload,
         ) = (int(float(v)) for v in fields[5:10])
+        self.gc = (float(fields[10]), float(fields[11]), float(fields[12]))
         # (sum, count) of the server's latency histograms: acceptance to hand-over to
         # the gateway, and to the last connection written
-        self.dispatch_latency = (float(fields[10]), float(fields[11]))
-        self.delivery_latency = (float(fields[12]), float(fields[13]))
+        self.dispatch_latency = (float(fields[13]), float(fields[14]))
+        self.delivery_latency = (float(fields[15]), float(fields[16]))
 
 
-def stats(server: Child) -> Stats:
-    server.send("stats")
+def stats(server: Child, collect: bool = False) -> Stats:
+    """The server's figures now; ``collect`` runs the garbage collector first (RSS)."""
+    server.send("stats gc" if collect else "stats")
     return Stats(server.expect("stats", 60))
 
 
@@ -630,92 +656,119 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
     else:
         window = str(window_ms)
         server = Child("--serve", "longlink", "--aggregate-ms", window, "--secret", secret, *nice)
-    gen = None
+    gens: list[Child] = []
     try:
         bound = ports(server.expect("ready", 60) if handroll else server.expect("longlink", 60))
-        gen = Child(
-            "--load",
-            "--port", str(bound["ws"]),
-            "--http-port", str(bound.get("http", 0)),
-            "--conns", str(args.conns),
-            "--secret", secret,
-            "--codec", args.codec,
-            "--samples", str(args.samples),
-            "--lowat", str(args.lowat if window_ms > 0 else args.lowat_off),
-            *nice,
-        )  # fmt: skip
-        gen.expect("warm", 60)
-        before = stats(server)
-        gen.send("go")
-        _, connect_s = gen.expect("connected", 900)
+        for role in ("counter", "sampler"):
+            lowat = args.lowat if window_ms > 0 else args.lowat_off
+            options = {
+                "--role": role,
+                "--port": bound["ws"],
+                "--http-port": bound.get("http", 0),
+                "--conns": args.conns,
+                "--samples": args.samples,
+                "--secret": secret,
+                "--codec": args.codec,
+                "--lowat": lowat,
+                "--nice": args.nice,
+            }
+            gens.append(Child("--load", *(str(v) for kv in options.items() for v in kv)))
+        counter, sampler = gens
+        for gen in gens:
+            gen.expect("warm", 60)
+        before = stats(server, collect=True)
+        for gen in gens:
+            gen.send("go")
+        connect_s = max(float(gen.expect("connected", 900)[1]) for gen in gens)
         time.sleep(1.0)
-        idle = stats(server)
-        gen.send("count")
-        gen.expect("counting", 60)
+        idle = stats(server, collect=True)
+        for gen in gens:
+            gen.send("count")
+        for gen in gens:
+            gen.expect("counting", 60)
         if handroll:
             rate = 0.0
         elif window_ms == 0:
             rate = args.rate_off or max(20.0, 3 * 200_000 / args.conns)  # past saturation
         else:
             rate = args.rate
-        gen.send(f"run {rate} {args.seconds} {args.warmup}")
+        for gen in gens:
+            gen.send(f"run {rate} {args.seconds} {args.warmup}")
         if handroll_agg:
             server.send(f"aggregate {args.seconds + 0.5} {args.rate} {window_ms} {args.codec}")
         elif handroll:
             server.send(f"broadcast {args.seconds + 0.5}")
-        gen.expect("mark1", 60)
+        counter.expect("mark1", 60)
         s1 = stats(server)
-        gen.expect("mark2", args.seconds + 60)
+        counter.expect("mark2", args.seconds + 60)
         s2 = stats(server)
-        gen.expect("ran", 300)
+        for gen in gens:
+            gen.expect("ran", 300)
         if handroll:
             server.expect("broadcast", 60)
         drain = window_ms > 0
-        gen.send(f"report {int(drain)}")
-        report = gen.expect("report", 300)
+        counter.send(f"report {int(drain)}")
+        counted = json.loads(counter.expect("report", 300)[0])
+        sampler.send(f"report {int(drain)} {max(counted['m2'], default=0)}")
+        sampled = json.loads(sampler.expect("report", 300)[0])
     finally:
-        if gen is not None:
+        for gen in gens:
             gen.stop()
         server.stop()
-    (delivered, window, p50, p99, pmax, nlat, gen_cpu, gen_core, complete, conns,
-     stream_messages, frames, sent, accepted, refused, rtt50, rtt99) = report  # fmt: skip
+    ends, numbers = sampled["ends"], sampled["messages"]
+
+    def messages_at(nbytes: int) -> int:
+        index = bisect.bisect_right(ends, nbytes) - 1
+        return int(numbers[index]) if index >= 0 else 0
+
+    delivered = sum(
+        messages_at(b2) - messages_at(b1)
+        for part in (counted, sampled)
+        for b1, b2 in zip(part["m1"], part["m2"], strict=True)
+    )
+    total = sampled["position"]
+    final = counted["final"] + sampled["final"]
+    latencies = sampled["latencies"]
     wall = s2.wall - s1.wall
+    gen_cpu = counted["cpu"] + sampled["cpu"]  # both on core 1
     return {
         "name": (f"hand-rolled, window {window_ms} ms" if handroll_agg else "hand-rolled")
         if handroll
         else f"longlink, window {window_ms} ms",
-        "conns": int(conns),
-        "connect_s": float(connect_s),
+        "conns": len(final),
+        "connect_s": connect_s,
         "idle_kib": (idle.rss_kib - before.rss_kib) / (args.conns - WARM_CONNS),
         "idle_mib": idle.rss_kib / 1024,
         "rate": rate,
-        "sent": int(sent),
-        "accepted": int(accepted),
-        "refused": int(refused),
-        "push_rtt_p50": float(rtt50),
-        "push_rtt_p99": float(rtt99),
-        "deliveries_s": int(delivered) / float(window),
+        "sent": sampled.get("sent", 0),
+        "accepted": sampled.get("accepted", 0),
+        "refused": sampled.get("refused", 0),
+        "push_rtt_p50": 1000 * sampled.get("rtt50", float("nan")),
+        "push_rtt_p99": 1000 * sampled.get("rtt99", float("nan")),
+        "deliveries_s": delivered / counted["window"],
         "server_deliveries_s": (s2.deliveries - s1.deliveries) / wall,
-        "msgs_per_frame": int(stream_messages) / max(1, int(frames)),
-        "p50": float(p50),
-        "p99": float(p99),
-        "max": float(pmax),
-        "latencies": int(nlat),
+        "msgs_per_frame": (numbers[-1] if numbers else 0) / max(1, sampled["frames"]),
+        "p50": 1000 * percentile(latencies, 0.5),
+        "p99": 1000 * percentile(latencies, 0.99),
+        "max": 1000 * max(latencies, default=float("nan")),
+        "latencies": len(latencies),
         "server_cpu": 100 * (s2.cpu - s1.cpu) / wall,
         "core0": 100 * (s2.busy - s1.busy) / max(1, s2.ticks - s1.ticks),
         "rss_mib": s2.rss_kib / 1024,
         "server_dispatch_ms": _mean_ms(s1.dispatch_latency, s2.dispatch_latency),
         "server_written_ms": _mean_ms(s1.delivery_latency, s2.delivery_latency),
-        "gen_cpu": float(gen_cpu),
-        "gen_core": float(gen_core),
+        "gc_runs": s2.gc[0] - s1.gc[0],
+        "gc_pause_ms": 1000 * (s2.gc[1] - s1.gc[1]),
+        "gen_cpu": 100 * gen_cpu,
+        "gen_core": 100 * counted["core"],
         # Busy time of the whole machine (in cores) not spent in the server or load generator
         # processes: kernel softirq work for loopback, and anything else running.
         "rest": (
             (s2.machine[0] - s1.machine[0]) / max(1, s2.machine[1] - s1.machine[1]) * CORES
             - (s2.cpu - s1.cpu) / wall
-            - float(gen_cpu) / 100
+            - gen_cpu
         ),
-        "complete": int(complete),
+        "complete": sum(n == total for n in final) if drain else -1,
         "slow_drops": s2.slow_drops,
         "batches": s2.batches - s1.batches,
         "coalesced": s2.coalesced - s1.coalesced,
@@ -847,6 +900,7 @@ def main() -> None:
     )
     parser.add_argument("--serve", choices=("longlink", "handroll"))
     parser.add_argument("--load", action="store_true")
+    parser.add_argument("--role", choices=("counter", "sampler"), default="counter")
     parser.add_argument("--aggregate-ms", type=int, default=50)
     parser.add_argument("--secret", default="")
     parser.add_argument("--port", type=int, default=0)

@@ -41,7 +41,7 @@ from longlink.model import Message, Priority
 #: Bytes an inner frame adds to its payload (PROTOCOL.md §1.1 header).
 FRAME_OVERHEAD = 20
 #: Share of the time a room's fan-out may take (rule 6).
-FANOUT_SHARE = 0.7
+FANOUT_SHARE = 0.9
 
 #: Seconds the last write of a room to all its connections took (0.0: small or unknown).
 FanoutTime = Callable[[str], float]
