@@ -10,20 +10,20 @@ so the exit can be deduplicated against any the gateway itself had sent.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
-from longlink.lifetime import cancel_requested
+from longlink.lifetime import Periodic
 from longlink.logic.events import EXIT, EventSink, WebhookEvent
 from longlink.logic.redis import RedisRegistry
 
 log = logging.getLogger("longlink.logic.sweep")
 
 
-class RegistrySweeper:
+class RegistrySweeper(Periodic):
     """Runs :meth:`RedisRegistry.sweep` every ``interval_s`` (``async with``)."""
+
+    task_name = "longlink-registry-sweep"
 
     def __init__(
         self,
@@ -34,23 +34,14 @@ class RegistrySweeper:
         stale_after_s: float = 30.0,
         interval_s: float = 1.0,
     ) -> None:
+        super().__init__(interval_s)
         self.registry = registry
         self.events = events
         self.node = node
         self.stale_after_ms = int(stale_after_s * 1000)
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> RegistrySweeper:
-        self._task = asyncio.create_task(self._loop(), name="longlink-registry-sweep")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def tick(self) -> None:
+        await self.sweep()
 
     async def sweep(self) -> int:
         """Sweep once; returns how many sessions of dead nodes were removed."""
@@ -75,11 +66,3 @@ class RegistrySweeper:
                     )
                 )
         return len(lost)
-
-    async def _loop(self) -> None:
-        while not cancel_requested():
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("registry sweep failed")

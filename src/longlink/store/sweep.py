@@ -8,12 +8,10 @@ store several sweepers are harmless: a message is removed, and traced, once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
-from longlink.lifetime import cancel_requested
+from longlink.lifetime import Periodic
 from longlink.store.base import OfflineStore
 from longlink.trace import Tracer
 
@@ -25,29 +23,15 @@ log = logging.getLogger("longlink.store")
 SWEEP_LIMIT = 10_000
 
 
-class Sweeper:
+class Sweeper(Periodic):
     """Runs :meth:`OfflineStore.expire` every ``interval_s`` (``async with Sweeper(...)``)."""
 
+    task_name = "longlink-store-sweep"
+
     def __init__(self, store: OfflineStore, tracer: Tracer, interval_s: float = 1.0) -> None:
+        super().__init__(interval_s)
         self.store = store
         self.tracer = tracer
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Sweeper:
-        self._task = asyncio.create_task(self._loop(), name="longlink-store-sweep")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Stop sweeping; idempotent."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def sweep(self) -> int:
         """Remove every message expired by now; returns how many."""
@@ -60,13 +44,7 @@ class Sweeper:
             if len(ids) < SWEEP_LIMIT:
                 return removed
 
-    async def _loop(self) -> None:
-        while not cancel_requested():
-            await asyncio.sleep(self.interval_s)
-            try:
-                removed = await self.sweep()
-            except Exception:
-                log.exception("offline store sweep failed")
-                continue
-            if removed:
-                log.info("offline store: %d expired messages removed", removed)
+    async def tick(self) -> None:
+        removed = await self.sweep()
+        if removed:
+            log.info("offline store: %d expired messages removed", removed)
