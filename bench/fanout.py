@@ -507,10 +507,13 @@ async def load(args: argparse.Namespace) -> None:
     say("warm", len(clients))
     marks: list[Mark] = []
     publisher: Publisher | None = None
+    made = warm
+    started = time.monotonic()
     while line := (await commands.readline()).decode().split():
-        if line[0] == "go":
-            started = time.monotonic()
-            await asyncio.gather(*(connect(first_id + i) for i in range(warm, count)))
+        if line[0] == "go":  # go [N]: connect N more (all that are left without N)
+            more = min(count, made + int(line[1])) if len(line) > 1 else count
+            await asyncio.gather(*(connect(first_id + i) for i in range(made, more)))
+            made = more
             say("connected", len(clients), f"{time.monotonic() - started:.1f}")
         elif line[0] == "count":
             await quiet(0.3, 10)
@@ -677,9 +680,17 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         for gen in gens:
             gen.expect("warm", 60)
         before = stats(server, collect=True)
-        for gen in gens:
-            gen.send("go")
-        connect_s = max(float(gen.expect("connected", 900)[1]) for gen in gens)
+        # The samples join spread over the room (one after every N/S others): the
+        # gateway writes a room in the order its members joined, roughly, and each
+        # sample's place in that order is part of its latency.
+        chunk = max(1, (args.conns - args.samples) // args.samples)
+        for _ in range(args.samples):
+            counter.send(f"go {chunk}")
+            counter.expect("connected", 900)
+            sampler.send("go 1")
+            sampler.expect("connected", 900)
+        counter.send("go")
+        connect_s = float(counter.expect("connected", 900)[1])
         time.sleep(1.0)
         idle = stats(server, collect=True)
         for gen in gens:
@@ -907,7 +918,8 @@ def main() -> None:
     parser.add_argument("--http-port", type=int, default=0)
     args = parser.parse_args()
     if (args.serve or args.load) and args.nice:
-        os.nice(args.nice)
+        # The sampler dates every message: it goes ahead of the counter on their shared core.
+        os.nice(args.nice - 5 if args.load and args.role == "sampler" else args.nice)
     if args.serve:
         pin(SERVER_CORE)
         if args.serve == "longlink":
