@@ -32,6 +32,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python bench/ws_memory.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/guaranteed.py
 	$(BIN)/python bench/compression.py --repeat 50
 
 clean:
