@@ -71,7 +71,7 @@ from longlink.protocol.session import SessionState
 if TYPE_CHECKING:
     from longlink.gateway.server import Gateway
 
-SLICE = 256  # writes between two yields to the loop (a few ms: the API and dispatch keep moving)
+SLICE = 256  # writes between two yields to the loop (2-3 ms: the API and dispatch keep moving)
 BACKLOG_PACE = 200_000  # queued low-priority writes past which wait_ready() waits
 BACKLOG_MAX = 2_000_000  # past this, further low-priority work is dropped (counted)
 SLOW_ABORT_S = 2.0  # a client closed as too slow gets this long to take its ERROR
