@@ -1,7 +1,8 @@
 """longlink on Redis with many processes vs the embedded single process (docs/benchmarks.md).
 
-Everything runs on 127.0.0.1 and stops by itself. This process is the driver *and*
-the load generator (uvloop, pinned to ``--load-cpus``, core 1 by default). It starts:
+Everything runs on 127.0.0.1 and stops by itself (children get SIGTERM if this
+process dies). This process is the driver and the bulk of the load generator
+(uvloop, pinned to ``--load-cpus``, core 1 by default). It starts:
 
 * its own ``redis-server`` on a free port, in a temporary directory
   (``--save "" --appendonly yes --appendfsync everysec``), stopped at the end;
@@ -22,29 +23,38 @@ them over g1 and g2) and then speak the frame protocol over raw TCP themselves
 
 Scenario A, room fan-out: N connections in one room; the publisher POSTs
 ``/v1/push/batch`` (API key) about 100 times a second, R messages/s in all, each a
-~100-byte danmaku-like JSON object stamped with its push time. A few *sample*
-connections per gateway decode every frame (BATCH frames, zlib, split with
-``Frame.inner_frames()``) and time each message; the others only count bytes (with
-``SO_RCVLOWAT``, so one read takes several frames): every connection of a gateway
-receives the same byte stream, so a sample's (bytes, messages) record turns any
-connection's byte count into messages. After the run, every connection must have
-received the whole stream (``complete``).
+~100-byte danmaku-like JSON object stamped with its push time (``time.monotonic``,
+one clock for the machine). ``--samples`` *sample* connections (half per gateway)
+decode every frame (BATCH frames, zlib, split with ``Frame.inner_frames()``) and time
+each message; the others only count bytes (with ``SO_RCVLOWAT``, so one read takes
+several frames): every connection of a gateway receives the same byte stream, so a
+sample's (bytes, messages) record turns any connection's byte count into messages.
+After the run, every connection must have received the whole stream (``complete``).
+The publisher and the samples live in a second process, the *probe* (same core),
+so a burst of reads on the thousands of counting connections never delays a push
+or the timestamp of a receipt.
 
 Scenario B, per-user pushes: M users, one connection each, every one decoding
-everything. Pushes go to random users as ``/v1/push/batch`` requests (about 100 a
-second, open loop, at most ``--inflight`` outstanding) at increasing rates, then as
-fast as the publisher gets answers (closed loop: ``--inflight`` requests of
-``--batch`` messages outstanding). Per step: accepted/s, delivered/s (until the last
-one arrived), push → receipt p50/p99, CPU of every process, Redis commands per
-message.
+everything. Pushes go to random users as ``/v1/push/batch`` requests, open loop
+(about 100 requests a second, at most ``--inflight`` outstanding) at rising rates
+(``--user-rates``; it stops rising once a step falls behind), then closed loop
+("max": ``--inflight`` requests of ``--batch`` messages as fast as answers come,
+while fewer than ``--window`` messages are pushed but not yet received). Per step:
+accepted/s, delivered/s (until the last one arrived), push → receipt p50/p99, CPU
+of every process, Redis commands per message, server CPU µs per message.
 
 CPU of each server process and of redis-server comes from ``/proc/<pid>/stat``, RSS
-from ``/proc/<pid>/status``, Redis commands from ``INFO stats``. The load generator
-checks itself: its own CPU (``time.process_time``) and the lag of its event loop (a
-10 ms ticker); a run where it was near saturation is flagged.
+from ``/proc/<pid>/status``, Redis commands from ``INFO stats``
+(``total_commands_processed``). The load generator checks itself: its own CPU
+(driver and probe, from ``/proc``) and the lag of the loop that timestamps receipts
+(a 10 ms ticker); runs past the limits are flagged. The machine may be shared: the
+rest of its CPU use (``others``, and the kernel's softirq) is printed per run,
+``--settle`` waits for quiet before a run and a disturbed run is done again
+(``--retries``, within ``--budget`` seconds); ``--nice -10`` (root) helps.
 
     .venv/bin/python bench/redis_cluster.py                     # default sizes, < 4 minutes
-    .venv/bin/python bench/redis_cluster.py --conns 8000 --users 2000
+    .venv/bin/python bench/redis_cluster.py --conns 8000 --users 2000 --nice -10
+    .venv/bin/python bench/redis_cluster.py --server-cpus 0-1 --load-cpus 0-1  # no pinning
     .venv/bin/python bench/redis_cluster.py --scenarios users --setups redis --user-rates 2000
 """
 
@@ -1437,6 +1447,19 @@ def report(
             errors = next(r["errors"] for r in reversed(users) if r["setup"] == setup)
             for error, count in errors.items():
                 say(f"  {setup}: {count} push requests answered {error}")
+    runs = rooms + users
+    if runs:
+        busiest = max(runs, key=lambda r: r["gen_cpu"])
+        laggiest = max(runs, key=lambda r: r["lag_p99"])
+        flagged = [r for r in runs if gen_verdict(r) != "ok"]
+        say()
+        say(
+            f"load generator check: at most {busiest['gen_cpu']:.0f}% of a core "
+            f"({busiest['setup']}), limit {SATURATED_CPU:.0f}%; loop lag p99 of the "
+            f"timestamping loop at most {laggiest['lag_p99']:.1f} ms, limit "
+            f"{SATURATED_LAG_MS:.0f} ms: "
+            + ("not saturated" if not flagged else f"{len(flagged)} run(s) flagged above")
+        )
 
 
 # =========================================================================== main
