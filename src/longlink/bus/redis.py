@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ log = logging.getLogger("longlink.bus.redis")
 
 PREFIX = "{ll}"
 GROUP = "dispatch"
+DEPTH_TTL_S = 0.1  # how old the queue length used for the bound may be
 _message_decoder = msgspec.msgpack.Decoder(Message)
 _envelopes_decoder = msgspec.msgpack.Decoder(list[Envelope])
 _encoder = msgspec.msgpack.Encoder()
@@ -98,6 +100,7 @@ class RedisQueue:
         self._entries: dict[int, bytes] = {}  # msg_id -> stream entry id, until acked
         self._groups_ready: set[Priority] = set()
         self._depth: dict[Priority, int] = {p: 0 for p in Priority}
+        self._depth_read: dict[Priority, float] = {p: -DEPTH_TTL_S for p in Priority}
         self._closed = False
         self._claim_cursor: dict[Priority, bytes] = {p: b"0-0" for p in Priority}
 
@@ -116,11 +119,17 @@ class RedisQueue:
             raise QueueFull("queue is closed")
         key = queue_key(message.priority)
         try:
-            depth = int(await self._redis.xlen(key))
-            self._depth[message.priority] = depth
+            # The length is read at most every DEPTH_TTL_S (not per push): one round trip
+            # per push instead of two; the bound may be passed by one interval's pushes.
+            now = time.monotonic()
+            if now - self._depth_read[message.priority] >= DEPTH_TTL_S:
+                self._depth[message.priority] = int(await self._redis.xlen(key))
+                self._depth_read[message.priority] = now
+            depth = self._depth[message.priority]
             if depth >= self._maxsize:
                 raise QueueFull(f"{message.priority.value} queue holds {depth} messages")
             await self._redis.xadd(key, {b"m": _encoder.encode(message)})
+            self._depth[message.priority] = depth + 1
         except RETRYABLE as exc:
             # Redis is unreachable (restarting): the API answers 503 with Retry-After.
             raise QueueFull(f"the queue is unavailable: {exc}") from exc
