@@ -51,14 +51,19 @@ def bus(request: pytest.FixtureRequest) -> str:
     return url
 
 
-@pytest.fixture
-async def node(tmp_path: Any, bus: str) -> AsyncIterator[Node]:
+async def fresh_bus(bus: str) -> None:
+    """Empty the Redis behind ``bus`` (nothing to do for the memory bus)."""
     if bus != "memory":
         from longlink.bus.redis import connect
 
         client = connect(bus)
         await client.flushdb()
         await client.aclose()
+
+
+@pytest.fixture
+async def node(tmp_path: Any, bus: str) -> AsyncIterator[Node]:
+    await fresh_bus(bus)
     async with Node(node_settings(tmp_path, bus=bus)) as running:
         yield running
 
