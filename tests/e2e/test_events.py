@@ -29,16 +29,17 @@ from longlink.client import (
 from longlink.node import Node
 from longlink.protocol import Op
 from longlink.protocol.messages import HeartbeatOk, decode_body
-from tests.conftest import API_KEY, WAIT, node_settings
+from tests.conftest import API_KEY, WAIT, fresh_bus, node_settings
 from tests.e2e.raw_sessions import join, leave, open_session, request
 from tests.e2e.webhook_receiver import WebhookReceiver
 
 SECRET = "webhook-secret-for-the-tests"
 
 
-def hook_settings(tmp_path: Any, hook: WebhookReceiver, **changes: Any) -> Any:
+def hook_settings(tmp_path: Any, hook: WebhookReceiver, bus: str, **changes: Any) -> Any:
     return node_settings(
         tmp_path,
+        bus=bus,
         webhook_url=hook.url,
         webhook_secret=SECRET,
         webhook_retry_s=0.02,
@@ -65,9 +66,12 @@ def stays(hook: WebhookReceiver, conn_id: str) -> dict[str, list[tuple[str, str 
 ENTER = ("enter", None)
 
 
-async def test_enter_and_exit_exactly_once_however_the_connection_goes(tmp_path: Any) -> None:
+async def test_enter_and_exit_exactly_once_however_the_connection_goes(
+    tmp_path: Any, bus: str
+) -> None:
+    await fresh_bus(bus)
     async with WebhookReceiver(SECRET, fail_first=2) as hook:
-        async with Node(hook_settings(tmp_path, hook)) as node, api_client(node) as api:
+        async with Node(hook_settings(tmp_path, hook, bus)) as node, api_client(node) as api:
             # Heartbeats re-assert the rooms: no second enter. LEAVE exits one room.
             beats, beats_ok = await open_session(node, "ann", rooms=["r1", "r2"])
             for _ in range(5):
@@ -122,8 +126,9 @@ async def test_enter_and_exit_exactly_once_however_the_connection_goes(tmp_path:
             assert isinstance(event["at"], int)
 
 
-async def test_room_announces_enter_and_exit_when_set(tmp_path: Any) -> None:
-    async with Node(node_settings(tmp_path)) as node, api_client(node) as api:
+async def test_room_announces_enter_and_exit_when_set(tmp_path: Any, bus: str) -> None:
+    await fresh_bus(bus)
+    async with Node(node_settings(tmp_path, bus=bus)) as node, api_client(node) as api:
         response = await api.put("/v1/rooms/stage", json={"announce": True})
         assert response.status_code == 200
         assert response.json() == {"room": "stage", "area": None, "online": 0, "announce": True}
@@ -155,10 +160,13 @@ async def test_room_announces_enter_and_exit_when_set(tmp_path: Any) -> None:
         assert (await api.put("/v1/rooms/stage", json={})).status_code == 400
 
 
-async def test_upstream_reaches_the_webhook_with_user_device_and_room(tmp_path: Any) -> None:
+async def test_upstream_reaches_the_webhook_with_user_device_and_room(
+    tmp_path: Any, bus: str
+) -> None:
+    await fresh_bus(bus)
     async with (
         WebhookReceiver(SECRET) as hook,
-        Node(hook_settings(tmp_path, hook)) as node,
+        Node(hook_settings(tmp_path, hook, bus)) as node,
         Client(node.http_url, user="uma", device="uma-phone", rooms=["g1", "g2"]) as client,
     ):
         data = b"\x00\xffhello upstream"
@@ -170,9 +178,10 @@ async def test_upstream_reaches_the_webhook_with_user_device_and_room(tmp_path: 
     assert event["conn_id"] == client.auth_ok.conn_id  # type: ignore[union-attr]
 
 
-async def test_upstream_rate_limit_then_close(tmp_path: Any) -> None:
+async def test_upstream_rate_limit_then_close(tmp_path: Any, bus: str) -> None:
+    await fresh_bus(bus)
     async with WebhookReceiver(SECRET) as hook:
-        settings = hook_settings(tmp_path, hook, upstream_rate=0.01, upstream_burst=2)
+        settings = hook_settings(tmp_path, hook, bus, upstream_rate=0.01, upstream_burst=2)
         async with Node(settings) as node:
             raw, _ = await open_session(node, "vic")
             async with raw:
@@ -193,8 +202,9 @@ async def test_upstream_rate_limit_then_close(tmp_path: Any) -> None:
         assert len(hook.events(type="upstream")) == 2
 
 
-async def test_upstream_without_a_webhook_is_not_allowed(tmp_path: Any) -> None:
-    async with Node(node_settings(tmp_path)) as node:
+async def test_upstream_without_a_webhook_is_not_allowed(tmp_path: Any, bus: str) -> None:
+    await fresh_bus(bus)
+    async with Node(node_settings(tmp_path, bus=bus)) as node:
         raw, _ = await open_session(node, "wes")
         reply = await request(raw, Op.UPSTREAM, b"x")
         assert json.loads(reply.body)["code"] == "not_allowed"
@@ -203,8 +213,9 @@ async def test_upstream_without_a_webhook_is_not_allowed(tmp_path: Any) -> None:
 
 
 @pytest.fixture
-async def plain_node(tmp_path: Any) -> AsyncIterator[Node]:
-    async with Node(node_settings(tmp_path)) as node:
+async def plain_node(tmp_path: Any, bus: str) -> AsyncIterator[Node]:
+    await fresh_bus(bus)
+    async with Node(node_settings(tmp_path, bus=bus)) as node:
         yield node
 
 
@@ -225,9 +236,10 @@ async def test_a_new_login_of_the_device_replaces_the_older_one(plain_node: Node
         assert (await new.next_message(timeout=WAIT)).json() == 1
 
 
-async def test_same_device_may_stay_twice_when_configured(tmp_path: Any) -> None:
+async def test_same_device_may_stay_twice_when_configured(tmp_path: Any, bus: str) -> None:
+    await fresh_bus(bus)
     async with (
-        Node(node_settings(tmp_path, kick_same_device=False)) as node,
+        Node(node_settings(tmp_path, bus=bus, kick_same_device=False)) as node,
         api_client(node) as api,
         Client(node.http_url, user="yan", device="yan-tv") as first,
         Client(node.http_url, user="yan", device="yan-tv") as second,
