@@ -17,7 +17,7 @@ import pytest
 from longlink.client import Client, Kicked, Reconnected, ServerEvent
 from longlink.logic.base import NodeInfo
 from longlink.node import Backends, Node
-from tests.conftest import API_KEY, SCALE, WAIT, node_settings
+from tests.conftest import API_KEY, SCALE, WAIT, fresh_bus, node_settings
 from tests.e2e.raw_sessions import open_session
 
 POLL_S = 0.05
@@ -56,9 +56,10 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Any) -> AsyncIterator[Cluster]:
-    base = node_settings(tmp_path)  # one token secret for both nodes
-    backends = Backends.memory(base)
+async def cluster(tmp_path: Any, bus: str) -> AsyncIterator[Cluster]:
+    await fresh_bus(bus)
+    base = node_settings(tmp_path, bus=bus)  # one token secret for both nodes
+    backends = Backends.from_settings(base)
     a = Node(base.replace(node_id="ga", region="eu"), backends)
     b = Node(base.replace(node_id="gb", region="us", roles=("gateway",)), backends)
     try:
