@@ -17,7 +17,7 @@ from longlink.control.tokens import TokenIssuer
 from longlink.node import Node
 from longlink.protocol import Op, encode_frame
 from longlink.protocol.messages import Auth, encode_body
-from tests.conftest import API_KEY, WAIT, node_settings
+from tests.conftest import API_KEY, WAIT, fresh_bus, node_settings
 
 TRANSPORTS = ["ws", "tcp"]
 
@@ -93,8 +93,11 @@ async def test_frame_before_auth_gets_auth_required(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_no_auth_in_time_gets_auth_required_and_close(tmp_path: Any, transport: str) -> None:
-    async with Node(node_settings(tmp_path, auth_timeout_s=0.3)) as node:
+async def test_no_auth_in_time_gets_auth_required_and_close(
+    tmp_path: Any, transport: str, bus: str
+) -> None:
+    await fresh_bus(bus)
+    async with Node(node_settings(tmp_path, bus=bus, auth_timeout_s=0.3)) as node:
         raw = await RawConnection.open(transport, address(node, transport))
         try:
             await expect_error(raw, "auth_required", closed=True)
@@ -146,8 +149,9 @@ async def test_room_limit(node: Node, raw_open: Any, transport: str) -> None:
     assert json.loads(reply.body)["online"] == {room: 1 for room in rooms}
 
 
-async def test_heartbeat_loss_closes_the_connection(tmp_path: Any) -> None:
-    async with Node(node_settings(tmp_path, min_heartbeat_s=1)) as node:
+async def test_heartbeat_loss_closes_the_connection(tmp_path: Any, bus: str) -> None:
+    await fresh_bus(bus)
+    async with Node(node_settings(tmp_path, bus=bus, min_heartbeat_s=1)) as node:
         raw = await RawConnection.open("tcp", address(node, "tcp"))
         try:
             auth = Auth(token=await token_for(node, "quiet"), heartbeat_s=1, rooms=["q"])
