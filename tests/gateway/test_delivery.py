@@ -242,6 +242,27 @@ async def test_guaranteed_messages_keep_their_place(
     assert order == ["g9"] and received(conns[-1]) == [1, 2, 3]
 
 
+async def test_past_the_backlog_cap_low_priority_is_dropped_but_guaranteed_is_kept(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery_module, "SLICE", 8)
+    monkeypatch.setattr(delivery_module, "BACKLOG_MAX", 21)
+    order: list[str] = []
+    conns = [connect(gateway, ["r"]) for _ in range(20)]
+    monkeypatch.setattr(gateway.guarantee, "deliver", lambda m: order.append(f"g{m.msg_id}"))
+    user = Target(users=[conns[0].user])
+    gateway.deliver([batch(1, 3)])  # 20 writes queued: the backlog is near the cap
+    gateway.deliver([batch(4, 3)])  # 20 more would pass it: dropped, counted
+    gateway.deliver([Message(9, user, b"low")])  # one more write: the cap exactly
+    gateway.deliver([Message(10, user, b"g", guaranteed=True)])  # the store holds it: kept
+    gateway.deliver([Message(11, user, b"g", guaranteed=True)])
+    gateway.deliver([Message(12, user, b"low")])  # over the cap: dropped
+    assert gateway.delivery.stats.overload_drops._value.get() == 4
+    await idle(gateway)
+    assert order == ["g10", "g11"]
+    assert received(conns[0]) == [1, 2, 3, 9] and received(conns[-1]) == [1, 2, 3]
+
+
 async def test_wait_ready_holds_while_the_backlog_is_large(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:

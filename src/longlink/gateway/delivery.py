@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
 SLICE = 256  # writes between two yields to the loop (2-3 ms: the API and dispatch keep moving)
 BACKLOG_PACE = 200_000  # queued low-priority writes past which wait_ready() waits
-BACKLOG_MAX = 2_000_000  # past this, further low-priority work is dropped (counted)
+BACKLOG_MAX = 2_000_000  # past this, further low-priority work is dropped (counted), guaranteed kept
 SLOW_ABORT_S = 2.0  # a client closed as too slow gets this long to take its ERROR
 FANOUT_MIN_S = 0.002  # fan-outs quicker than this are not remembered (fanout_s)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -288,7 +288,9 @@ class Delivery:
             self._queue(_Job(len(conns), message=message, conns=conns), 1)
 
     def _queue(self, job: _Job, messages: int) -> None:
-        if self.backlog + job.estimate > BACKLOG_MAX:
+        # Past the cap low-priority work is dropped; a guaranteed message never is: it is
+        # one write, and dropped here it would wait in the store for its user's reconnect.
+        if self.backlog + job.estimate > BACKLOG_MAX and not _guaranteed(job):
             self.stats.overload_drops.inc(messages)
             return
         self._low.append(job)
@@ -550,6 +552,10 @@ def _frame_for_member(batches: list[RoomBatch], changes: list[Change]) -> bytes:
     if len(kept) <= 1:
         return kept[0] if kept else b""
     return encode_batch(kept)
+
+
+def _guaranteed(job: _Job) -> bool:
+    return job.message is not None and job.message.guaranteed
 
 
 def _one_room(message: Message) -> bool:
