@@ -96,8 +96,8 @@ class FakeStore:
         found = {m.msg_id: m for r in recipients for m in self.kept.get(r, []) if m.msg_id > after}
         return [found[i] for i in sorted(found)][:limit]
 
-    async def ack(self, recipients: list[str], msg_ids: list[int]) -> None:
-        self.acks.append((list(recipients), list(msg_ids)))
+    async def ack_many(self, acks: list[tuple[list[str], list[int]]]) -> None:
+        self.acks.extend((list(recipients), list(msg_ids)) for recipients, msg_ids in acks)
 
 
 class FakeGateway:

@@ -108,6 +108,15 @@ async def test_ack_removes_for_those_recipients_only(store: OfflineStore) -> Non
     assert ids(await store.pending(ALICE, NOW)) == [2]
 
 
+async def test_ack_many_takes_the_acks_of_many_connections_at_once(store: OfflineStore) -> None:
+    await store.put([message(1, users=("alice", "bob")), message(2), message(3, users=("bob",))])
+    await store.ack_many([(ALICE, [1, 2]), (BOB, [1, 999]), (BOB, [])])
+    assert await store.pending(ALICE, NOW) == []
+    assert ids(await store.pending(BOB, NOW)) == [3]
+    assert await store.count() == 1  # 1 and 2 are gone: no recipient is left waiting
+    await store.ack_many([])
+
+
 async def test_expire_removes_and_names_what_expired(store: OfflineStore) -> None:
     await store.put([message(1, ttl_s=1), message(2, ttl_s=2), message(3, ttl_s=60)])
     await store.put([message(4, users=("bob",), ttl_s=1)])

@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
 SLICE = 256  # writes between two yields to the loop (2-3 ms: the API and dispatch keep moving)
 BACKLOG_PACE = 200_000  # queued low-priority writes past which wait_ready() waits
-BACKLOG_MAX = 2_000_000  # past this, further low-priority work is dropped (counted), guaranteed kept
+BACKLOG_MAX = 2_000_000  # past this, low-priority work is dropped (counted); guaranteed is kept
 SLOW_ABORT_S = 2.0  # a client closed as too slow gets this long to take its ERROR
 FANOUT_MIN_S = 0.002  # fan-outs quicker than this are not remembered (fanout_s)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

@@ -331,14 +331,11 @@ class Guarantee:
         store = self.store
         if store is None or not acks:
             return
-        results = await asyncio.gather(
-            *(store.ack(recipients_of_conn(u, d), ids) for (u, d), ids in acks.items()),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                # Not lost: the message is redelivered at the next connect and acked again.
-                log.warning("offline store ack failed: %r", result)
+        try:
+            await store.ack_many([(recipients_of_conn(u, d), ids) for (u, d), ids in acks.items()])
+        except StoreError as exc:
+            # Not lost: the message is redelivered at the next connect and acked again.
+            log.warning("offline store ack failed: %r", exc)
 
     def opened(self, conn: Connection) -> None:
         """AUTH_OK was sent: deliver what the store keeps for the connection, oldest first."""

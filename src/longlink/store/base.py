@@ -98,6 +98,14 @@ class OfflineStore(Protocol):
         """Stop keeping ``msg_ids`` for ``recipients``; unknown ids are ignored."""
         ...
 
+    async def ack_many(self, acks: Sequence[tuple[Sequence[str], Sequence[int]]]) -> None:
+        """:meth:`ack` for each ``(recipients, msg_ids)`` pair, in one transaction.
+
+        The gateway applies the ACKs of one loop turn, from any number of
+        connections, with one call (one commit, one round trip).
+        """
+        ...
+
     async def expire(self, now_ms: int, limit: int = 10_000) -> list[int]:
         """Remove up to ``limit`` messages expired at ``now_ms``; return their ids."""
         ...

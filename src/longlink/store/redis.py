@@ -95,20 +95,31 @@ class RedisStore:
         return [m for m in messages if m.expires_ms > now_ms]
 
     async def ack(self, recipients: Sequence[str], msg_ids: Sequence[int]) -> None:
+        await self.ack_many([(recipients, msg_ids)])
+
+    async def ack_many(self, acks: Sequence[tuple[Sequence[str], Sequence[int]]]) -> None:
         self._check()
-        if not msg_ids or not recipients:
+        acks = [(recipients, msg_ids) for recipients, msg_ids in acks if recipients and msg_ids]
+        if not acks:
             return
-        mids = [str(i) for i in msg_ids]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for recipient in recipients:
-                    pipe.zrem(_k("inbox", recipient), *mids)
-                for mid in mids:
-                    pipe.srem(_k("grcpt", mid), *recipients)
-                    pipe.scard(_k("grcpt", mid))
+                scards: list[tuple[str, int]] = []  # (msg id, index of its SCARD's reply)
+                commands = 0
+                for recipients, msg_ids in acks:
+                    mids = [str(i) for i in dict.fromkeys(msg_ids)]
+                    for recipient in recipients:
+                        pipe.zrem(_k("inbox", recipient), *mids)
+                    commands += len(recipients)
+                    for mid in mids:
+                        pipe.srem(_k("grcpt", mid), *recipients)
+                        pipe.scard(_k("grcpt", mid))
+                        scards.append((mid, commands + 1))
+                        commands += 2
                 replies = await pipe.execute()
-            left = replies[len(recipients) + 1 :: 2]
-            done = [mid for mid, count in zip(mids, left, strict=True) if count == 0]
+            # An id acked by two connections keeps its last count (dicts keep the last).
+            left = {mid: replies[at] for mid, at in scards}
+            done = [mid for mid, count in left.items() if count == 0]
             if done:
                 await self._forget(done)
         except RedisError as exc:

@@ -163,11 +163,15 @@ class SqliteStore:
         return [unpack_message(body) for body in await self._run(job)]
 
     async def ack(self, recipients: Sequence[str], msg_ids: Sequence[int]) -> None:
-        if not recipients or not msg_ids:
+        await self.ack_many([(recipients, msg_ids)])
+
+    async def ack_many(self, acks: Sequence[tuple[Sequence[str], Sequence[int]]]) -> None:
+        keys: list[tuple[str, int]] = []
+        for recipients, msg_ids in acks:
+            keys.extend((r, _sql(i)) for i in dict.fromkeys(msg_ids) for r in recipients)
+        if not keys:
             return
-        ids = [_sql(i) for i in dict.fromkeys(msg_ids)]
-        keys = [(r, i) for i in ids for r in recipients]
-        orphans = [(i, i) for i in ids]
+        orphans = [(i, i) for i in dict.fromkeys(i for _, i in keys)]
 
         def job(db: sqlite3.Connection) -> None:
             db.executemany("DELETE FROM pending WHERE recipient = ? AND msg_id = ?", keys)
