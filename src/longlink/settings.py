@@ -51,6 +51,7 @@ class Settings:
     http_port: int = 8080
     ws_port: int = 7000
     tcp_port: int = 7001
+    reuse_port: bool = False  # SO_REUSEPORT: gateway processes on one machine share the ports
     node_id: str = "g1"
     region: str = "local"
     api_key: str | None = None

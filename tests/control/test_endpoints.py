@@ -106,3 +106,12 @@ def test_node_healthy() -> None:
     assert node_healthy(node("a", reported_ms=NOW - 5000), NOW)
     assert not node_healthy(node("a", reported_ms=NOW - 5001), NOW)
     assert not node_healthy(node("a", draining=True), NOW)
+
+
+def test_nodes_sharing_a_port_are_listed_once_the_best_first() -> None:
+    shared = {"ws": "ws://m1:7000/ws", "tcp": "m1:7001"}  # two gateways with reuse_port
+    nodes = [node("g2", connections=5, **shared), node("g1", connections=1, **shared), node("g3")]
+    got = choose_endpoints(nodes, region=None, now_ms=NOW, transports=None)
+    assert names(got) == ["g3", "g1"]
+    only_tcp = choose_endpoints(nodes, region=None, now_ms=NOW, transports=["tcp"])
+    assert names(only_tcp) == ["g3", "g1"]

@@ -59,4 +59,13 @@ def choose_endpoints(
         key = (region is not None and node.region != region, node.connections, node.load, node.node)
         candidates.append((key, {"node": node.node, "region": node.region, **offered}))
     candidates.sort(key=lambda item: item[0])
-    return [endpoint for _, endpoint in candidates[: max(limit, 0)]]
+    chosen: list[dict[str, str]] = []
+    seen: set[tuple[str, ...]] = set()
+    for _, endpoint in candidates:
+        # Gateways sharing a port (reuse_port) offer one address: list it once, the best.
+        addresses = tuple(endpoint.get(t, "") for t in TRANSPORTS)
+        if addresses in seen:
+            continue
+        seen.add(addresses)
+        chosen.append(endpoint)
+    return chosen[: max(limit, 0)]

@@ -135,11 +135,24 @@ class Gateway:
         """Bind the listeners and begin serving; ports are then in ``tcp_port``/``ws_port``."""
         loop = asyncio.get_running_loop()
         s = self.settings
+        # reuse_port: several gateway processes listen on one port and the kernel spreads
+        # new connections over them (SO_REUSEPORT; docs/deployment.md).
+        reuse_port = s.reuse_port or None
         tcp = await loop.create_server(
-            lambda: TcpConnection(self), s.host, s.tcp_port, reuse_address=True, backlog=4096
+            lambda: TcpConnection(self),
+            s.host,
+            s.tcp_port,
+            reuse_address=True,
+            reuse_port=reuse_port,
+            backlog=4096,
         )
         ws = await loop.create_server(
-            lambda: WsConnection(self), s.host, s.ws_port, reuse_address=True, backlog=4096
+            lambda: WsConnection(self),
+            s.host,
+            s.ws_port,
+            reuse_address=True,
+            reuse_port=reuse_port,
+            backlog=4096,
         )
         self._servers = [tcp, ws]
         self.tcp_port = tcp.sockets[0].getsockname()[1]
