@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -138,22 +138,14 @@ class Gateway:
         # reuse_port: several gateway processes listen on one port and the kernel spreads
         # new connections over them (SO_REUSEPORT; docs/deployment.md).
         reuse_port = s.reuse_port or None
-        tcp = await loop.create_server(
-            lambda: TcpConnection(self),
-            s.host,
-            s.tcp_port,
-            reuse_address=True,
-            reuse_port=reuse_port,
-            backlog=4096,
-        )
-        ws = await loop.create_server(
-            lambda: WsConnection(self),
-            s.host,
-            s.ws_port,
-            reuse_address=True,
-            reuse_port=reuse_port,
-            backlog=4096,
-        )
+
+        async def listen(factory: Callable[[], Connection], port: int) -> asyncio.Server:
+            return await loop.create_server(
+                factory, s.host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096
+            )
+
+        tcp = await listen(lambda: TcpConnection(self), s.tcp_port)
+        ws = await listen(lambda: WsConnection(self), s.ws_port)
         self._servers = [tcp, ws]
         self.tcp_port = tcp.sockets[0].getsockname()[1]
         self.ws_port = ws.sockets[0].getsockname()[1]
