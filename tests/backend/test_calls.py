@@ -9,6 +9,7 @@ import pytest
 
 from longlink.backend import (
     ApiCallError,
+    BackendError,
     BadRequest,
     ConnectionFailed,
     Forbidden,
@@ -22,7 +23,7 @@ from longlink.backend import (
     calls,
     sign_ticket,
 )
-from longlink.backend.calls import Attempts
+from longlink.backend.calls import Attempts, Exchange, Raise, Return, Wait
 from longlink.backend.errors import parse_retry_after
 from longlink.control.tickets import TicketExpired, TicketVerifier
 
@@ -204,6 +205,146 @@ def test_connection_failures_are_retried_only_when_safe() -> None:
     assert Attempts(RetryPolicy(attempts=1)).delay(GET, limited()) is None
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+# ------------------------------------------------------------------ exchange steps
+
+Outcome = tuple[int, dict[str, Any], dict[str, str]] | ConnectionFailed
+BATCH = [{"to": {"all": True}, "data": i} for i in range(3)]
+
+
+def answer(status: int, headers: dict[str, str] | None = None, **body: Any) -> Outcome:
+    return status, body, headers or {}
+
+
+def refusal(status: int, code: str, retry_after: str | None = None, **extra: Any) -> Outcome:
+    headers = {"retry-after": retry_after} if retry_after is not None else {}
+    return answer(status, headers, error={"code": code, "message": "", **extra})
+
+
+def encoded(outcome: Outcome) -> tuple[int, bytes, dict[str, str]]:
+    assert not isinstance(outcome, ConnectionFailed)
+    status, body, headers = outcome
+    return status, json.dumps(body).encode(), headers
+
+
+def drive(exchange: Exchange[Any], outcomes: list[Outcome]) -> list[Any]:
+    """Each step as ``("return", value)``, ``("wait", seconds)`` or ``("raise", error type)``."""
+    steps: list[Any] = []
+    for outcome in outcomes:
+        if isinstance(outcome, ConnectionFailed):
+            step = exchange.failed(outcome)
+        else:
+            step = exchange.answered(*encoded(outcome))
+        if isinstance(step, Return):
+            steps.append(("return", step.value))
+        elif isinstance(step, Wait):
+            steps.append(("wait", step.seconds))
+        else:
+            assert isinstance(step, Raise)
+            steps.append(("raise", type(step.error)))
+    return steps
+
+
+SENT = ConnectionFailed("reset", sent=True)
+UNSENT = ConnectionFailed("refused", sent=False)
+QUEUED = answer(202, msg_id="5")
+
+
+@pytest.mark.parametrize(
+    ("call", "policy", "outcomes", "steps"),
+    [
+        pytest.param(PUSH, RetryPolicy(), [QUEUED], [("return", 5)], id="ok"),
+        pytest.param(
+            PUSH,
+            RetryPolicy(),
+            [refusal(429, "rate_limited", "2"), refusal(503, "overloaded", "1"), QUEUED],
+            [("wait", 2.0), ("wait", 1.0), ("return", 5)],
+            id="retry-after-honoured",
+        ),
+        pytest.param(
+            PUSH,
+            RetryPolicy(attempts=2),
+            [refusal(429, "rate_limited", "1")] * 2,
+            [("wait", 1.0), ("raise", RateLimited)],
+            id="attempts-spent",
+        ),
+        pytest.param(
+            PUSH,
+            RetryPolicy(max_wait_s=10),
+            [refusal(503, "overloaded", "60")],
+            [("raise", Overloaded)],
+            id="retry-after-past-the-budget",
+        ),
+        pytest.param(
+            PUSH, RetryPolicy(), [refusal(413, "too_large")], [("raise", TooLarge)], id="final"
+        ),
+        pytest.param(
+            PUSH,
+            RetryPolicy(),
+            [refusal(429, "rate_limited"), refusal(429, "rate_limited"), QUEUED],
+            [("wait", 0.2), ("wait", 0.4), ("return", 5)],
+            id="backoff-without-retry-after",
+        ),
+        pytest.param(
+            PUSH, RetryPolicy(), [SENT], [("raise", ConnectionFailed)], id="push-may-have-arrived"
+        ),
+        pytest.param(
+            PUSH,
+            RetryPolicy(),
+            [UNSENT, QUEUED],
+            [("wait", 0.2), ("return", 5)],
+            id="push-never-left",
+        ),
+        pytest.param(
+            GET,
+            RetryPolicy(),
+            [SENT, SENT, answer(200, total=0)],
+            [("wait", 0.2), ("wait", 0.4), ("return", {"total": 0})],
+            id="query-repeated",
+        ),
+        pytest.param(
+            GET,
+            RetryPolicy(attempts=1),
+            [UNSENT],
+            [("raise", ConnectionFailed)],
+            id="no-retry",
+        ),
+        pytest.param(
+            calls.push_batch_call(BATCH),
+            RetryPolicy(),
+            [refusal(503, "overloaded", "1", msg_ids=["1"]), answer(202, msg_ids=["2", "3"])],
+            [("wait", 1.0), ("return", [1, 2, 3])],
+            id="partial-batch",
+        ),
+    ],
+)
+def test_exchange_steps(
+    call: calls.Call[Any], policy: RetryPolicy, outcomes: list[Outcome], steps: list[Any]
+) -> None:
+    assert drive(Exchange(call, policy, rand=lambda: 1.0), outcomes) == steps
+
+
+def test_exchange_sends_the_rest_of_a_partial_batch() -> None:
+    exchange = Exchange(calls.push_batch_call(BATCH), RetryPolicy())
+    step = exchange.answered(*encoded(refusal(503, "overloaded", "1", msg_ids=["1"])))
+    assert step == Wait(1.0)
+    assert exchange.call.body == {"messages": BATCH[1:]}
+    assert exchange.answered(202, b'{"msg_ids": ["2", "3"]}', {}) == Return([1, 2, 3])
+
+
+def test_exchange_raise_carries_the_error() -> None:
+    exchange = Exchange(PUSH, RetryPolicy())
+    step = exchange.failed(SENT)
+    assert step == Raise(SENT)
+    with pytest.raises(ConnectionFailed) as info:
+        step.outcome()
+    assert info.value is SENT
+
+
+def test_an_unreadable_answer_raises_at_once() -> None:
+    with pytest.raises(BackendError):
+        Exchange(GET, RetryPolicy()).answered(200, b"[1, 2]", {})
 
 
 # ------------------------------------------------------------------ tickets

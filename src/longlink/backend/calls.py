@@ -2,9 +2,11 @@
 
 Each API call is a :class:`Call`: method, path, JSON body, whether it is safe
 to repeat, and how to read its answer. :class:`Attempts` decides, from a
-:class:`RetryPolicy`, whether and when a failed call is tried again. The async
-and the sync clients (:mod:`longlink.backend.client`) only move these values
-over httpx and sleep; everything else lives here, once.
+:class:`RetryPolicy`, whether and when a failed call is tried again, and an
+:class:`Exchange` turns each try's outcome into the next step: :class:`Return`,
+:class:`Raise` or :class:`Wait`. The async and the sync clients
+(:mod:`longlink.backend.client`) only move these values over httpx and sleep;
+everything else lives here, once.
 
 Retries:
 
@@ -32,14 +34,27 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeAlias, TypeVar
 from urllib.parse import quote
 
 import jwt
 
 from longlink.backend.errors import ApiCallError, BackendError, ConnectionFailed, Overloaded
 
-__all__ = ["NO_DATA", "NO_RETRY", "Attempts", "Call", "Push", "RetryPolicy", "sign_ticket"]
+__all__ = [
+    "NO_DATA",
+    "NO_RETRY",
+    "Attempts",
+    "Call",
+    "Exchange",
+    "Push",
+    "Raise",
+    "RetryPolicy",
+    "Return",
+    "Step",
+    "Wait",
+    "sign_ticket",
+]
 
 T = TypeVar("T")
 
@@ -264,6 +279,81 @@ class Attempts:
         policy = self._policy
         base = min(policy.max_backoff_s, policy.backoff_s * 2.0 ** (self.tries - 1))
         return base * (0.5 + self._random() / 2)  # jitter: 50..100% of the step
+
+
+@dataclass(frozen=True, slots=True)
+class Return(Generic[T]):
+    """The call succeeded: return ``value``."""
+
+    value: T
+
+    def outcome(self) -> T:
+        """``value``."""
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Raise:
+    """The call failed for good: raise ``error``."""
+
+    error: BackendError
+
+    def outcome(self) -> NoReturn:
+        """Raises ``error``."""
+        raise self.error
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Sleep ``seconds``, then send :attr:`Exchange.call` again."""
+
+    seconds: float
+
+
+#: What an :class:`Exchange` says to do after one try.
+Step: TypeAlias = Return[T] | Raise | Wait
+
+
+class Exchange(Generic[T]):
+    """One call over all its tries, without I/O: what to send and what to do next.
+
+    A client loop sends :attr:`call`, reports what came back, an answer to
+    :meth:`answered` or a failed connection to :meth:`failed`, and follows the
+    step it gets: :class:`Return` (or :class:`Raise`) ends the call, its
+    :meth:`~Return.outcome` gives the value (or raises); :class:`Wait` means
+    sleep, then send :attr:`call` again, which may have changed (a batch that
+    got partway sends only the messages not yet queued).
+    """
+
+    __slots__ = ("_attempts", "call")
+
+    def __init__(
+        self, call: Call[T], policy: RetryPolicy, rand: Callable[[], float] = random.random
+    ) -> None:
+        self.call = call
+        self._attempts = Attempts(policy, rand)
+
+    def answered(self, status: int, content: bytes, headers: Mapping[str, str]) -> Step[T]:
+        """The step after the server answered :attr:`call` with ``status``.
+
+        A 2xx answer that cannot be read raises here: no retry would help.
+        """
+        try:
+            return Return(self.call.result(status, content, headers))
+        except ApiCallError as error:
+            return self._after(error)
+
+    def failed(self, error: ConnectionFailed) -> Step[T]:
+        """The step after :attr:`call` got no answer (``error.sent``: may it have arrived?)."""
+        return self._after(error)
+
+    def _after(self, error: BackendError) -> Raise | Wait:
+        delay = self._attempts.delay(self.call, error)
+        if delay is None:
+            return Raise(error)
+        if isinstance(error, ApiCallError):
+            self.call = self.call.retry_after_refusal(error)
+        return Wait(delay)
 
 
 def sign_ticket(

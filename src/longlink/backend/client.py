@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import httpx
 
 from longlink.backend import calls
-from longlink.backend.calls import NO_DATA, Attempts, Call, Push, RetryPolicy
-from longlink.backend.errors import ApiCallError, BackendError, ConnectionFailed
+from longlink.backend.calls import NO_DATA, Call, Exchange, Push, RetryPolicy, Step, Wait
+from longlink.backend.errors import BackendError, ConnectionFailed
 
 __all__ = ["LonglinkBackend", "LonglinkBackendSync"]
 
@@ -36,7 +36,9 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 def _connection_failed(exc: httpx.TransportError, call: Call[Any]) -> ConnectionFailed:
     sent = not isinstance(exc, _NOT_SENT)
-    return ConnectionFailed(f"{call.method} {call.path}: {exc!r}", sent=sent)
+    error = ConnectionFailed(f"{call.method} {call.path}: {exc!r}", sent=sent)
+    error.__cause__ = exc
+    return error
 
 
 class _Base:
@@ -123,23 +125,19 @@ class LonglinkBackend(_Base):
         await self._http.aclose()
 
     async def _run(self, call: Call[T]) -> T:
-        attempts = Attempts(self.retry)
-        while True:
-            error: BackendError
-            try:
-                response = await self._http.request(call.method, call.path, json=call.body)
-                return call.result(response.status_code, response.content, response.headers)
-            except httpx.TransportError as exc:
-                error = _connection_failed(exc, call)
-                error.__cause__ = exc
-            except ApiCallError as exc:
-                error = exc
-            delay = attempts.delay(call, error)
-            if delay is None:
-                raise error
-            if isinstance(error, ApiCallError):
-                call = call.retry_after_refusal(error)
-            await self._sleep(delay)
+        exchange = Exchange(call, self.retry)
+        while isinstance(step := await self._send(exchange), Wait):
+            await self._sleep(step.seconds)
+        return step.outcome()
+
+    async def _send(self, exchange: Exchange[T]) -> Step[T]:
+        """Send the exchange's call once; the step that its outcome leads to."""
+        call = exchange.call
+        try:
+            response = await self._http.request(call.method, call.path, json=call.body)
+        except httpx.TransportError as exc:
+            return exchange.failed(_connection_failed(exc, call))
+        return exchange.answered(response.status_code, response.content, response.headers)
 
     async def push(
         self,
@@ -224,23 +222,19 @@ class LonglinkBackendSync(_Base):
         self._http.close()
 
     def _run(self, call: Call[T]) -> T:
-        attempts = Attempts(self.retry)
-        while True:
-            error: BackendError
-            try:
-                response = self._http.request(call.method, call.path, json=call.body)
-                return call.result(response.status_code, response.content, response.headers)
-            except httpx.TransportError as exc:
-                error = _connection_failed(exc, call)
-                error.__cause__ = exc
-            except ApiCallError as exc:
-                error = exc
-            delay = attempts.delay(call, error)
-            if delay is None:
-                raise error
-            if isinstance(error, ApiCallError):
-                call = call.retry_after_refusal(error)
-            self._sleep(delay)
+        exchange = Exchange(call, self.retry)
+        while isinstance(step := self._send(exchange), Wait):
+            self._sleep(step.seconds)
+        return step.outcome()
+
+    def _send(self, exchange: Exchange[T]) -> Step[T]:
+        """Send the exchange's call once; the step that its outcome leads to."""
+        call = exchange.call
+        try:
+            response = self._http.request(call.method, call.path, json=call.body)
+        except httpx.TransportError as exc:
+            return exchange.failed(_connection_failed(exc, call))
+        return exchange.answered(response.status_code, response.content, response.headers)
 
     def push(
         self,

@@ -57,7 +57,8 @@ connection needs a timer of its own.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
 
 __all__ = [
     "GONE_AFTER",
@@ -97,20 +98,36 @@ class Effect(enum.IntEnum):
     EXIT = 2
 
 
-S, E, F = RoomState, RoomEvent, Effect
+State = TypeVar("State")
+Input = TypeVar("Input")
+Cell = TypeVar("Cell")
+
+
+def _grid(
+    inputs: Iterable[Input], rows: Mapping[State, Sequence[Cell]]
+) -> dict[tuple[State, Input], Cell]:
+    """A transition table keyed as the docstring draws it: a row per state, a column per input.
+
+    ``inputs`` are the columns (an enum: its members in order); every row has one cell each.
+    """
+    return {
+        (state, column): cell
+        for state, row in rows.items()
+        for column, cell in zip(inputs, row, strict=True)
+    }
+
+
+S, F = RoomState, Effect
 
 #: (state, event) -> (new state, effect): the table of the module docstring.
-TABLE: dict[tuple[RoomState, RoomEvent], tuple[RoomState, Effect]] = {
-    (S.ABSENT, E.ASSERT): (S.PRESENT, F.ENTER),
-    (S.ABSENT, E.LEAVE): (S.ABSENT, F.NONE),
-    (S.ABSENT, E.CLOSE): (S.GONE, F.NONE),
-    (S.PRESENT, E.ASSERT): (S.PRESENT, F.NONE),
-    (S.PRESENT, E.LEAVE): (S.ABSENT, F.EXIT),
-    (S.PRESENT, E.CLOSE): (S.GONE, F.EXIT),
-    (S.GONE, E.ASSERT): (S.GONE, F.NONE),
-    (S.GONE, E.LEAVE): (S.GONE, F.NONE),
-    (S.GONE, E.CLOSE): (S.GONE, F.NONE),
-}
+TABLE: dict[tuple[RoomState, RoomEvent], tuple[RoomState, Effect]] = _grid(
+    RoomEvent,  # ASSERT, LEAVE, CLOSE
+    {
+        S.ABSENT: [(S.PRESENT, F.ENTER), (S.ABSENT, F.NONE), (S.GONE, F.NONE)],
+        S.PRESENT: [(S.PRESENT, F.NONE), (S.ABSENT, F.EXIT), (S.GONE, F.EXIT)],
+        S.GONE: [(S.GONE, F.NONE)] * 3,
+    },
+)
 
 
 def step(state: RoomState, event: RoomEvent) -> tuple[RoomState, Effect]:
@@ -122,28 +139,35 @@ def _state(entered: tuple[str, ...], room: str) -> RoomState:
     return RoomState.PRESENT if room in entered else RoomState.ABSENT
 
 
+def _firing(
+    entered: tuple[str, ...], rooms: Iterable[str], event: RoomEvent, effect: Effect
+) -> list[str]:
+    """The rooms of ``rooms`` in which ``event`` fires ``effect`` by the table.
+
+    Nothing is committed: the caller updates ``entered`` (ENTER adds the room,
+    EXIT removes it), which keeps each stay's ENTER and EXIT to one each.
+    """
+    return [room for room in rooms if step(_state(entered, room), event)[1] == effect]
+
+
 def to_enter(entered: tuple[str, ...], rooms: Iterable[str]) -> list[str]:
     """The rooms of ``rooms`` for which ASSERT fires ENTER (those not yet entered).
 
     The caller commits each one it could hand on by adding it to ``entered``.
     """
-    return [
-        room for room in rooms if step(_state(entered, room), RoomEvent.ASSERT)[1] == Effect.ENTER
-    ]
+    return _firing(entered, rooms, RoomEvent.ASSERT, Effect.ENTER)
 
 
 def on_leave(entered: tuple[str, ...], room: str) -> tuple[tuple[str, ...], bool]:
     """LEAVE of ``room``: the new ``entered`` and whether EXIT fires."""
-    new, effect = step(_state(entered, room), RoomEvent.LEAVE)
-    if effect == Effect.EXIT:
-        assert new == RoomState.ABSENT
+    if _firing(entered, (room,), RoomEvent.LEAVE, Effect.EXIT):
         return tuple(r for r in entered if r != room), True
     return entered, False
 
 
 def on_close(entered: tuple[str, ...]) -> tuple[str, ...]:
     """CLOSE of the connection: the rooms whose EXIT fires (``entered`` becomes empty)."""
-    return tuple(r for r in entered if step(RoomState.PRESENT, RoomEvent.CLOSE)[1] == Effect.EXIT)
+    return tuple(_firing(entered, entered, RoomEvent.CLOSE, Effect.EXIT))
 
 
 # ------------------------------------------------------------------ liveness
@@ -169,18 +193,15 @@ GONE_AFTER = 2.5
 
 L, C = Liveness, Change
 
-#: (state, what the silence says) -> (new state, change).
-LIVENESS: dict[tuple[Liveness, Liveness], tuple[Liveness, Change]] = {
-    (L.ALIVE, L.ALIVE): (L.ALIVE, C.NONE),
-    (L.ALIVE, L.SUSPECT): (L.SUSPECT, C.SUSPECTED),
-    (L.ALIVE, L.GONE): (L.GONE, C.LOST),
-    (L.SUSPECT, L.ALIVE): (L.ALIVE, C.RECOVERED),
-    (L.SUSPECT, L.SUSPECT): (L.SUSPECT, C.NONE),
-    (L.SUSPECT, L.GONE): (L.GONE, C.LOST),
-    (L.GONE, L.ALIVE): (L.GONE, C.NONE),
-    (L.GONE, L.SUSPECT): (L.GONE, C.NONE),
-    (L.GONE, L.GONE): (L.GONE, C.NONE),
-}
+#: (state, what the silence says) -> (new state, change): the liveness table.
+LIVENESS: dict[tuple[Liveness, Liveness], tuple[Liveness, Change]] = _grid(
+    Liveness,  # heard (ALIVE), silent >= 1.5 (SUSPECT), silent >= 2.5 (GONE)
+    {
+        L.ALIVE: [(L.ALIVE, C.NONE), (L.SUSPECT, C.SUSPECTED), (L.GONE, C.LOST)],
+        L.SUSPECT: [(L.ALIVE, C.RECOVERED), (L.SUSPECT, C.NONE), (L.GONE, C.LOST)],
+        L.GONE: [(L.GONE, C.NONE)] * 3,
+    },
+)
 
 
 def observe(silence_s: float, interval_s: float) -> Liveness:
