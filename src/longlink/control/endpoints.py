@@ -49,7 +49,7 @@ def choose_endpoints(
     out. An empty list means no healthy node can take the client.
     """
     wanted = TRANSPORTS if transports is None else tuple(t for t in TRANSPORTS if t in transports)
-    candidates: list[tuple[tuple[bool, int, float, str], dict[str, str]]] = []
+    candidates: list[tuple[tuple[bool, int, float, str], tuple[str, str], dict[str, str]]] = []
     for node in nodes:
         if not node_healthy(node, now_ms, stale_ms):
             continue
@@ -57,15 +57,14 @@ def choose_endpoints(
         if not offered:
             continue
         key = (region is not None and node.region != region, node.connections, node.load, node.node)
-        candidates.append((key, {"node": node.node, "region": node.region, **offered}))
+        endpoint = {"node": node.node, "region": node.region, **offered}
+        candidates.append((key, (node.ws or "", node.tcp or ""), endpoint))
     candidates.sort(key=lambda item: item[0])
     chosen: list[dict[str, str]] = []
-    seen: set[tuple[str, ...]] = set()
-    for _, endpoint in candidates:
-        # Gateways sharing a port (reuse_port) offer one address: list it once, the best.
-        addresses = tuple(endpoint.get(t, "") for t in TRANSPORTS)
-        if addresses in seen:
-            continue
-        seen.add(addresses)
-        chosen.append(endpoint)
+    seen: set[tuple[str, str]] = set()
+    for _, addresses, endpoint in candidates:
+        # Gateways sharing their ports (reuse_port) are one address: list it once, the best.
+        if addresses not in seen:
+            seen.add(addresses)
+            chosen.append(endpoint)
     return chosen[: max(limit, 0)]
