@@ -19,30 +19,34 @@ from typing import Any
 import httpx
 import pytest
 
-from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
 from longlink.client.raw import RawConnection
-from longlink.logic.base import SessionInfo
-from longlink.logic.memory import MemoryRegistry
+from longlink.logic.base import SessionInfo, SessionRegistry
 from longlink.node import Backends, Node
 from longlink.protocol import Op
 from longlink.protocol.messages import Auth, AuthOk, HeartbeatOk, JoinOk, decode_body, encode_body
-from tests.conftest import API_KEY, WAIT, node_settings
+from tests.conftest import API_KEY, WAIT, fresh_bus, node_settings
 from tests.e2e.raw_sessions import address, join, leave, open_session, request
 
 ROOMS = [f"room-{i}" for i in range(6)]
 AREA_OF = {"room-0": "east", "room-1": "east", "room-2": "west"}
 
 
-class WatchedRegistry(MemoryRegistry):
-    """The memory registry, telling the test when a session has been removed."""
+class Removals:
+    """Tells the test when the registry has removed a session, whatever the backend.
 
-    def __init__(self) -> None:
-        super().__init__()
+    Wraps ``remove_session`` of the very registry the nodes run on (memory or
+    Redis): the nodes keep their real registry, and the test awaits the removal
+    instead of polling for it.
+    """
+
+    def __init__(self, registry: SessionRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._remove_session = registry.remove_session
         self._removed = asyncio.Condition()
         self.removed: set[str] = set()
+        monkeypatch.setattr(registry, "remove_session", self.remove_session)
 
     async def remove_session(self, conn_id: str) -> SessionInfo | None:
-        session = await super().remove_session(conn_id)
+        session = await self._remove_session(conn_id)
         async with self._removed:
             self.removed.add(conn_id)
             self._removed.notify_all()
@@ -66,22 +70,24 @@ class Live:
 class Pair:
     a: Node
     b: Node
-    registry: WatchedRegistry
+    removals: Removals
     api: httpx.AsyncClient
 
 
 @pytest.fixture
-async def pair(tmp_path: Any) -> AsyncIterator[Pair]:
-    base = node_settings(tmp_path)
-    registry = WatchedRegistry()
-    backends = Backends(MemoryQueue(base.queue_size), MemoryNodeChannel(), registry)
+async def pair(tmp_path: Any, bus: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Pair]:
+    """Two nodes on one set of backends (memory, or one Redis): ``pa`` runs every role."""
+    await fresh_bus(bus)
+    base = node_settings(tmp_path, bus=bus)
+    backends = Backends.from_settings(base)
+    removals = Removals(backends.registry, monkeypatch)
     a = Node(base.replace(node_id="pa"), backends)
     b = Node(base.replace(node_id="pb", roles=("gateway",)), backends)
     try:
         async with a, b:
             headers = {"Authorization": f"Bearer {API_KEY}"}
             async with httpx.AsyncClient(base_url=a.http_url, headers=headers, timeout=WAIT) as api:
-                yield Pair(a, b, registry, api)
+                yield Pair(a, b, removals, api)
     finally:
         await backends.close()
 
@@ -170,7 +176,7 @@ async def run_operations(pair: Pair, live: dict[str, Live], rng: random.Random) 
                     await conn.raw.close()
                 else:
                     conn.raw.abort()
-                await pair.registry.wait_removed(conn_id)
+                await pair.removals.wait_removed(conn_id)
         if step % 25 == 24:
             await check(pair, live, rng)
     await check(pair, live, rng)
