@@ -41,7 +41,8 @@ everything. Pushes go to random users as ``/v1/push/batch`` requests, open loop
 ("max": ``--inflight`` requests of ``--batch`` messages as fast as answers come,
 while fewer than ``--window`` messages are pushed but not yet received). Per step:
 accepted/s, delivered/s (until the last one arrived), push → receipt p50/p99, CPU
-of every process, Redis commands per message, server CPU µs per message.
+of every process, Redis commands per message, server CPU µs per message (in all and
+per process).
 
 CPU of each server process and of redis-server comes from ``/proc/<pid>/stat``, RSS
 from ``/proc/<pid>/status``, Redis commands from ``INFO stats``
@@ -1301,6 +1302,12 @@ def cost_us(r: dict[str, Any], messages: float) -> float:
     return sum(r["cpu"].values()) / 100 * r["wall"] / max(1, messages) * 1e6
 
 
+def cost_per_process(r: dict[str, Any], messages: float) -> str:
+    """CPU µs of each server process (Redis included) per message, e.g. ``api 42 + …``."""
+    scale = r["wall"] / max(1, messages) * 1e6 / 100
+    return " + ".join(f"{name} {value * scale:.0f}" for name, value in r["cpu"].items())
+
+
 def disturbed(r: dict[str, Any]) -> bool:
     """Did other processes on the machine take a real share of the CPU during the run?"""
     return bool(r["other_cpu"] > DISTURBED_CPU)
@@ -1416,10 +1423,10 @@ def report(
         say(
             "| setup | offered msg/s | accepted/s | delivered/s | push→receipt p50 / p99 ms "
             "| server CPU % per process (sum) | Redis CPU % | Redis ops/s | Redis cmds per msg "
-            "| server CPU µs per msg (all processes) | load gen CPU % / loop lag p99 ms "
-            "| softirq / others % |"
+            "| server CPU µs per msg (all processes) | CPU µs per msg per process "
+            "| load gen CPU % / loop lag p99 ms | softirq / others % |"
         )
-        say("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in users:
             servers = {k: v for k, v in r["cpu"].items() if k != "redis"}
             redis_cpu = r["cpu"].get("redis")
@@ -1432,7 +1439,7 @@ def report(
                 f"| {r['setup']} | {offered} | {r['accepted_s']:,.0f} | {r['delivered_s']:,.0f} "
                 f"| {r['p50']:.1f} / {r['p99']:.1f} "
                 f"| {cpu_text({'cpu': servers})} ({sum(servers.values()):.0f}) | {redis_cols} "
-                f"| {cost_us(r, r['received']):.0f} "
+                f"| {cost_us(r, r['received']):.0f} | {cost_per_process(r, r['received'])} "
                 f"| {r['gen_cpu']:.0f} / {r['lag_p99']:.1f} ({gen_verdict(r)}) "
                 f"| {r['softirq']:.0f} / {r['other_cpu']:.0f} |"
             )

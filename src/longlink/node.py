@@ -3,10 +3,11 @@
 A node runs the roles named in ``settings.roles`` on the backends named by
 ``settings.bus`` (``memory``: the embedded, single-process backends).
 
-Start order: backends → webhook sender (when ``webhook_url`` is set) →
-gateway (listeners, node report) → dispatch → HTTP. Shutdown runs the other
-way: HTTP stops taking pushes; dispatch stops; the gateway drains its
-clients; the webhook sender delivers what is queued; the queue closes.
+Start order: backends → trace responder (on Redis) → webhook sender (when
+``webhook_url`` is set) → gateway (listeners, node report) → dispatch → HTTP.
+Shutdown runs the other way: HTTP stops taking pushes; dispatch stops; the
+gateway drains its clients; the webhook sender delivers what is queued; the
+trace responder stops answering; the queue closes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
 from longlink.bus.redis import RedisNodeChannel, RedisQueue
 from longlink.bus.redis import connect as redis_connect
+from longlink.bus.trace import RedisTraceView
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
 from longlink.gateway.server import Gateway
@@ -41,7 +43,7 @@ from longlink.store.base import OfflineStore, StoreError
 from longlink.store.redis import RedisStore
 from longlink.store.sqlite import SqliteStore
 from longlink.store.sweep import Sweeper
-from longlink.trace import Tracer
+from longlink.trace import LocalTraceView, Tracer, TraceView
 
 
 @dataclass
@@ -51,7 +53,10 @@ class Backends:
     :meth:`memory` builds the embedded ones (single process). A node closes
     the backends it built itself, never ones it was given. ``store`` keeps
     guaranteed messages (None: they are not durable, for tests); ``tracer``
-    is the message trace and reach figures.
+    is the message trace and reach figures. On Redis, a node that built its
+    backends answers the trace queries of the other processes for its
+    tracer and asks them for theirs (``longlink.bus.trace``); a node given
+    backends reads its tracer only (several nodes may share that tracer).
     """
 
     queue: MessageQueue
@@ -119,6 +124,7 @@ class Node:
         self.registry: SessionRegistry
         self.store: OfflineStore | None = None
         self.tracer: Tracer
+        self.trace_view: TraceView
         self.tokens = TokenIssuer(settings.token_secret, settings.token_ttl_s)
         self.gateway: Gateway | None = None
         self.webhook: WebhookSender | None = None
@@ -157,6 +163,13 @@ class Node:
         self.registry = self.backends.registry
         self.store = self.backends.store
         self.tracer = self.backends.tracer
+        if self._given is None and self.backends.client is not None:
+            # One responder per tracer; stopped after HTTP (the API asks through it).
+            self.trace_view = await self._stack.enter_async_context(
+                RedisTraceView(self.backends.client, self.tracer, name=settings.node_id)
+            )
+        else:
+            self.trace_view = LocalTraceView(self.tracer)
         if self.store is not None:
             # Expired guaranteed messages leave the store once a second (traced "expired").
             await self._stack.enter_async_context(Sweeper(self.store, self.tracer))
@@ -218,7 +231,7 @@ class Node:
                 store=self.store,
                 tracer=self.tracer,
             )
-            self.app = build_app(services)
+            self.app = build_app(services, self.trace_view)
             self.http = await self._stack.enter_async_context(
                 HttpServer(self.app, settings.host, settings.http_port)
             )

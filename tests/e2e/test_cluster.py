@@ -179,3 +179,42 @@ async def test_sigterm_stops_each_role_cleanly(cluster: Cluster) -> None:
         await cluster.kill(name, signal.SIGTERM)
         proc = cluster.processes[name].proc
         assert proc is not None and proc.returncode == 0, cluster.log(name)
+
+
+async def test_the_trace_on_the_api_holds_every_process_part(cluster: Cluster) -> None:
+    url = cluster.processes["api"].http_url
+    alice = await client(cluster, "alice", "r1")
+    try:
+        msg_id = await push(url, {"to": {"users": ["alice"]}, "data": "t", "guaranteed": True})
+        assert (await alice.next_message(timeout=WAIT)).msg_id == msg_id  # the SDK acks it
+        wanted = ["accepted", "stored", "queued", "dispatched", "written", "acked"]
+        seen: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=WAIT
+        ) as http:
+
+            async def traced_to_the_ack() -> bool:
+                response = await http.get(f"/v1/messages/{msg_id}")
+                assert response.status_code == 200, response.text
+                seen[:] = response.json()["events"]
+                return "acked" in [e["event"] for e in seen]
+
+            await eventually(traced_to_the_ack)
+            # api, a dispatch worker and g1 each recorded their part, merged in path order
+            # (a retry may slip in before a slow ACK).
+            names = [e["event"] for e in seen if e["event"] in wanted]
+            assert names == wanted, seen
+            by_name = {e["event"]: e for e in seen}
+            assert by_name["dispatched"]["nodes"] == ["g1"] and by_name["written"]["node"] == "g1"
+            assert by_name["acked"]["conn"].startswith("g1-")
+            ats = [e["at_ms"] for e in seen]
+            assert ats == sorted(ats)
+
+            async def reach_counted() -> bool:
+                reach = (await http.get("/v1/stats/reach")).json()
+                return bool(reach["deliveries"] >= 1 and reach["acked"] >= 1)
+
+            await eventually(reach_counted)
+            assert (await http.get("/v1/messages/1")).status_code == 404
+    finally:
+        await alice.close()

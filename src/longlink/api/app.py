@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 from msgspec import UnsetType
@@ -48,13 +48,14 @@ from longlink.api.schemas import (
     parse_push_batch,
 )
 from longlink.api.services import Services
-from longlink.bus.base import QueueFull
+from longlink.bus.base import MessageQueue, QueueFull
 from longlink.control.endpoints import choose_endpoints, node_healthy
 from longlink.control.ids import id_problem
 from longlink.control.tickets import TicketError, TicketVerifier
 from longlink.model import Message, NodeCommand
 from longlink.settings import Settings
 from longlink.store.base import StoreError, recipients_of
+from longlink.trace import LocalTraceView, TraceView
 
 __all__ = ["BODY_LIMIT", "RELOADABLE_SETTINGS", "build_app", "read_body", "reload_app"]
 
@@ -114,8 +115,9 @@ def _now_ms() -> int:
 class _Api:
     """The route handlers, bound to one :class:`Services`."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, trace_view: TraceView) -> None:
         self.services = services
+        self.trace_view = trace_view
         self.settings = settings = services.settings
         # Keys, limits, overload, per-key metrics; swapped by reload_app (SIGHUP).
         self.gate = PushGate(settings, services.queue, services.metrics, services.clock)
@@ -224,25 +226,23 @@ class _Api:
         for message in messages:
             tracer.accepted(message)
         await self._keep(key, messages)
-        done: list[int] = []
-        for push, message in zip(pushes, messages, strict=True):
-            msg_id = message.msg_id
-            try:
-                await queue.publish(message)
-            except QueueFull as exc:
-                await self._unkeep(messages[len(done) :])
-                self.gate.queue_full(key, push.priority, len(pushes) - len(done))
-                queued = f"; {len(done)} of {len(pushes)} were queued (msg_ids)" if done else ""
-                raise ApiError(
-                    503,
-                    errors.OVERLOADED,
-                    f"the {push.priority.value} priority queue is full{queued}; retry later",
-                    headers={"Retry-After": str(RETRY_AFTER_S)},
-                    extra={"msg_ids": [str(i) for i in done]} if done else None,
-                ) from exc
+        held, full = await _publish_in_order(queue, messages)
+        for push, message in zip(pushes[:held], messages[:held], strict=True):
             tracer.on(message, "queued")
-            done.append(msg_id)
             self.gate.accepted(key, push)
+        done = [message.msg_id for message in messages[:held]]
+        if full is not None:
+            push = pushes[held]
+            await self._unkeep(messages[held:])
+            self.gate.queue_full(key, push.priority, len(pushes) - held)
+            queued = f"; {held} of {len(pushes)} were queued (msg_ids)" if done else ""
+            raise ApiError(
+                503,
+                errors.OVERLOADED,
+                f"the {push.priority.value} priority queue is full{queued}; retry later",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+                extra={"msg_ids": [str(i) for i in done]} if done else None,
+            ) from full
         return done
 
     async def _keep(self, key: ApiKey, messages: list[Message]) -> None:
@@ -281,7 +281,7 @@ class _Api:
         raw: str = request.path_params["msg_id"]
         if not raw.isascii() or not raw.isdigit() or len(raw) > 20 or int(raw) >= 1 << 64:
             raise ApiError(400, errors.BAD_REQUEST, "msg_id: expected a decimal message id")
-        trace = self.services.tracer.trace(int(raw))
+        trace = await self.trace_view.trace(int(raw))
         if trace is None:
             raise ApiError(
                 404, errors.NOT_FOUND, f"no trace of message {raw} (unknown, or past retention)"
@@ -297,7 +297,7 @@ class _Api:
             if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 10**9:
                 raise ApiError(400, errors.BAD_REQUEST, "window_s: expected whole seconds >= 1")
             window = int(raw)
-        return _json(self.services.tracer.reach(window))
+        return _json(await self.trace_view.reach(window))
 
     # -------------------------------------------------------------- queries
 
@@ -410,6 +410,36 @@ class _Api:
         return Response(self.openapi, media_type=JSON)
 
 
+# ------------------------------------------------------------------ publishing
+
+
+@runtime_checkable
+class _ManyPublisher(Protocol):
+    """A queue that takes a list of messages in one go (the Redis queue: one round trip)."""
+
+    async def publish_many(self, messages: Sequence[Message]) -> int: ...
+
+
+async def _publish_in_order(
+    queue: MessageQueue, messages: list[Message]
+) -> tuple[int, QueueFull | None]:
+    """Publish ``messages`` in order: how many the queue holds, and why it took no more."""
+    if isinstance(queue, _ManyPublisher):
+        try:
+            held = await queue.publish_many(messages)
+        except QueueFull as exc:
+            return 0, exc
+        if held < len(messages):
+            return held, QueueFull(f"the {messages[held].priority.value} queue is at its bound")
+        return held, None
+    for held, message in enumerate(messages):
+        try:
+            await queue.publish(message)
+        except QueueFull as exc:
+            return held, exc
+    return len(messages), None
+
+
 # ------------------------------------------------------------------ errors
 
 
@@ -440,13 +470,15 @@ async def _on_internal_error(request: Request, exc: Exception) -> Response:
     return await _on_api_error(request, error)
 
 
-def build_app(services: Services) -> Starlette:
+def build_app(services: Services, trace_view: TraceView | None = None) -> Starlette:
     """The HTTP app of PROTOCOL.md §2 over ``services``.
 
     Registers the API's counters in ``services.metrics`` (so build one app per
-    registry). Serve it with :class:`~longlink.api.server.HttpServer`.
+    registry). Serve it with :class:`~longlink.api.server.HttpServer`. The
+    trace routes read ``trace_view`` (default: ``services.tracer`` alone; a
+    multi-process deployment gives :class:`~longlink.bus.trace.RedisTraceView`).
     """
-    api = _Api(services)
+    api = _Api(services, trace_view or LocalTraceView(services.tracer))
     routes = [
         Route("/v1/connect", api.connect, methods=["POST"]),
         Route("/v1/push", api.push, methods=["POST"]),

@@ -14,6 +14,10 @@ entries written while a node is down are skipped when it comes back —
 guaranteed messages do not depend on this path, they are in the offline
 store). Each entry holds one msgpack list of envelopes.
 
+A push batch is appended to its queue by one command (:data:`XADD_MANY`, a
+Lua script on that one key) rather than one ``XADD`` per message: the cost
+that matters is redis-py's CPU per command, not Redis's.
+
 Redis Cluster: every operation touches one key, so keys may live in any slot.
 """
 
@@ -25,7 +29,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -46,6 +50,16 @@ _message_decoder = msgspec.msgpack.Decoder(Message)
 _envelopes_decoder = msgspec.msgpack.Decoder(list[Envelope])
 _encoder = msgspec.msgpack.Encoder()
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+#: Appends every ARGV to the stream KEYS[1] as a queue entry (field ``m``), in order:
+#: one command for a whole push batch. redis-py's CPU (measured here): ~50 µs per
+#: command sent alone, ~9 µs per command of a pipeline, under 1 µs per argument.
+XADD_MANY = """
+for i = 1, #ARGV do
+  redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
+end
+return #ARGV
+"""
 
 
 def connect(url: str, *, max_connections: int = 64) -> aioredis.Redis:
@@ -103,6 +117,12 @@ class RedisQueue:
         self._depth_read: dict[Priority, float] = {p: -DEPTH_TTL_S for p in Priority}
         self._closed = False
         self._claim_cursor: dict[Priority, bytes] = {p: b"0-0" for p in Priority}
+        # XAUTOCLAIM runs before a fetch at most this often while it finds nothing
+        # (an entry is only claimable after claim_idle_ms anyway): one command per
+        # fetch, not two. While it finds entries, or has more to scan, it runs every fetch.
+        self._claim_every_s = min(claim_idle_ms, block_ms) / 1000
+        self._claim_due: dict[Priority, float] = {p: 0.0 for p in Priority}
+        self._xadd_many = self._redis.register_script(XADD_MANY)
 
     async def _ensure_group(self, priority: Priority) -> None:
         if priority in self._groups_ready:
@@ -115,24 +135,63 @@ class RedisQueue:
         self._groups_ready.add(priority)
 
     async def publish(self, message: Message) -> None:
+        if not await self.publish_many([message]):
+            depth = self._depth[message.priority]
+            raise QueueFull(f"{message.priority.value} queue holds {depth} messages")
+
+    async def publish_many(self, messages: Sequence[Message]) -> int:
+        """Hold ``messages`` in order, in one command per priority; return how many were held.
+
+        As :meth:`publish` one after another: the first message whose queue is
+        at its bound stops the rest, which are not held (the count is then
+        below ``len(messages)``). Raises QueueFull when Redis is unreachable;
+        then, as for one ``publish`` whose reply was lost, some of them may
+        have been held all the same.
+        """
         if self._closed:
             raise QueueFull("queue is closed")
-        key = queue_key(message.priority)
+        if not messages:
+            return 0
         try:
-            # The length is read at most every DEPTH_TTL_S (not per push): one round trip
-            # per push instead of two; the bound may be passed by one interval's pushes.
             now = time.monotonic()
-            if now - self._depth_read[message.priority] >= DEPTH_TTL_S:
-                self._depth[message.priority] = int(await self._redis.xlen(key))
-                self._depth_read[message.priority] = now
-            depth = self._depth[message.priority]
-            if depth >= self._maxsize:
-                raise QueueFull(f"{message.priority.value} queue holds {depth} messages")
-            await self._redis.xadd(key, {b"m": _encoder.encode(message)})
-            self._depth[message.priority] = depth + 1
+            stale = [
+                p
+                for p in dict.fromkeys(m.priority for m in messages)
+                if now - self._depth_read[p] >= DEPTH_TTL_S
+            ]
+            # The lengths are read at most every DEPTH_TTL_S, not per push: the bound
+            # may be passed by one interval's pushes.
+            if stale:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for priority in stale:
+                        pipe.xlen(queue_key(priority))
+                    lengths = await pipe.execute()
+                for priority, length in zip(stale, lengths, strict=True):
+                    self._depth[priority] = int(length)
+                    self._depth_read[priority] = now
+            depth = dict(self._depth)
+            held = 0
+            for message in messages:
+                if depth[message.priority] >= self._maxsize:
+                    break
+                depth[message.priority] += 1
+                held += 1
+            if held == 1:
+                message = messages[0]
+                await self._redis.xadd(
+                    queue_key(message.priority), {b"m": _encoder.encode(message)}
+                )
+            elif held:
+                per_queue: dict[Priority, list[bytes]] = {}
+                for message in messages[:held]:
+                    per_queue.setdefault(message.priority, []).append(_encoder.encode(message))
+                for priority, encoded in per_queue.items():  # usually one
+                    await self._xadd_many(keys=[queue_key(priority)], args=encoded)
+            self._depth.update(depth)
         except RETRYABLE as exc:
             # Redis is unreachable (restarting): the API answers 503 with Retry-After.
             raise QueueFull(f"the queue is unavailable: {exc}") from exc
+        return held
 
     async def fetch(self, priority: Priority, max_count: int) -> list[Message]:
         key = queue_key(priority)
@@ -141,9 +200,10 @@ class RedisQueue:
             _reraise_if_cancelled()  # a cancellation redis-py swallowed must still stop us
             try:
                 await self._ensure_group(priority)
-                claimed = await self._claim(priority, max_count)
-                if claimed:
-                    return claimed
+                if time.monotonic() >= self._claim_due[priority]:
+                    claimed = await self._claim(priority, max_count)
+                    if claimed:
+                        return claimed
                 reply = await self._redis.xreadgroup(
                     GROUP,
                     self._consumer,
@@ -176,10 +236,13 @@ class RedisQueue:
             start_id=self._claim_cursor[priority],
             count=max_count,
         )
-        self._claim_cursor[priority] = reply[0] if reply[0] else b"0-0"
+        cursor = bytes(reply[0]) if reply[0] else b"0-0"
+        self._claim_cursor[priority] = cursor
         entries = [entry for entry in reply[1] if entry and entry[1]]
         if entries:
             log.info("claimed %d pending %s messages", len(entries), priority.value)
+        elif cursor == b"0-0":  # scanned to the end, nothing idle: look again later
+            self._claim_due[priority] = time.monotonic() + self._claim_every_s
         return self._decode(entries)
 
     def _decode(self, entries: Sequence[Any]) -> list[Message]:
@@ -231,6 +294,27 @@ class RedisNodeChannel:
             maxlen=self._max,
             approximate=True,
         )
+
+    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
+        """``send`` to each node of ``batches``, all in one pipelined round trip.
+
+        One stream entry per node, as ``send`` writes it; commands are applied
+        in the order sent, so a caller that acks its queue entries afterwards
+        acks only what reached the node streams.
+        """
+        if len(batches) == 1:
+            for node_id, envelopes in batches.items():
+                await self.send(node_id, envelopes)
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for node_id, envelopes in batches.items():
+                pipe.xadd(
+                    node_key(node_id),
+                    {b"e": _encoder.encode(list(envelopes))},
+                    maxlen=self._max,
+                    approximate=True,
+                )
+            await pipe.execute()
 
     async def attach(self, node_id: str, handler: DeliveryHandler) -> None:
         await self.detach(node_id)

@@ -47,6 +47,7 @@ from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.dispatch.aggregator import Aggregator, FanoutTime, Output, RoomFlush
 from longlink.dispatch.compression import BatchEncoder
 from longlink.dispatch.metrics import DispatchMetrics
+from longlink.dispatch.routes import nodes_for_many, send_per_node
 from longlink.lifetime import cancel_requested
 from longlink.logic.base import SessionRegistry
 from longlink.model import Envelope, Message, Priority, Target
@@ -242,29 +243,36 @@ class Dispatcher:
 
     async def _send_low(self, items: list[Output]) -> None:
         """Encode each flush once and hand every node its envelopes, in order."""
+        targets = [
+            Target(rooms=[item.room]) if isinstance(item, RoomFlush) else item.target
+            for item in items
+        ]
+        # Every target of the step in one registry read, every node in one write (routes.py).
+        resolved = await nodes_for_many(self.registry, targets)
         per_node: defaultdict[str, list[Envelope]] = defaultdict(list)
         done: list[Message] = []
-        now_ms = time.time() * 1000
-        for item in items:
+        routed: list[tuple[Sequence[Message], set[str], int]] = []
+        for item, nodes in zip(items, resolved, strict=True):
             if isinstance(item, RoomFlush):
                 messages = item.messages
                 batch, stats = self.encoder.encode(item.room, messages)
                 self.metrics.batch(len(messages), stats)
-                nodes = await self.registry.nodes_for(Target(rooms=[item.room]))
                 for node in nodes:
                     per_node[node].append(batch)
-                self._count(messages, nodes, now_ms, batch.accepted_ms)
+                routed.append((messages, nodes, batch.accepted_ms))
                 done.extend(messages)
             else:
-                nodes = await self.registry.nodes_for(item.target)
                 for node in nodes:
                     per_node[node].append(item)
-                self._count([item], nodes, now_ms, item.accepted_ms)
+                routed.append(((item,), nodes, item.accepted_ms))
                 done.append(item)
+        self._count(routed, time.time() * 1000)
         try:
-            for node, envelopes in per_node.items():
-                await self.channel.send(node, envelopes)
+            await send_per_node(self.channel, per_node)
         finally:
+            # Acked after the node write, one XACK + XDEL for the step: a worker killed
+            # before it leaves the step pending, for another to claim. (A write that
+            # failed is acked too, as before; the emitter logs it.)
             await self.queue.ack(Priority.LOW, done)
 
     # ------------------------------------------------------------------ routing
@@ -274,22 +282,18 @@ class Dispatcher:
     ) -> None:
         """Send each message to the nodes holding its targets, in order per node."""
         per_node: defaultdict[str, list[Envelope]] = defaultdict(list)
+        expanded = [await self._expand_areas(m) if m.target.areas else m for m in messages]
+        resolved = await nodes_for_many(self.registry, [m.target for m in expanded])
         now_ms = time.time() * 1000
-        routed: list[tuple[Message, set[str]]] = []
-        for message in messages:
-            if message.target.areas:
-                message = await self._expand_areas(message)
-            nodes = await self.registry.nodes_for(message.target)
+        for message, nodes in zip(expanded, resolved, strict=True):
             for node in nodes:
                 per_node[node].append(message)
-            routed.append((message, nodes))
-        for node, envelopes in per_node.items():
-            await self.channel.send(node, envelopes)
+        await send_per_node(self.channel, per_node)
         if path:
             self.metrics.high_copies.labels(path).inc(len(messages))
         if trace or not path:
-            for message, nodes in routed:
-                self._count([message], nodes, now_ms, message.accepted_ms, trace=trace)
+            pairs = zip(expanded, resolved, strict=True)
+            self._count([((m,), nodes, m.accepted_ms) for m, nodes in pairs], now_ms, trace=trace)
 
     async def _expand_areas(self, message: Message) -> Message:
         """The message with its areas replaced by their rooms (gateways know no areas)."""
@@ -306,22 +310,37 @@ class Dispatcher:
 
     def _count(
         self,
-        messages: Sequence[Message],
-        nodes: set[str],
+        routed: Sequence[tuple[Sequence[Message], set[str], int]],
         now_ms: float,
-        accepted_ms: int,
         *,
         trace: bool = True,
     ) -> None:
-        label = messages[0].priority.value
+        """Metrics and trace of one step: ``(messages, their nodes, accepted_ms)`` each.
+
+        Counters move once per step and the trace records once per set of
+        nodes (a step of per-user pushes has a few): per message, only the
+        latency is observed.
+        """
+        if not routed:
+            return
         metrics = self.metrics
-        if not nodes:
-            metrics.unrouted.labels(label).inc(len(messages))
-        metrics.dispatched.labels(label).inc(len(messages))
-        if accepted_ms:
-            metrics.latency.labels(label).observe(max(0.0, (now_ms - accepted_ms) / 1000))
-        if trace:
-            self.tracer.on_many(messages, "dispatched", {"nodes": sorted(nodes)})
+        label = routed[0][0][0].priority.value  # a step holds one priority
+        latency = metrics.latency.labels(label)
+        count = unrouted = 0
+        by_nodes: dict[frozenset[str], list[Message]] = {}
+        for messages, nodes, accepted_ms in routed:
+            count += len(messages)
+            if not nodes:
+                unrouted += len(messages)
+            if accepted_ms:
+                latency.observe(max(0.0, (now_ms - accepted_ms) / 1000))
+            if trace:
+                by_nodes.setdefault(frozenset(nodes), []).extend(messages)
+        metrics.dispatched.labels(label).inc(count)
+        if unrouted:
+            metrics.unrouted.labels(label).inc(unrouted)
+        for reached, grouped in by_nodes.items():
+            self.tracer.on_many(grouped, "dispatched", {"nodes": sorted(reached)})
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
