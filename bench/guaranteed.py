@@ -54,8 +54,16 @@ LOAD_CORE = 1
 
 
 def pin(pid: int, core: int) -> None:
-    if len(os.sched_getaffinity(0)) > 1 and core < (os.cpu_count() or 1):
+    """Run ``pid`` (0: this process) on ``core`` alone, when the machine has more than one.
+
+    Checked against the machine, not this process's own affinity: the server is
+    started after this process pinned itself, and must still get its own core.
+    """
+    if len(CORES) > 1 and core in CORES:
         os.sched_setaffinity(pid, {core})
+
+
+CORES = frozenset(os.sched_getaffinity(0))  # what the benchmark may use, read before any pin
 
 
 def cpu_seconds(pid: int) -> float:
@@ -157,6 +165,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pin(0, LOAD_CORE)
     data_dir = tempfile.mkdtemp(prefix="longlink-bench-")
     proc, http_port = await start_server(data_dir, args)
+    # Where each side runs, as the kernel has it (printed: a benchmark says its machine).
+    placement = (sorted(os.sched_getaffinity(proc.pid)), sorted(os.sched_getaffinity(0)))
     url = f"http://127.0.0.1:{http_port}"
     latencies: list[float] = []
     received = 0
@@ -296,6 +306,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await proc.wait()
     elapsed = finished - started
     return {
+        "placement": placement,
         "messages": received,
         "expected": total_expected,
         "push_seconds": pushed_at - started,
@@ -342,7 +353,9 @@ def main() -> None:
     )
     print(
         f"  {platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} cores, {datetime.date.today()}"
+        f"{os.cpu_count()} cores, {datetime.date.today()}; "
+        f"server on cpus {result['placement'][0]}, load generator and clients on "
+        f"{result['placement'][1]}"
     )
     print(
         f"  acked {result['messages']:,} of {result['expected']:,} in {result['elapsed']:.2f} s"
