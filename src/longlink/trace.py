@@ -278,9 +278,10 @@ class Tracer:
         if self.max_messages <= 0:
             return
         at_ms = self.now_ms()
+        frozen = self._freeze(event, detail) if detail is not None else None  # once for all
         for message in messages:
             if self._all or message.guaranteed:
-                self.record(message.msg_id, event, detail, at_ms)
+                self.record(message.msg_id, event, frozen, at_ms)
 
     def record(
         self,

@@ -203,3 +203,15 @@ async def test_pace_holds_low_priority_fetches() -> None:
         assert queue.depth(Priority.LOW) == 1 and waited == 1
         gate.set()
         await channel.until(2 + 2)
+
+
+async def test_an_area_push_keeps_the_instant_it_was_accepted(harness: Harness) -> None:
+    # Gateways write a room push to the members of the moment it was accepted (accepted_us).
+    msg_id = await harness.publish(
+        Target(areas=["area-s"]), priority=Priority.HIGH, accepted_us=1_700_000_000_123_456
+    )
+    await harness.channel.until(2)
+    message = harness.channel.sent[0][1]
+    assert isinstance(message, Message) and message.msg_id == msg_id
+    assert message.target == Target(rooms=["s"])
+    assert message.accepted_us == 1_700_000_000_123_456

@@ -41,6 +41,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from longlink.bus.base import MessageQueue, NodeChannel
@@ -298,15 +299,8 @@ class Dispatcher:
     async def _expand_areas(self, message: Message) -> Message:
         """The message with its areas replaced by their rooms (gateways know no areas)."""
         rooms = await self.registry.rooms_in_areas(message.target.areas)
-        return Message(
-            msg_id=message.msg_id,
-            target=Target(rooms=sorted(set(rooms))),
-            payload=message.payload,
-            priority=message.priority,
-            guaranteed=message.guaranteed,
-            ttl_s=message.ttl_s,
-            accepted_ms=message.accepted_ms,
-        )
+        # Every other field kept: accepted_us orders the push against joins and leaves.
+        return msgspec.structs.replace(message, target=Target(rooms=sorted(set(rooms))))
 
     def _count(
         self,
