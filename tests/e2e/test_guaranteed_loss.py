@@ -10,7 +10,8 @@ likewise. Then the connection is cut again and again (KICK ``drain``: the SDK
 reconnects) until the offline store has redelivered everything: the app must
 end up with every message exactly once.
 
-Run with ``-s`` to see the table docs/guaranteed-delivery.md quotes.
+Runs on both backends (the offline store in SQLite, or in Redis). Run with
+``-s`` to see the table docs/guaranteed-delivery.md quotes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from longlink.client.transport import Transport
 from longlink.gateway.connection import Connection
 from longlink.node import Node
 from longlink.protocol import Flag, Frame, Op
-from tests.conftest import API_KEY, WAIT, node_settings
+from tests.conftest import API_KEY, WAIT, fresh_bus, node_settings
 from tests.e2e.test_guaranteed import eventually, store_holds
 
 N = 2000
@@ -95,9 +96,10 @@ def within(observed: int, n: int, p: float, sigmas: float = 4.0) -> bool:
 
 @pytest.mark.parametrize("loss", [0.03, 0.2, 0.5])
 async def test_reach_under_loss_matches_the_formula_and_the_store_completes_it(
-    tmp_path: Path, loss: float
+    tmp_path: Path, loss: float, bus: str
 ) -> None:
-    settings = node_settings(tmp_path, retry_interval_s=RETRY, max_retries=MAX_RETRIES)
+    await fresh_bus(bus)
+    settings = node_settings(tmp_path, bus=bus, retry_interval_s=RETRY, max_retries=MAX_RETRIES)
     async with (
         Node(settings) as node,
         httpx.AsyncClient(

@@ -1,4 +1,8 @@
-"""A 202 for a guaranteed push survives ``kill -9``: the real ``longlink serve``, restarted."""
+"""A 202 for a guaranteed push survives ``kill -9``: the real ``longlink serve``, restarted.
+
+On both backends: the SQLite store in the data dir, or Redis (which lives on:
+the restarted process finds the messages there).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,16 @@ from typing import Any
 import httpx
 
 from longlink.client import Client
-from tests.conftest import API_KEY, WAIT
+from tests.conftest import API_KEY, WAIT, fresh_bus
 from tests.e2e.test_cli import start_server
 
 # Fixed, so a token issued before the kill would still verify after the restart.
 TOKEN_SECRET = "token-secret-for-the-restart-test-0123456789"
 
 
-async def test_sigkill_right_after_the_202_loses_nothing(tmp_path: Path) -> None:
-    env = {"LONGLINK_TOKEN_SECRET": TOKEN_SECRET}
+async def test_sigkill_right_after_the_202_loses_nothing(tmp_path: Path, bus: str) -> None:
+    await fresh_bus(bus)
+    env = {"LONGLINK_TOKEN_SECRET": TOKEN_SECRET, "LONGLINK_BUS": bus}
     proc, ports = await start_server(tmp_path, **env)
     try:
         url = f"http://127.0.0.1:{ports['http']}"
