@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import API_KEY, WAIT
+from tests.conftest import API_KEY, WAIT, fresh_bus
 
 READY = re.compile(r"^longlink ready http=(\d+) ws=(\d+) tcp=(\d+)$")
 
@@ -46,8 +46,11 @@ async def start_server(
 
 
 @pytest.fixture
-async def server(tmp_path: Any) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, int]]]:
-    proc, ports = await start_server(tmp_path)
+async def server(
+    tmp_path: Any, bus: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, int]]]:
+    await fresh_bus(bus)
+    proc, ports = await start_server(tmp_path, LONGLINK_BUS=bus)
     yield proc, ports
     if proc.returncode is None:
         proc.kill()

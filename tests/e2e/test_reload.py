@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import WAIT
+from tests.conftest import WAIT, fresh_bus
 from tests.e2e.test_cli import READY
 
 OLD = '[[api_keys]]\nname = "old"\nkey = "old-secret"\n'
@@ -38,7 +38,8 @@ async def status(http: httpx.AsyncClient, key: str) -> int:
     return response.status_code
 
 
-async def test_sighup_swaps_keys_and_a_bad_file_keeps_them(tmp_path: Path) -> None:
+async def test_sighup_swaps_keys_and_a_bad_file_keeps_them(tmp_path: Path, bus: str) -> None:
+    await fresh_bus(bus)
     config = tmp_path / "longlink.toml"
     config.write_text(OLD)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LONGLINK_")}
@@ -48,6 +49,7 @@ async def test_sighup_swaps_keys_and_a_bad_file_keeps_them(tmp_path: Path) -> No
         LONGLINK_TCP_PORT="0",
         LONGLINK_DATA_DIR=str(tmp_path),
         LONGLINK_LOG_LEVEL="warning",
+        LONGLINK_BUS=bus,
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "longlink", "serve", "--config", str(config),
