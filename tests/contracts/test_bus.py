@@ -10,7 +10,7 @@ import pytest
 
 from longlink.bus.base import MessageQueue, NodeChannel, QueueFull
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
-from longlink.bus.redis import RedisNodeChannel, RedisQueue
+from longlink.bus.redis import RedisNodeChannel, RedisQueue, high_first, node_key, split_by_priority
 from longlink.bus.redis import connect as redis_connect
 from longlink.model import Envelope, Message, NodeCommand, Priority, Target
 from tests.conftest import WAIT
@@ -125,3 +125,64 @@ async def test_channel_delivers_in_order_to_the_attached_node(client: Any) -> No
     ]
     await channel.detach("n1")
     await channel.detach("n1")  # idempotent
+
+
+async def test_channel_delivers_high_priority_and_keeps_the_rest_in_order(client: Any) -> None:
+    channel = make_channel(client)
+    received: list[Envelope] = []
+    done = asyncio.Event()
+
+    def handler(envelopes: Sequence[Envelope]) -> None:
+        received.extend(envelopes)
+        if len(received) >= 4:
+            done.set()
+
+    await channel.attach("n1", handler)
+    kick = NodeCommand("kick_user", user="u", reason="r")
+    await channel.send("n1", [message(1), message(2, Priority.HIGH), kick, message(3)])
+    await asyncio.wait_for(done.wait(), WAIT)
+    assert message(2, Priority.HIGH) in received and len(received) == 4
+    rest = [e for e in received if not (isinstance(e, Message) and e.priority == Priority.HIGH)]
+    assert rest == [message(1), kick, message(3)]  # a command keeps its place among the rest
+    await channel.detach("n1")
+
+
+async def test_redis_node_high_priority_never_waits_behind_a_low_backlog(
+    redis_client: Any,
+) -> None:
+    client = redis_client
+    channel = RedisNodeChannel(client, block_ms=100)
+    await channel.send("n1", [message(i) for i in range(1, 601)])  # one entry: a batch
+    for i in range(601, 1201):  # and 600 entries of one message each
+        await channel.send("n1", [message(i)])
+    await channel.send("n1", [message(5000, Priority.HIGH)])  # the last one written
+    assert await client.xlen(node_key("n1")) == 601
+    assert await client.xlen(node_key("n1", Priority.HIGH)) == 1
+    calls: list[list[int]] = []
+    done = asyncio.Event()
+
+    def handler(envelopes: Sequence[Envelope]) -> None:
+        calls.append([e.msg_id for e in envelopes if isinstance(e, Message)])
+        if sum(map(len, calls)) == 1201:
+            done.set()
+
+    # Read the backlog as a node that was behind: from the start of both streams.
+    start = {node_key("n1", Priority.HIGH): b"0-0", node_key("n1"): b"0-0"}
+    reader = asyncio.create_task(channel._read("n1", handler, start))
+    await asyncio.wait_for(done.wait(), WAIT)
+    channel._stopping.add(reader)
+    await asyncio.wait_for(reader, WAIT)
+    assert calls[0] == [5000], "the high-priority entry is handled before the low backlog"
+    assert [i for call in calls[1:] for i in call] == list(range(1, 1201))
+
+
+def test_split_by_priority_and_high_first_are_pure_orderings() -> None:
+    kick = NodeCommand("kick_user", user="u", reason="r")
+    high, rest = split_by_priority([message(1), message(2, Priority.HIGH), kick, message(3)])
+    assert high == [message(2, Priority.HIGH)] and rest == [message(1), kick, message(3)]
+    reply = [[b"lo", [(b"1-0", "a"), (b"2-0", "b")]], [b"hi", [(b"1-1", "c")]]]
+    assert high_first(reply, "hi") == [
+        (b"hi", b"1-1", "c"),
+        (b"lo", b"1-0", "a"),
+        (b"lo", b"2-0", "b"),
+    ]

@@ -8,7 +8,10 @@ claims them with ``XAUTOCLAIM`` after ``claim_idle_ms``. Nothing accepted is
 lost; a message may be dispatched twice after a crash (gateways and SDKs
 drop duplicates by msg id).
 
-Node channels (``{ll}:node:<id>``): one stream per gateway node, capped at
+Node channels (``{ll}:node:<id>`` and ``{ll}:node:<id>:hi``): two streams
+per gateway node, high-priority messages on their own so a low-priority
+backlog never delays them; the node reads both with one ``XREAD`` and
+handles the high stream's entries first. Each capped at
 ``node_stream_max`` entries, read from the tail by the node (at-most-once:
 entries written while a node is down are skipped when it comes back —
 guaranteed messages do not depend on this path, they are in the offline
@@ -18,7 +21,8 @@ A push batch is appended to its queue by one command (:data:`XADD_MANY`, a
 Lua script on that one key) rather than one ``XADD`` per message: the cost
 that matters is redis-py's CPU per command, not Redis's.
 
-Redis Cluster: every operation touches one key, so keys may live in any slot.
+Redis Cluster: every operation touches one key but a node's ``XREAD`` (its
+two streams: they must share a hash tag); see docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -90,8 +94,39 @@ def queue_key(priority: Priority) -> str:
     return f"{PREFIX}:q:{priority.value}"
 
 
-def node_key(node_id: str) -> str:
-    return f"{PREFIX}:node:{node_id}"
+def node_key(node_id: str, priority: Priority = Priority.LOW) -> str:
+    """A gateway node's stream: high priority has its own, read first (never behind low)."""
+    suffix = ":hi" if priority == Priority.HIGH else ""
+    return f"{PREFIX}:node:{node_id}{suffix}"
+
+
+def split_by_priority(envelopes: Sequence[Envelope]) -> tuple[list[Envelope], list[Envelope]]:
+    """(high-priority messages, the rest in order): what goes on each of a node's streams.
+
+    Commands and room batches stay on the low stream, in their order with the
+    low-priority messages (a KICK after a push still comes after it).
+    """
+    high: list[Envelope] = []
+    rest: list[Envelope] = []
+    for envelope in envelopes:
+        if isinstance(envelope, Message) and envelope.priority == Priority.HIGH:
+            high.append(envelope)
+        else:
+            rest.append(envelope)
+    return high, rest
+
+
+def high_first(reply: Sequence[Any], high_key: str) -> list[tuple[bytes, bytes, Any]]:
+    """The entries of an XREAD reply over a node's two streams, the high stream's first.
+
+    Each as (stream key, entry id, fields); the order within a stream is kept.
+    """
+    streams = sorted(reply, key=lambda stream: _text(stream[0]) != high_key)
+    return [(stream[0], entry_id, fields) for stream in streams for entry_id, fields in stream[1]]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisQueue:
@@ -288,38 +323,37 @@ class RedisNodeChannel:
         self._stopping: set[asyncio.Task[None]] = set()
 
     async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
-        await self._redis.xadd(
-            node_key(node_id),
-            {b"e": _encoder.encode(list(envelopes))},
-            maxlen=self._max,
-            approximate=True,
-        )
+        await self.send_many({node_id: envelopes})
 
     async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
         """``send`` to each node of ``batches``, all in one pipelined round trip.
 
-        One stream entry per node, as ``send`` writes it; commands are applied
+        At most one stream entry per node and priority; commands are applied
         in the order sent, so a caller that acks its queue entries afterwards
         acks only what reached the node streams.
         """
-        if len(batches) == 1:
-            for node_id, envelopes in batches.items():
-                await self.send(node_id, envelopes)
+        entries: list[tuple[str, bytes]] = []
+        for node_id, envelopes in batches.items():
+            high, rest = split_by_priority(envelopes)
+            if high:
+                entries.append((node_key(node_id, Priority.HIGH), _encoder.encode(high)))
+            if rest:
+                entries.append((node_key(node_id), _encoder.encode(rest)))
+        if len(entries) == 1:
+            [(key, blob)] = entries
+            await self._redis.xadd(key, {b"e": blob}, maxlen=self._max, approximate=True)
+            return
+        if not entries:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for node_id, envelopes in batches.items():
-                pipe.xadd(
-                    node_key(node_id),
-                    {b"e": _encoder.encode(list(envelopes))},
-                    maxlen=self._max,
-                    approximate=True,
-                )
+            for key, blob in entries:
+                pipe.xadd(key, {b"e": blob}, maxlen=self._max, approximate=True)
             await pipe.execute()
 
     async def attach(self, node_id: str, handler: DeliveryHandler) -> None:
         await self.detach(node_id)
-        # Entries sent from now on are delivered: pin the position before returning.
-        start = await self._tail(node_key(node_id))
+        # Entries sent from now on are delivered: pin the positions before returning.
+        start = await self._tails(node_id)
         self._readers[node_id] = asyncio.create_task(
             self._read(node_id, handler, start), name=f"node-channel-{node_id}"
         )
@@ -340,16 +374,17 @@ class RedisNodeChannel:
         finally:
             self._stopping.discard(task)
 
-    async def _read(self, node_id: str, handler: DeliveryHandler, start: bytes) -> None:
-        key = node_key(node_id)
-        last: bytes | None = start
+    async def _read(self, node_id: str, handler: DeliveryHandler, start: dict[str, bytes]) -> None:
+        high_key = node_key(node_id, Priority.HIGH)
+        last: dict[str, bytes] | None = start
         me = asyncio.current_task()
         while me not in self._stopping:
             _reraise_if_cancelled()
             try:
                 if last is None:
-                    last = await self._tail(key)
-                reply: Any = await self._redis.xread({key: last}, block=self._block_ms, count=512)
+                    last = await self._tails(node_id)
+                # One read of both streams; the high one's entries are handled first.
+                reply: Any = await self._redis.xread(last, block=self._block_ms, count=512)
             except RETRYABLE as exc:
                 _reraise_if_cancelled()
                 log.warning("node channel %s: %s; retrying", node_id, exc)
@@ -358,14 +393,21 @@ class RedisNodeChannel:
                 continue
             if not reply:
                 continue
-            for entry_id, fields in reply[0][1]:
-                last = entry_id
+            for key, entry_id, fields in high_first(reply, high_key):
+                last[_text(key)] = entry_id
                 try:
                     handler(_envelopes_decoder.decode(fields[b"e"]))
                 except Exception:
                     log.exception("node %s: delivery handler failed", node_id)
 
-    async def _tail(self, key: str) -> bytes:
-        """The id of the newest entry: reading starts after it (new entries only)."""
-        entries: Any = await self._redis.xrevrange(key, count=1)
-        return bytes(entries[0][0]) if entries else b"0-0"
+    async def _tails(self, node_id: str) -> dict[str, bytes]:
+        """Each of the node's streams at its newest entry: reading starts after (new only)."""
+        keys = [node_key(node_id, Priority.HIGH), node_key(node_id)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.xrevrange(key, count=1)
+            replies: list[Any] = await pipe.execute()
+        return {
+            key: bytes(entries[0][0]) if entries else b"0-0"
+            for key, entries in zip(keys, replies, strict=True)
+        }
