@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import Counter
@@ -15,6 +16,7 @@ from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
 from longlink.model import Target
+from tests.conftest import WAIT
 
 
 @pytest.fixture
@@ -162,3 +164,27 @@ async def test_redis_report_tells_when_state_was_lost(redis_client: Any) -> None
     assert await registry.report_node(info) is True
     await redis_client.flushdb()  # Redis restarted empty
     assert await registry.report_node(info) is False
+
+
+async def test_redis_a_node_that_comes_during_a_live_read_is_not_cached_away(
+    redis_client: Any,
+) -> None:
+    registry = RedisRegistry(redis_client, live_cache_s=60.0)
+    await report(registry, "n1")
+    reading, go_on = asyncio.Event(), asyncio.Event()
+    hkeys = redis_client.hkeys
+
+    async def slow_hkeys(*args: Any) -> Any:
+        names = await hkeys(*args)  # the node list as it was: n1 only
+        reading.set()
+        await go_on.wait()
+        return names
+
+    redis_client.hkeys = slow_hkeys
+    read = asyncio.create_task(registry.live_nodes(fresh=True))
+    await asyncio.wait_for(reading.wait(), WAIT)
+    await report(registry, "n2")  # a new node, reported while the read is in flight
+    go_on.set()
+    assert await asyncio.wait_for(read, WAIT) == ["n1"]  # it read before n2 came
+    redis_client.hkeys = hkeys
+    assert await registry.live_nodes() == ["n1", "n2"]  # the stale list was not cached

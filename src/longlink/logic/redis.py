@@ -79,6 +79,7 @@ class RedisRegistry:
         self._node_ttl_ms = node_ttl_ms
         self._live_cache_s = live_cache_s
         self._live: tuple[float, list[str]] = (0.0, [])
+        self._live_epoch = 0  # bumped when the node set changed here: a read in flight is stale
         self._nodes_of = self._redis.register_script(NODES_OF)
 
     # ------------------------------------------------------------ nodes
@@ -88,6 +89,7 @@ class RedisRegistry:
         now = time.monotonic()
         if not fresh and now - self._live[0] < self._live_cache_s:
             return self._live[1]
+        epoch = self._live_epoch
         names = sorted(_s(n) for n in await self._redis.hkeys(_k("nodes")))
         if names:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -95,8 +97,13 @@ class RedisRegistry:
                     pipe.exists(_k("alive", name))
                 alive = await pipe.execute()
             names = [n for n, ok in zip(names, alive, strict=True) if ok]
-        self._live = (now, names)
+        if epoch == self._live_epoch:  # else a node came or went meanwhile: do not cache
+            self._live = (now, names)
         return names
+
+    def _forget_live(self) -> None:
+        self._live = (0.0, [])
+        self._live_epoch += 1
 
     async def report_node(self, info: NodeInfo) -> bool:
         """Store the report and keep the node's keys alive.
@@ -117,7 +124,7 @@ class RedisRegistry:
             results = await pipe.execute()
         known = results[0] is not None
         if not known:
-            self._live = (0.0, [])
+            self._forget_live()
         return known
 
     async def nodes(self) -> list[NodeInfo]:
@@ -141,7 +148,7 @@ class RedisRegistry:
             pipe.delete(_k("nconns", node), _k("nrooms", node), _k("alive", node))
             pipe.hdel(_k("nodes"), node)
             await pipe.execute()
-        self._live = (0.0, [])
+        self._forget_live()
 
     async def sweep(self, stale_after_ms: int = 30_000) -> list[SessionInfo]:
         """Forget nodes silent for ``stale_after_ms`` and return the sessions they held.
