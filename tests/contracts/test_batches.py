@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -25,7 +25,6 @@ from longlink.bus.redis import RedisNodeChannel, RedisQueue, node_key, queue_key
 from longlink.bus.redis import connect as redis_connect
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
-from longlink.dispatch.routes import nodes_for_many, send_per_node
 from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
@@ -112,7 +111,7 @@ async def test_nodes_for_many_is_nodes_for_of_each_target(setup: Backend) -> Non
         Target(areas=["area"]),
         Target(all=True),
     ]
-    resolved = await nodes_for_many(registry, targets)
+    resolved = await registry.nodes_for_many(targets)
     assert resolved == [await registry.nodes_for(t) for t in targets]
     assert resolved == [
         {"n1", "n2"},
@@ -127,7 +126,7 @@ async def test_nodes_for_many_is_nodes_for_of_each_target(setup: Backend) -> Non
         {"n1"},
         {"n1", "n2", "n3"},
     ]
-    assert await nodes_for_many(registry, []) == []
+    assert await registry.nodes_for_many([]) == []
 
 
 async def test_nodes_for_many_follows_a_user_to_a_new_node_at_once(setup: Backend) -> None:
@@ -135,12 +134,12 @@ async def test_nodes_for_many_follows_a_user_to_a_new_node_at_once(setup: Backen
     registry = setup.registry()
     await report(registry, "n1", "n2", "n3")
     await connect(registry, "c1", "n1", "alice")
-    assert await nodes_for_many(registry, [Target(users=["alice"])]) == [{"n1"}]
+    assert await registry.nodes_for_many([Target(users=["alice"])]) == [{"n1"}]
     await registry.remove_session("c1")
     await connect(registry, "c2", "n2", "alice")
-    assert await nodes_for_many(registry, [Target(users=["alice"])]) == [{"n2"}]
+    assert await registry.nodes_for_many([Target(users=["alice"])]) == [{"n2"}]
     await connect(registry, "c3", "n3", "alice")
-    assert await nodes_for_many(registry, [Target(users=["alice"])]) == [{"n2", "n3"}]
+    assert await registry.nodes_for_many([Target(users=["alice"])]) == [{"n2", "n3"}]
 
 
 async def test_redis_nodes_for_many_skips_dead_nodes(redis_client: Any) -> None:
@@ -151,9 +150,9 @@ async def test_redis_nodes_for_many_skips_dead_nodes(redis_client: Any) -> None:
     await connect(registry, "c2", "n2", "alice", "r")
     await client.delete("{ll}:alive:n2")  # n2 stopped reporting: its TTL ran out
     targets = [Target(users=["alice"]), Target(rooms=["r"]), Target(all=True)]
-    assert await nodes_for_many(registry, targets) == [{"n1"}, {"n1"}, {"n1"}]
+    assert await registry.nodes_for_many(targets) == [{"n1"}, {"n1"}, {"n1"}]
     await client.delete("{ll}:alive:n1")
-    assert await nodes_for_many(registry, targets) == [set(), set(), set()]
+    assert await registry.nodes_for_many(targets) == [set(), set(), set()]
 
 
 # ---------------------------------------------------------------- node channel
@@ -175,16 +174,15 @@ async def test_send_per_node_keeps_each_nodes_order(setup: Backend) -> None:
     await channel.attach("n1", handler("n1"))
     await channel.attach("n2", handler("n2"))
     try:
-        await send_per_node(
-            channel,
+        await channel.send_many(
             {
                 "n1": [message(1, "a"), message(2, "a")],
                 "n2": [message(3, "b")],
                 "n3": [message(9, "c")],
             },
         )
-        await send_per_node(channel, {})
-        await send_per_node(channel, {"n2": [message(4, "b")], "n1": [message(5, "a")]})
+        await channel.send_many({})
+        await channel.send_many({"n2": [message(4, "b")], "n1": [message(5, "a")]})
         await asyncio.wait_for(done.wait(), WAIT)
     finally:
         await channel.detach("n1")
@@ -347,9 +345,12 @@ class GatedChannel:
         self.waiting = asyncio.Event()
 
     async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
+        await self.send_many({node_id: envelopes})
+
+    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
         self.waiting.set()
         await self.gate.wait()
-        await self.channel.send(node_id, envelopes)
+        await self.channel.send_many(batches)
 
     async def attach(self, node_id: str, handler: Any) -> None:
         await self.channel.attach(node_id, handler)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -29,6 +29,10 @@ class RecordingChannel:
     async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
         self.sent.extend((node_id, envelope) for envelope in envelopes)
         self.changed.set()
+
+    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
+        for node_id, envelopes in batches.items():
+            await self.send(node_id, envelopes)
 
     async def attach(self, node_id: str, handler: DeliveryHandler) -> None:
         pass

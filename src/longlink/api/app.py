@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from msgspec import UnsetType
@@ -413,34 +413,17 @@ class _Api:
 # ------------------------------------------------------------------ publishing
 
 
-@runtime_checkable
-class _ManyPublisher(Protocol):
-    """A queue that takes a list of messages in one go (the Redis queue: one round trip)."""
-
-    async def publish_many(self, messages: Sequence[Message]) -> int: ...
-
-
 async def _publish_in_order(
     queue: MessageQueue, messages: list[Message]
 ) -> tuple[int, QueueFull | None]:
     """Publish ``messages`` in order: how many the queue holds, and why it took no more."""
-    if isinstance(queue, _ManyPublisher):
-        try:
-            held = await queue.publish_many(messages)
-        except QueueFull as exc:
-            return 0, exc
-        if held < len(messages):
-            return held, QueueFull(f"the {messages[held].priority.value} queue is at its bound")
-        return held, None
-    for held, message in enumerate(messages):
-        try:
-            await queue.publish(message)
-        except QueueFull as exc:
-            return held, exc
-    return len(messages), None
-
-
-# ------------------------------------------------------------------ errors
+    try:
+        held = await queue.publish_many(messages)
+    except QueueFull as exc:
+        return 0, exc
+    if held < len(messages):
+        return held, QueueFull(f"the {messages[held].priority.value} queue is at its bound")
+    return held, None
 
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:

@@ -12,7 +12,7 @@ Two small protocols:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from longlink.model import Envelope, Message, Priority
@@ -32,6 +32,16 @@ class MessageQueue(Protocol):
 
     async def publish(self, message: Message) -> None:
         """Hold ``message`` on the queue of its priority; raise QueueFull at the bound."""
+        ...
+
+    async def publish_many(self, messages: Sequence[Message]) -> int:
+        """:meth:`publish` of each message in order, in one go; return how many were held.
+
+        The first message whose queue is at its bound stops the rest (the count
+        is then below ``len(messages)``). A distributed queue holds them with
+        one round trip (the API publishes a whole push request this way).
+        Raises QueueFull when closed or unreachable.
+        """
         ...
 
     async def fetch(self, priority: Priority, max_count: int) -> list[Message]:
@@ -60,6 +70,14 @@ class NodeChannel(Protocol):
 
     async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
         """Hand ``envelopes`` (messages, commands) to ``node_id``; unattached: dropped."""
+        ...
+
+    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
+        """:meth:`send` to each node of ``batches`` (order kept per node), in one go.
+
+        Dispatch hands a whole step to its nodes this way: one round trip on a
+        distributed channel, and every write done when it returns.
+        """
         ...
 
     async def attach(self, node_id: str, handler: DeliveryHandler) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from longlink.bus.base import DeliveryHandler, QueueFull
 from longlink.model import Envelope, Message, Priority
@@ -31,6 +31,16 @@ class MemoryQueue:
             raise QueueFull(f"{message.priority.value} queue holds {len(queue)} messages")
         queue.append(message)
         self._ready[message.priority].set()
+
+    async def publish_many(self, messages: Sequence[Message]) -> int:
+        for held, message in enumerate(messages):
+            try:
+                await self.publish(message)
+            except QueueFull:
+                if self._closed:
+                    raise
+                return held
+        return len(messages)
 
     async def fetch(self, priority: Priority, max_count: int) -> list[Message]:
         queue = self._queues[priority]
@@ -65,6 +75,10 @@ class MemoryNodeChannel:
         handler = self._handlers.get(node_id)
         if handler is not None:
             handler(envelopes)
+
+    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
+        for node_id, envelopes in batches.items():
+            await self.send(node_id, envelopes)
 
     async def attach(self, node_id: str, handler: DeliveryHandler) -> None:
         self._handlers[node_id] = handler

@@ -10,6 +10,7 @@ Counts are kept incrementally: no query scans all sessions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -74,6 +75,15 @@ class SessionRegistry(Protocol):
 
     async def nodes_for(self, target: Target) -> set[str]:
         """The nodes that hold at least one connection ``target`` reaches."""
+        ...
+
+    async def nodes_for_many(self, targets: Sequence[Target]) -> list[set[str]]:
+        """:meth:`nodes_for` of each target, in order, in one go.
+
+        Dispatch resolves a whole step this way: one round trip on a
+        distributed registry. Nothing is cached between calls: a user who moved
+        to another node is found there by the next call.
+        """
         ...
 
     async def room_online(self, rooms: list[str]) -> dict[str, int]:

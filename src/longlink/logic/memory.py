@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 from longlink.logic.base import NodeInfo, Online, SessionInfo
 from longlink.model import Target
@@ -111,6 +112,9 @@ class MemoryRegistry:
         for room in rooms:
             nodes.update(self._room_nodes.get(room, ()))
         return nodes
+
+    async def nodes_for_many(self, targets: Sequence[Target]) -> list[set[str]]:
+        return [await self.nodes_for(target) for target in targets]
 
     async def room_online(self, rooms: list[str]) -> dict[str, int]:
         return {room: self._room_count.get(room, 0) for room in rooms}
