@@ -31,29 +31,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import bisect
 import gc
 import json
 import os
 import platform
-import queue
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
-from importlib import metadata
 from typing import Any, cast
 
 import brotli
 import uvloop
-import ws_memory
+from common import (
+    Child,
+    RoomPublisher,
+    StreamRecord,
+    WsClient,
+    cores_ticks,
+    machine_line,
+    machine_ticks,
+    package_versions,
+    pin,
+    quiet,
+    rss_kib,
+    say,
+    set_rcvlowat,
+    stdin_lines,
+)
 from danmaku import Danmaku
-from ws_memory import core_ticks, pin, rss_kib, say, stdin_lines
 
 from longlink.client.messages import unpack_pushes
 from longlink.control.tokens import TokenIssuer
@@ -68,6 +75,7 @@ LOAD_CORE = 1
 WARM_CONNS = 10
 CORES = os.cpu_count() or 1
 HTTP_CONNS = 32  # publisher connections: a slow response never holds the next request
+SCRIPT = os.path.abspath(__file__)
 
 
 # =========================================================================== servers
@@ -114,7 +122,7 @@ async def serve_longlink(aggregate_ms: int, secret: str) -> None:
                     str(len(gateway.hub.conns)),
                     str(rss_kib()),
                     f"{time.process_time():.4f}",
-                    *(str(t) for t in core_ticks(SERVER_CORE)),
+                    *(str(t) for t in cores_ticks((SERVER_CORE,))),
                     f"{low:.0f}",
                     f"{gateway.metrics.slow_drops.labels('low')._value.get():.0f}",
                     f"{dispatcher.metrics.batches._value.get():.0f}",
@@ -245,7 +253,7 @@ async def serve_handroll(secret: str) -> None:
         if line[0] == "stats":
             if line[1:] == ["gc"]:
                 gc.collect()
-            ticks = core_ticks(SERVER_CORE)
+            ticks = cores_ticks((SERVER_CORE,))
             cpu = f"{time.process_time():.4f}"
             say("stats", len(conns), rss_kib(), cpu, *ticks, sent[1], *[0] * 11)
         elif line[0] in ("broadcast", "aggregate"):  # in the background: stats go on
@@ -265,21 +273,14 @@ async def serve_handroll(secret: str) -> None:
 # =========================================================================== load generator
 
 
-class Sample:
+class Sample(StreamRecord):
     """A connection that decodes everything: latencies and the (bytes, messages) record."""
 
-    __slots__ = ("ends", "frames", "latencies", "messages", "position", "reader")
+    __slots__ = ("reader",)
 
     def __init__(self) -> None:
         self.reader = wsp.WsReader(1 << 24, require_mask=False)
-        self.reset()
-
-    def reset(self) -> None:
-        self.ends: list[int] = []  # stream offset after the last whole message of a read
-        self.messages: list[int] = []  # messages in the stream up to that offset
-        self.latencies: list[tuple[float, float]] = []  # (receipt, push to receipt) seconds
-        self.position = 0
-        self.frames = 0
+        super().__init__()
 
     def feed(self, data: bytes, now: float) -> None:
         self.position += len(data)
@@ -300,137 +301,64 @@ class Sample:
         self.ends.append(self.position - self.reader.buffered)
         self.messages.append(count)
 
-    def messages_at(self, nbytes: int) -> int:
-        """Messages in the first ``nbytes`` bytes of the room's stream."""
-        index = bisect.bisect_right(self.ends, nbytes) - 1
-        return self.messages[index] if index >= 0 else 0
 
-
-class LoadConn(asyncio.BufferedProtocol):
+class LoadConn(WsClient):
     """One client: handshake and AUTH, then counts bytes (or feeds its :class:`Sample`)."""
 
-    __slots__ = ("auth", "done", "head", "nbytes", "sample", "shared", "stage", "transport")
+    __slots__ = ("auth", "counting", "nbytes", "reader", "sample")
+
+    closed_early = "closed before AUTH_OK"
 
     def __init__(self, auth: bytes, shared: memoryview, done: asyncio.Future[None]) -> None:
+        super().__init__(shared, done)
         self.auth = auth
-        self.shared = shared
-        self.done = done
-        self.head = bytearray()
-        self.stage = 0  # 0: handshake, 1: waiting for AUTH_OK, 2: counting
+        self.counting = False  # True once AUTH_OK arrived
+        self.reader: wsp.WsReader | None = None  # between the upgrade and AUTH_OK
         self.nbytes = 0
         self.sample: Sample | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport = cast(asyncio.Transport, transport)
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
-            (
-                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: longlink.v1\r\n\r\n"
-            ).encode()
-        )
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.shared  # every connection reads into one buffer: only sizes count
-
     def buffer_updated(self, nbytes: int) -> None:
-        if self.stage == 2:
+        if self.counting:
             self.nbytes += nbytes
             if self.sample is not None:
                 self.sample.feed(bytes(self.shared[:nbytes]), time.monotonic())
             return
-        self.head += self.shared[:nbytes]
-        if self.stage == 0:
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
+        if self.head is not None:
+            data = self.upgraded(nbytes)
+            if data is None:
                 return
-            if not self.head.startswith(b"HTTP/1.1 101"):
-                self.done.set_exception(RuntimeError(bytes(self.head[:end]).decode()))
-                return
-            del self.head[: end + 4]
-            self.stage = 1
             mask = os.urandom(4)
             self.transport.write(wsp.encode_masked_frame(wsp.WsOpcode.BINARY, self.auth, mask))
-        messages = wsp.WsReader(1 << 20, require_mask=False).feed(bytes(self.head))
+            self.reader = reader = wsp.WsReader(1 << 20, require_mask=False)
+        else:
+            data = bytes(self.shared[:nbytes])
+            reader = cast(wsp.WsReader, self.reader)
+        messages = reader.feed(data)
         if messages:  # AUTH_OK: nothing is sent before it
             frame = decode_frame(messages[0][1], 1 << 20)
             if frame.op != Op.AUTH_OK:
                 self.done.set_exception(RuntimeError(f"AUTH answered with op {frame.op}"))
                 return
-            self.stage = 2
-            self.head = bytearray()
+            self.counting = True
+            self.reader = None
             self.done.set_result(None)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_exception(ConnectionError("closed before AUTH_OK"))
 
-
-class Publisher:
+def room_publisher(port: int) -> RoomPublisher:
     """``POST /v1/push/batch`` at a steady rate over a few keep-alive connections.
 
-    ``rate / 10`` requests a second (10 to 100), each message stamped with its
-    push time (``time.monotonic()``, the same clock the sample connections read).
+    ``rate / 10`` requests a second (10 to 100: ingest stays a small cost), each
+    message stamped with its push time (``time.monotonic()``, the same clock the
+    sample connections read).
     """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.stream = Danmaku(seed=3)
-        self.sent = self.accepted = self.refused = 0
-        self.queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
-        self.rtts: list[float] = []  # request to response, seconds
-
-    async def run(self, rate: float, seconds: float) -> None:
-        workers = [asyncio.create_task(self._worker()) for _ in range(HTTP_CONNS)]
-        # rate / 10 requests a second, between 10 and 100: ingest stays a small cost.
-        per_request = max(1, round(rate / min(100.0, max(10.0, rate / 10))))
-        interval = per_request / rate
-        start = time.monotonic()
-        n = 0
-        while (due := start + n * interval) < start + seconds:
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.monotonic()
-            messages = [
-                {"to": {"rooms": [ROOM]}, "data": self.stream.next_dict(t=now)}
-                for _ in range(per_request)
-            ]
-            body = json.dumps({"messages": messages}, ensure_ascii=False).encode()
-            self.queue.put_nowait((body, per_request))
-            self.sent += per_request
-            n += 1
-        async with asyncio.timeout(120):
-            await self.queue.join()
-        for worker in workers:
-            worker.cancel()
-
-    async def _worker(self) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        head = (
-            "POST /v1/push/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
-        )
-        try:
-            while True:
-                body, count = await self.queue.get()
-                began = time.monotonic()
-                writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-                status = int((await reader.readline()).split()[1])
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
-                self.rtts.append(time.monotonic() - began)
-                if status == 202:
-                    self.accepted += count
-                else:
-                    self.refused += count
-                self.queue.task_done()
-        finally:
-            writer.close()
+    return RoomPublisher(
+        port,
+        API_KEY,
+        ROOM,
+        connections=HTTP_CONNS,
+        requests_per_s=lambda rate: min(100.0, max(10.0, rate / 10)),
+        encode=lambda body: json.dumps(body, ensure_ascii=False).encode(),
+    )
 
 
 class Mark:
@@ -439,7 +367,7 @@ class Mark:
     def __init__(self, clients: list[LoadConn]) -> None:
         self.at = time.monotonic()
         self.cpu = time.process_time()
-        self.ticks = core_ticks(LOAD_CORE)
+        self.ticks = cores_ticks((LOAD_CORE,))
         self.nbytes = [client.nbytes for client in clients]
 
 
@@ -486,19 +414,7 @@ async def load(args: argparse.Namespace) -> None:
         # every message as it arrives.
         if not sampler:
             for client in clients:
-                sock = client.transport.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, nbytes))
-
-    async def quiet(seconds: float, give_up: float) -> None:
-        """Return once no byte arrived anywhere for ``seconds`` (``give_up`` at most)."""
-        end = time.monotonic() + give_up
-        last = -1
-        while time.monotonic() < end:
-            total = sum(c.nbytes for c in clients)
-            if total == last:
-                return
-            last = total
-            await asyncio.sleep(seconds)
+                set_rcvlowat(client.transport, nbytes)
 
     commands = await stdin_lines()
     count = args.samples if sampler else args.conns - args.samples
@@ -506,7 +422,7 @@ async def load(args: argparse.Namespace) -> None:
     await asyncio.gather(*(connect(first_id + i) for i in range(warm)))
     say("warm", len(clients))
     marks: list[Mark] = []
-    publisher: Publisher | None = None
+    publisher: RoomPublisher | None = None
     made = warm
     started = time.monotonic()
     while line := (await commands.readline()).decode().split():
@@ -516,7 +432,7 @@ async def load(args: argparse.Namespace) -> None:
             made = more
             say("connected", len(clients), f"{time.monotonic() - started:.1f}")
         elif line[0] == "count":
-            await quiet(0.3, 10)
+            await quiet(clients, 0.3, 10)
             for client in clients:
                 client.nbytes = 0
                 if client.sample is not None:
@@ -525,7 +441,7 @@ async def load(args: argparse.Namespace) -> None:
             say("counting")
         elif line[0] == "run":  # run RATE SECONDS WARMUP: publish (sampler, RATE > 0), mark twice
             rate, seconds, warmup = float(line[1]), float(line[2]), float(line[3])
-            publisher = Publisher(args.http_port) if sampler and rate > 0 else None
+            publisher = room_publisher(args.http_port) if sampler and rate > 0 else None
             begin = time.monotonic()
             task = asyncio.create_task(publisher.run(rate, seconds)) if publisher else None
             marks = []
@@ -540,10 +456,10 @@ async def load(args: argparse.Namespace) -> None:
             drain = line[1] == "1"
             need = int(line[2]) if len(line) > 2 else 0
             if drain:
-                await quiet(0.5, 120)
+                await quiet(clients, 0.5, 120)
             set_lowat(0)
             await asyncio.sleep(0.1)
-            await quiet(0.2, 5 if not drain else 60)
+            await quiet(clients, 0.2, 5 if not drain else 60)
             give_up = time.monotonic() + 60
             reference = clients[0].sample
             while (  # noqa: ASYNC110 (the stream must reach what the others counted)
@@ -563,10 +479,7 @@ async def load(args: argparse.Namespace) -> None:
             if reference is not None:
                 samples = [c.sample for c in clients if c.sample is not None]
                 report.update(
-                    ends=reference.ends,
-                    messages=reference.messages,
-                    position=reference.position,
-                    frames=reference.frames,
+                    reference.report(),
                     latencies=[
                         latency
                         for sample in samples
@@ -593,29 +506,8 @@ async def load(args: argparse.Namespace) -> None:
 # =========================================================================== driver
 
 
-class Child(ws_memory.Child):
-    """A child process running this script (ws_memory's, pointed at this file)."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-
 def ports(line: list[str]) -> dict[str, int]:
     return {k: int(v) for k, v in (field.split("=") for field in line if "=" in field)}
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores together, from /proc/stat."""
-    with open("/proc/stat") as stat:
-        ticks = [int(t) for t in stat.readline().split()[1:]]
-    return sum(ticks[:8]) - ticks[3] - ticks[4], sum(ticks[:8])
 
 
 class Stats:
@@ -623,7 +515,7 @@ class Stats:
 
     def __init__(self, fields: list[str]) -> None:
         self.wall = time.monotonic()
-        self.machine = machine_ticks()
+        self.machine = machine_ticks()  # (busy, irq + softirq, total)
         self.conns = int(fields[0])
         self.rss_kib = int(fields[1])
         self.cpu = float(fields[2])
@@ -655,10 +547,12 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
     handroll_agg = handroll and window_ms > 0
     nice = ("--nice", str(args.nice))
     if handroll:
-        server = Child("--serve", "handroll", "--secret", secret, *nice)
+        server = Child(SCRIPT, "--serve", "handroll", "--secret", secret, *nice)
     else:
         window = str(window_ms)
-        server = Child("--serve", "longlink", "--aggregate-ms", window, "--secret", secret, *nice)
+        server = Child(
+            SCRIPT, "--serve", "longlink", "--aggregate-ms", window, "--secret", secret, *nice
+        )
     gens: list[Child] = []
     try:
         bound = ports(server.expect("ready", 60) if handroll else server.expect("longlink", 60))
@@ -675,7 +569,7 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
                 "--lowat": lowat,
                 "--nice": args.nice,
             }
-            gens.append(Child("--load", *(str(v) for kv in options.items() for v in kv)))
+            gens.append(Child(SCRIPT, "--load", *(str(v) for kv in options.items() for v in kv)))
         counter, sampler = gens
         for gen in gens:
             gen.expect("warm", 60)
@@ -726,18 +620,13 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         for gen in gens:
             gen.stop()
         server.stop()
-    ends, numbers = sampled["ends"], sampled["messages"]
-
-    def messages_at(nbytes: int) -> int:
-        index = bisect.bisect_right(ends, nbytes) - 1
-        return int(numbers[index]) if index >= 0 else 0
-
+    record = StreamRecord.from_report(sampled)
     delivered = sum(
-        messages_at(b2) - messages_at(b1)
+        record.messages_at(b2) - record.messages_at(b1)
         for part in (counted, sampled)
         for b1, b2 in zip(part["m1"], part["m2"], strict=True)
     )
-    total = sampled["position"]
+    total = record.position
     final = counted["final"] + sampled["final"]
     latencies = sampled["latencies"]
     wall = s2.wall - s1.wall
@@ -758,7 +647,7 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         "push_rtt_p99": 1000 * sampled.get("rtt99", float("nan")),
         "deliveries_s": delivered / counted["window"],
         "server_deliveries_s": (s2.deliveries - s1.deliveries) / wall,
-        "msgs_per_frame": (numbers[-1] if numbers else 0) / max(1, sampled["frames"]),
+        "msgs_per_frame": (record.messages[-1] if record.messages else 0) / max(1, record.frames),
         "p50": 1000 * percentile(latencies, 0.5),
         "p99": 1000 * percentile(latencies, 0.99),
         "max": 1000 * max(latencies, default=float("nan")),
@@ -775,7 +664,7 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
         # Busy time of the whole machine (in cores) not spent in the server or load generator
         # processes: kernel softirq work for loopback, and anything else running.
         "rest": (
-            (s2.machine[0] - s1.machine[0]) / max(1, s2.machine[1] - s1.machine[1]) * CORES
+            (s2.machine[0] - s1.machine[0]) / max(1, s2.machine[2] - s1.machine[2]) * CORES
             - (s2.cpu - s1.cpu) / wall
             - gen_cpu
         ),
@@ -792,20 +681,10 @@ def _mean_ms(first: tuple[float, float], last: tuple[float, float]) -> float:
 
 
 def machine() -> list[str]:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    versions = ", ".join(
-        f"{package} {metadata.version(package)}"
-        for package in ("uvloop", "brotli", "msgspec", "uvicorn", "httptools")
-    )
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    versions = package_versions("uvloop", "brotli", "msgspec", "uvicorn", "httptools")
     return [
         f"date: {time.strftime('%Y-%m-%d')}",
-        f"machine: {model}, {os.cpu_count()} cores, {memory:.0f} GiB, Linux {platform.release()}",
+        machine_line(),
         f"python: {platform.python_version()}; {versions}",
         f"server pinned to core {SERVER_CORE}, load generator and publisher to core {LOAD_CORE}",
     ]

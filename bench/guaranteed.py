@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 import msgspec
 import uvloop
+from common import Http, cpu_seconds, paced, pin
 
 from longlink.client import Client
 
@@ -51,68 +52,6 @@ STEPS = ("stored", "queued", "dispatched", "written", "acked")
 READY = re.compile(r"^longlink ready http=(\d+) ws=(\d+) tcp=(\d+)$")
 SERVER_CORE = 0
 LOAD_CORE = 1
-
-
-def pin(pid: int, core: int) -> None:
-    """Run ``pid`` (0: this process) on ``core`` alone, when the machine has more than one.
-
-    Checked against the machine, not this process's own affinity: the server is
-    started after this process pinned itself, and must still get its own core.
-    """
-    if len(CORES) > 1 and core in CORES:
-        os.sched_setaffinity(pid, {core})
-
-
-CORES = frozenset(os.sched_getaffinity(0))  # what the benchmark may use, read before any pin
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads) so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Http:
-    """A minimal HTTP/1.1 keep-alive client for the pushes.
-
-    httpx costs the load generator more than the server spends per request
-    (without ``sniffio`` installed, httpcore retries a failing import on every
-    request), and this process is also every end user: keep it lean.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self._idle:
-            reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        writer.write(head.encode() + body)
-        status_line = await reader.readline()
-        if not status_line:  # the server closed an idle keep-alive connection: again
-            writer.close()
-            return await self.post(path, body)
-        length = 0
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        answer = await reader.readexactly(length)
-        self._idle.append((reader, writer))
-        return int(status_line.split()[1]), answer
-
-    async def close(self) -> None:
-        for _, writer in self._idle:
-            writer.close()
-        self._idle.clear()
 
 
 def machine_busy_seconds() -> float:
@@ -152,7 +91,7 @@ async def start_server(data_dir: str, args: argparse.Namespace) -> tuple[Any, in
     )  # fmt: skip
     if log is not None:
         log.close()  # the child has its own copy
-    pin(proc.pid, SERVER_CORE)
+    pin(SERVER_CORE, proc.pid)
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
     match = READY.match(line)
@@ -162,7 +101,7 @@ async def start_server(data_dir: str, args: argparse.Namespace) -> tuple[Any, in
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    pin(0, LOAD_CORE)
+    pin(LOAD_CORE)
     data_dir = tempfile.mkdtemp(prefix="longlink-bench-")
     proc, http_port = await start_server(data_dir, args)
     # Where each side runs, as the kernel has it (printed: a benchmark says its machine).
@@ -191,7 +130,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     push_latencies: list[float] = []
     sent_ids: list[str] = []
     got: set[int] = set()
-    http = Http(http_port)
+    http = Http(http_port, API_KEY)  # lean: this process is also every end user
     encode = msgspec.json.encode
     answers = msgspec.json.Decoder(dict[str, list[str]])
     try:
@@ -220,7 +159,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             "priority": args.priority,
                         }
                     )
-                status, answer = await http.post("/v1/push/batch", encode({"messages": messages}))
+                body = encode({"messages": messages})
+                status, answer = await http.request("POST", "/v1/push/batch", body)
                 if status != 202:
                     raise SystemExit(f"push refused: {status} {answer!r}")
                 push_latencies.append(time.monotonic() - t)
@@ -241,18 +181,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             stop_at = started + args.seconds
             batches = 0
             if args.rate > 0:
-                period = args.batch / args.rate
                 pending: set[asyncio.Task[None]] = set()
-                next_at = started
-                while next_at < stop_at:
-                    delay = next_at - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+                async for _ in paced(args.batch / args.rate, args.seconds, started):
                     task = asyncio.create_task(push_batch())
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                     batches += 1
-                    next_at += period
                 if pending:
                     await asyncio.gather(*pending)
             else:
@@ -299,7 +233,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
     finally:
-        await http.close()
+        http.close()
         for client in clients:
             await client.close()
         proc.terminate()

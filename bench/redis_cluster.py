@@ -45,7 +45,7 @@ of every process, Redis commands per message, server CPU µs per message (in all
 per process).
 
 CPU of each server process and of redis-server comes from ``/proc/<pid>/stat``, RSS
-from ``/proc/<pid>/status``, Redis commands from ``INFO stats``
+from ``/proc/<pid>/statm``, Redis commands from ``INFO stats``
 (``total_commands_processed``). The load generator checks itself: its own CPU
 (driver and probe, from ``/proc``) and the lag of the loop that timestamps receipts
 (a 10 ms ticker); runs past the limits are flagged. The machine may be shared: the
@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import ctypes
 import json
@@ -81,12 +80,28 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
 import uvloop
+from common import (
+    Http,
+    RoomPublisher,
+    StreamRecord,
+    cores_ticks,
+    cpu_seconds,
+    error_key,
+    machine_line,
+    machine_ticks,
+    paced,
+    package_versions,
+    quiet,
+    rss_kib,
+    say,
+    set_rcvlowat,
+    stdin_lines,
+)
 from danmaku import Danmaku
 
 from longlink.protocol import HEADER_SIZE, FrameDecoder, Op, decode_frame, encode_frame
@@ -112,46 +127,7 @@ _stamp = msgspec.json.Decoder(Stamp)
 _encode = msgspec.json.encode
 
 
-def say(*words: object) -> None:
-    print(*words, flush=True)
-
-
-# =========================================================================== /proc
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads) so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def cores_ticks(cores: set[int]) -> tuple[int, int]:
-    """(busy, total) jiffies of some cores from /proc/stat (softirq work included)."""
-    busy = total = 0
-    with open("/proc/stat") as stat:
-        for line in stat:
-            name = line.split(maxsplit=1)[0]
-            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
-                ticks = [int(t) for t in line.split()[1:9]]
-                total += sum(ticks)
-                busy += sum(ticks) - ticks[3] - ticks[4]
-    return busy, total
-
-
-def machine_ticks() -> tuple[int, int, int]:
-    """(busy, irq + softirq, total) jiffies of the whole machine from /proc/stat."""
-    with open("/proc/stat") as stat:
-        ticks = [int(t) for t in stat.readline().split()[1:9]]
-    return sum(ticks) - ticks[3] - ticks[4], ticks[5] + ticks[6], sum(ticks)
+# =========================================================================== ports and cores
 
 
 def free_port() -> int:
@@ -389,89 +365,20 @@ async def start_setup(
     return Setup(name, list(started), api.ports["http"])
 
 
-# =========================================================================== HTTP
-
-
-class _Stale(Exception):
-    """A kept-alive connection the server had closed (no answer at all)."""
-
-
-class Http:
-    """A minimal HTTP/1.1 keep-alive client: lighter than httpx for the load generator."""
-
-    def __init__(self, port: int, api_key: str) -> None:
-        self.port = port
-        self.auth = f"Authorization: Bearer {api_key}\r\n"
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-
-    async def request(
-        self, method: str, path: str, body: bytes = b"", *, auth: bool = True
-    ) -> tuple[int, bytes]:
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{self.auth if auth else ''}"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        while self._idle:
-            reader, writer = self._idle.pop()
-            try:
-                return await self._exchange(reader, writer, head + body)
-            except (_Stale, ConnectionResetError, BrokenPipeError):
-                continue  # the server closed this idle keep-alive connection: take another
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        return await self._exchange(reader, writer, head + body)
-
-    async def _exchange(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-    ) -> tuple[int, bytes]:
-        try:
-            writer.write(request)
-            status_line = await reader.readline()
-            if not status_line:
-                raise _Stale  # closed before answering: the request was not taken
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            answer = await reader.readexactly(length)
-        except BaseException:
-            writer.close()
-            raise
-        self._idle.append((reader, writer))
-        return int(status_line.split()[1]), answer
-
-    async def json(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = await self.request(
-            method, path, b"" if body is None else _encode(body), auth=True
-        )
-        if status >= 300:
-            raise RuntimeError(f"{method} {path}: {status} {answer[:200]!r}")
-        return json.loads(answer)
-
-    def close(self) -> None:
-        for _, writer in self._idle:
-            writer.close()
-        self._idle.clear()
-
-
 # =========================================================================== clients
 
 
-class RoomSample:
+class RoomSample(StreamRecord):
     """A room connection that decodes every frame: latencies and (bytes, messages)."""
 
-    __slots__ = ("decoder", "ends", "frames", "latencies", "messages", "others", "position")
+    __slots__ = ("decoder", "others")
 
     def __init__(self) -> None:
         self.decoder = FrameDecoder(1 << 24)
-        self.reset()
+        super().__init__()
 
     def reset(self) -> None:
-        self.ends: list[int] = []  # stream offset after the last whole frame of a read
-        self.messages: list[int] = []  # messages in the stream up to that offset
-        self.latencies: list[tuple[float, float]] = []  # (receipt, push → receipt) s
-        self.position = 0
-        self.frames = 0
+        super().reset()
         self.others = 0  # frames that are not PUSH (events, errors)
 
     def feed(self, data: bytes, now: float) -> None:
@@ -492,11 +399,6 @@ class RoomSample:
                     self.latencies.append((now, now - sent))
         self.ends.append(self.position - self.decoder.buffered)
         self.messages.append(count)
-
-    def messages_at(self, nbytes: int) -> int:
-        """Messages in the first ``nbytes`` bytes of the stream."""
-        index = bisect.bisect_right(self.ends, nbytes) - 1
-        return self.messages[index] if index >= 0 else 0
 
 
 class Steps:
@@ -589,9 +491,7 @@ class Conn(asyncio.BufferedProtocol):
             self.ready.set_exception(ConnectionError(f"closed before AUTH_OK: {exc}"))
 
     def set_lowat(self, nbytes: int) -> None:
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, nbytes))
+        set_rcvlowat(self.transport, nbytes)
 
 
 async def connect_clients(
@@ -640,18 +540,6 @@ async def wait_online(http: Http, want: int, room: str | None, give_up: float = 
             return int(seen)
         await asyncio.sleep(0.25)
     return int(seen)
-
-
-async def quiet(conns: list[Conn], seconds: float, give_up: float) -> None:
-    """Return once no byte arrived on any connection for ``seconds`` (``give_up`` at most)."""
-    end = time.monotonic() + give_up
-    last = -1
-    while time.monotonic() < end:
-        total = sum(c.nbytes for c in conns)
-        if total == last:
-            return
-        last = total
-        await asyncio.sleep(seconds)
 
 
 def close_all(conns: list[Conn]) -> None:
@@ -769,64 +657,6 @@ def usage(first: Mark, last: Mark) -> dict[str, Any]:
 # =========================================================================== publishers
 
 
-def error_key(status: int, answer: bytes) -> str:
-    """``status code``, e.g. ``503 overloaded``, to count refusals by kind."""
-    try:
-        return f"{status} {json.loads(answer)['error']['code']}"
-    except Exception:
-        return f"{status} {answer[:80].decode(errors='replace')}"
-
-
-class RoomPublisher:
-    """``POST /v1/push/batch`` to the room ~100 times a second, ``rate`` messages/s in all."""
-
-    def __init__(self, http: Http, connections: int = 8) -> None:
-        self.http = http
-        self.connections = connections
-        self.stream = Danmaku(seed=3)
-        self.sent = self.accepted = self.refused = 0
-        self.errors: dict[str, int] = {}  # "status: first bytes of the answer" -> requests
-
-    async def run(self, rate: float, seconds: float) -> None:
-        queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.connections)]
-        per_request = max(1, round(rate / 100))
-        interval = per_request / rate
-        start = time.monotonic()
-        n = 0
-        while (due := start + n * interval) < start + seconds:
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.monotonic()
-            messages = [
-                {"to": {"rooms": [ROOM]}, "data": self.stream.next_dict(t=now)}
-                for _ in range(per_request)
-            ]
-            queue.put_nowait((_encode({"messages": messages}), per_request))
-            self.sent += per_request
-            n += 1
-        async with asyncio.timeout(120):
-            await queue.join()
-        for worker in workers:
-            worker.cancel()
-
-    async def _worker(self, queue: asyncio.Queue[tuple[bytes, int]]) -> None:
-        while True:
-            body, count = await queue.get()
-            try:
-                status, answer = await self.http.request("POST", "/v1/push/batch", body)
-            except Exception as exc:
-                status, answer = 0, repr(exc).encode()
-            if status == 202:
-                self.accepted += count
-            else:
-                self.refused += count
-                error = error_key(status, answer)
-                self.errors[error] = self.errors.get(error, 0) + 1
-            queue.task_done()
-
-
 class UserPublisher:
     """Scenario B: batches of pushes, each to one random user."""
 
@@ -871,21 +701,14 @@ class UserPublisher:
 
     async def open_loop(self, step: int, rate: float, seconds: float, inflight: int) -> None:
         per_request = max(1, round(rate / 100))
-        interval = per_request / rate
-        start = time.monotonic()
         pending: set[asyncio.Task[None]] = set()
-        n = 0
-        while (due := start + n * interval) < start + seconds:
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for _ in paced(per_request / rate, seconds):
             if len(pending) >= inflight:
                 self.behind += 1
                 await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             task = asyncio.create_task(self._post(step, per_request))
             pending.add(task)
             task.add_done_callback(pending.discard)
-            n += 1
         if pending:
             await asyncio.gather(*pending)
 
@@ -996,14 +819,12 @@ class Probe:
 
 async def probe_main(args: argparse.Namespace) -> None:
     """The probe process: sample connections and the publisher, driven on stdin."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    reader = await stdin_lines()
     http = Http(args.http_port, args.api_key)
     lag = LagMonitor()
     lag.start()
     conns: list[Conn] = []
-    publisher = RoomPublisher(Http(args.http_port, args.api_key))
+    publisher = RoomPublisher(args.http_port, args.api_key, ROOM)
 
     def answer(value: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(value) + "\n")
@@ -1027,7 +848,6 @@ async def probe_main(args: argparse.Namespace) -> None:
                 answer({})
             elif do == "publish":
                 await publisher.run(command["rate"], command["seconds"])
-                publisher.http.close()
                 answer(
                     {
                         "sent": publisher.sent,
@@ -1046,15 +866,7 @@ async def probe_main(args: argparse.Namespace) -> None:
                 ]
                 refs: dict[str, dict[str, Any]] = {}
                 for conn, sample in zip(conns, samples, strict=True):
-                    refs.setdefault(
-                        conn.node,
-                        {
-                            "ends": sample.ends,
-                            "messages": sample.messages,
-                            "frames": sample.frames,
-                            "position": sample.position,
-                        },
-                    )
+                    refs.setdefault(conn.node, sample.report())
                 answer(
                     {
                         "refs": refs,
@@ -1076,20 +888,6 @@ async def probe_main(args: argparse.Namespace) -> None:
             answer({"error": repr(exc)})
     close_all(conns)
     http.close()
-
-
-class Reference:
-    """A sample's (bytes, messages) record, as the probe reported it."""
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        self.ends: list[int] = record["ends"]
-        self.messages: list[int] = record["messages"]
-        self.frames: int = record["frames"]
-        self.position: int = record["position"]
-
-    def messages_at(self, nbytes: int) -> int:
-        index = bisect.bisect_right(self.ends, nbytes) - 1
-        return self.messages[index] if index >= 0 else 0
 
 
 async def room_scenario(ctx: Context, name: str) -> dict[str, Any]:
@@ -1152,7 +950,7 @@ async def room_scenario(ctx: Context, name: str) -> dict[str, Any]:
         first, last = marks
         used = usage(first, last)
         got = await probe.ask({"do": "report", "start": first.at, "end": last.at})
-        refs = {node: Reference(record) for node, record in got["refs"].items()}
+        refs = {node: StreamRecord.from_report(record) for node, record in got["refs"].items()}
         delivered = got["in_window"] + sum(
             refs[c.node].messages_at(b2) - refs[c.node].messages_at(b1)
             for c, b1, b2 in zip(conns, first.nbytes, last.nbytes, strict=True)
@@ -1343,19 +1141,10 @@ def step_line(r: dict[str, Any]) -> str:
 
 
 def machine(args: argparse.Namespace, cores: dict[str, set[int]]) -> list[str]:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    versions = ", ".join(
-        f"{package} {metadata.version(package)}" for package in ("uvloop", "redis", "msgspec")
-    )
+    versions = package_versions("uvloop", "redis", "msgspec")
     return [
         f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-        f"machine: {model}, {os.cpu_count()} cores, {memory:.0f} GiB, Linux {platform.release()}",
+        machine_line(),
         f"python: {platform.python_version()}; {versions}; redis-server {redis_version()}",
         f"servers (and redis-server) pinned to cores {sorted(cores['server'])}, "
         f"load generator + publisher to cores {sorted(cores['load'])}"

@@ -27,22 +27,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import datetime
 import gc
 import os
 import platform
-import queue
-import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any, cast
 
 import uvloop
+from common import (
+    Child,
+    WsClient,
+    cores_ticks,
+    machine_line,
+    package_versions,
+    pin,
+    rss_kib,
+    say,
+    set_rcvlowat,
+    stdin_lines,
+)
 
 PAYLOAD = b"\xa5" * 100
 FRAME_SIZE = 2 + len(PAYLOAD)  # server frames are unmasked, length < 126
@@ -50,42 +55,7 @@ WARM_CONNS = 10  # opened before the baseline RSS, so one-off allocations are no
 SERVERS = ("picows", "websockets", "longlink")
 SERVER_CORE = 0
 LOAD_CORE = 1
-
-
-def rss_kib() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def core_ticks(core: int) -> tuple[int, int]:
-    """(busy, total) jiffies of one core from /proc/stat: softirq work included.
-
-    On loopback the receiver's TCP processing largely runs in the sender's softirq
-    context, and not all of it is charged to the sending process's CPU time.
-    """
-    with open("/proc/stat") as stat:
-        for line in stat:
-            if line.startswith(f"cpu{core} "):
-                ticks = [int(t) for t in line.split()[1:]]
-                idle = ticks[3] + ticks[4]  # idle + iowait
-                return sum(ticks[:8]) - idle, sum(ticks[:8])
-    return 0, 0
-
-
-def pin(core: int) -> None:
-    if len(os.sched_getaffinity(0)) > 1 and core < (os.cpu_count() or 1):
-        os.sched_setaffinity(0, {core})
-
-
-def say(*words: object) -> None:
-    print(*words, flush=True)
-
-
-async def stdin_lines() -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return reader
+SCRIPT = os.path.abspath(__file__)
 
 
 # --------------------------------------------------------------------------- servers
@@ -226,7 +196,7 @@ async def serve(name: str, port: int) -> None:
         elif line[0] == "broadcast":
             seconds = float(line[1])
             messages = writes = 0
-            core0 = core_ticks(SERVER_CORE)
+            core0 = cores_ticks((SERVER_CORE,))
             wall0, cpu0 = time.perf_counter(), time.process_time()
             deadline = wall0 + seconds
             while time.perf_counter() < deadline:
@@ -235,7 +205,7 @@ async def serve(name: str, port: int) -> None:
                 messages += 1
                 await asyncio.sleep(0)  # let the loop flush and read between messages
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-            busy, total = (b - a for a, b in zip(core0, core_ticks(SERVER_CORE), strict=True))
+            busy, total = (b - a for a, b in zip(core0, cores_ticks((SERVER_CORE,)), strict=True))
             core = busy / total if total else 0.0
             say(
                 "broadcast", messages, writes, f"{wall:.4f}", f"{cpu:.4f}", f"{core:.4f}", rss_kib()
@@ -257,48 +227,25 @@ class Tally:
         self.last = 0.0
 
 
-class Client(asyncio.BufferedProtocol):
+class Client(WsClient):
     """One idle WebSocket client: sends the handshake, then counts what arrives."""
 
-    __slots__ = ("done", "head", "sample", "shared", "tally", "transport")
+    __slots__ = ("sample", "tally")
 
     def __init__(
         self, tally: Tally, shared: memoryview, done: asyncio.Future[None], sample: Any
     ) -> None:
+        super().__init__(shared, done)
         self.tally = tally
-        self.shared = shared
-        self.done = done
-        self.head: bytearray | None = bytearray()
         self.sample = sample  # a WsReader on one connection, to check the frames
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport = cast(asyncio.Transport, transport)
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
-            (
-                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: longlink.v1\r\n\r\n"
-            ).encode()
-        )
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.shared  # every connection reads into the same buffer: only sizes count
 
     def buffer_updated(self, nbytes: int) -> None:
         tally = self.tally
         if self.head is not None:
-            head = self.head
-            head += self.shared[:nbytes]
-            end = head.find(b"\r\n\r\n")
-            if end < 0:
+            rest = self.upgraded(nbytes)
+            if rest is None:
                 return
-            if not head.startswith(b"HTTP/1.1 101"):
-                self.done.set_exception(RuntimeError(bytes(head[:end]).decode()))
-                return
-            self.head = None
             self.done.set_result(None)
-            rest = bytes(head[end + 4 :])
             nbytes = len(rest)
             if not nbytes:
                 return
@@ -310,10 +257,6 @@ class Client(asyncio.BufferedProtocol):
         tally.last = now = time.perf_counter()
         if not tally.first:
             tally.first = now
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_exception(ConnectionError("closed during the handshake"))
 
 
 class SampleReader:
@@ -357,8 +300,7 @@ async def load(port: int, conns: int, lowat: int) -> None:
         # so each read (and each Python callback) takes several frames. The sample connection
         # keeps the default of 1 byte: it sees every message at once and dates the window.
         for transport in transports[1:]:  # transports[0] is the sample connection
-            sock = transport.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, frames * FRAME_SIZE)
+            set_rcvlowat(transport, frames * FRAME_SIZE)
 
     async def quiet(seconds: float) -> None:
         """Return once nothing has arrived for ``seconds`` (at most 30 s after the call)."""
@@ -403,59 +345,12 @@ async def load(port: int, conns: int, lowat: int) -> None:
 # --------------------------------------------------------------------------- driver
 
 
-class Child:
-    """A child process of this script, spoken to with one-line commands and answers."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put("")
-
-    def send(self, command: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-
-    def expect(self, word: str, timeout: float) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"no {word!r} within {timeout} s") from None
-            if not line:
-                raise RuntimeError(f"child exited (code {self.proc.wait()}) before {word!r}")
-            fields = line.split()
-            if fields and fields[0] == word:
-                return fields[1:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.send("quit")
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-
-
 def measure(name: str, conns: int, seconds: float, lowat: int) -> dict[str, float]:
-    server = Child("--serve", name, "--port", "0")
+    server = Child(SCRIPT, "--serve", name, "--port", "0")
     gen = None
     try:
         port = server.expect("ready", 30)[0]
-        gen = Child("--load", "--port", port, "--conns", str(conns), "--lowat", str(lowat))
+        gen = Child(SCRIPT, "--load", "--port", port, "--conns", str(conns), "--lowat", str(lowat))
         gen.expect("warm", 30)
         server.send("stats")
         _, rss_before = map(int, server.expect("stats", 10))
@@ -493,21 +388,10 @@ def measure(name: str, conns: int, seconds: float, lowat: int) -> dict[str, floa
 
 
 def machine() -> list[str]:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    versions = ", ".join(
-        f"{package} {metadata.version(package)}"
-        for package in ("picows", "websockets", "uvloop", "httptools")
-    )
+    versions = package_versions("picows", "websockets", "uvloop", "httptools")
     return [
         f"date: {datetime.date.today().isoformat()}",
-        f"machine: {model}, {os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB, "
-        f"Linux {platform.release()}",
+        machine_line(),
         f"python: {platform.python_version()} ({platform.python_implementation()}); {versions}",
         f"server pinned to core {SERVER_CORE}, load generator to core {LOAD_CORE}, uvloop",
     ]
