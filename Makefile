@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src/longlink
+	$(BIN)/mypy bench
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

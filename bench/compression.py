@@ -13,6 +13,7 @@ batch, in dispatch) and to decompress it (once per batch, in every client).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import time
@@ -39,12 +40,10 @@ def batch_body(messages: int, seed: int) -> bytes:
 def settings() -> dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]]:
     out: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {}
     for level in (1, 6, 9):
-        out[f"zlib {level}"] = (lambda d, lv=level: zlib.compress(d, lv), zlib.decompress)
+        out[f"zlib {level}"] = (functools.partial(zlib.compress, level=level), zlib.decompress)
     for quality in (1, 3, 4, 5, 6, 9, 11):
-        out[f"br {quality}"] = (
-            lambda d, q=quality: brotli.compress(d, quality=q, lgwin=18),
-            brotli.decompress,
-        )
+        compress = functools.partial(brotli.compress, quality=quality, lgwin=18)
+        out[f"br {quality}"] = (compress, brotli.decompress)
     return out
 
 

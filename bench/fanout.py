@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import secrets
-import sys
 import tempfile
 import time
 import zlib
@@ -815,4 +814,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

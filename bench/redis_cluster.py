@@ -1097,7 +1097,7 @@ def rss_text(r: dict[str, Any]) -> str:
 
 def cost_us(r: dict[str, Any], messages: float) -> float:
     """CPU µs of every server process (Redis included) per message."""
-    return sum(r["cpu"].values()) / 100 * r["wall"] / max(1, messages) * 1e6
+    return float(sum(r["cpu"].values()) / 100 * r["wall"] / max(1, messages) * 1e6)
 
 
 def cost_per_process(r: dict[str, Any], messages: float) -> str:
