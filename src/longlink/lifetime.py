@@ -21,6 +21,16 @@ def cancel_requested() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+async def stop_tasks(*tasks: asyncio.Task[None] | None) -> None:
+    """Cancel ``tasks`` (None is skipped) and wait until each has ended."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 log = logging.getLogger("longlink")
 
 
@@ -53,10 +63,7 @@ class Periodic:
     async def close(self) -> None:
         """Stop the job; idempotent."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(task)
 
     async def _loop(self) -> None:
         while not cancel_requested():

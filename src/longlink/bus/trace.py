@@ -38,7 +38,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from longlink.bus.redis import PREFIX, RETRYABLE
-from longlink.lifetime import cancel_requested
+from longlink.lifetime import cancel_requested, stop_tasks
 from longlink.trace import MessageTrace, Reach, Tracer, merge_reach, merge_traces
 
 __all__ = ["CHANNEL", "RedisTraceView", "TracePart", "TraceQuery"]
@@ -136,10 +136,7 @@ class RedisTraceView:
     async def close(self) -> None:
         """Stop answering (other processes stop counting this one); idempotent."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(task)
         await self._unsubscribe()
 
     async def _subscribe(self) -> None:

@@ -55,7 +55,7 @@ from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.dispatch.aggregator import Aggregator, FanoutTime, Output, RoomFlush
 from longlink.dispatch.compression import BatchEncoder
 from longlink.dispatch.metrics import DispatchMetrics
-from longlink.lifetime import cancel_requested
+from longlink.lifetime import cancel_requested, stop_tasks
 from longlink.logic.base import SessionRegistry
 from longlink.model import Envelope, Message, Priority, Target
 from longlink.settings import Settings
@@ -138,7 +138,7 @@ class Dispatcher:
 
         Messages still in the queue stay there.
         """
-        await _cancel(self._consumers)
+        await stop_tasks(*self._consumers)
         self._consumers = []
         emitter_alive = any(not t.done() for t in self._helpers)
         if self.aggregator is not None and emitter_alive:
@@ -149,7 +149,7 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CLOSE_FLUSH_S):
                         await self._drained.wait()
-        await _cancel(self._helpers)
+        await stop_tasks(*self._helpers)
         self._helpers = []
 
     # ------------------------------------------------------------------ high priority
@@ -343,11 +343,3 @@ class Dispatcher:
             metrics.unrouted.labels(label).inc(unrouted)
         for reached, grouped in by_nodes.items():
             self.tracer.on_many(grouped, "dispatched", {"nodes": sorted(reached)})
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
