@@ -101,17 +101,25 @@ async def test_redis_unacked_messages_are_claimed_by_another_worker(
     await client.aclose()
 
 
+class Collector:
+    """A delivery handler that keeps what arrives; ``done`` once ``count`` envelopes came."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.received: list[Envelope] = []
+        self.done = asyncio.Event()
+
+    def __call__(self, envelopes: Sequence[Envelope]) -> None:
+        self.received.extend(envelopes)
+        if len(self.received) >= self.count:
+            self.done.set()
+
+
 async def test_channel_delivers_in_order_to_the_attached_node(client: Any) -> None:
     channel = make_channel(client)
-    received: list[Envelope] = []
-    done = asyncio.Event()
-
-    def handler(envelopes: Sequence[Envelope]) -> None:
-        received.extend(envelopes)
-        if len(received) >= 4:
-            done.set()
-
-    await channel.attach("n1", handler)
+    collector = Collector(4)
+    received, done = collector.received, collector.done
+    await channel.attach("n1", collector)
     await channel.send("n2", [message(99)])  # another node's: not ours
     await channel.send("n1", [message(1), message(2)])
     await channel.send("n1", [NodeCommand("kick_user", user="u", reason="r")])
@@ -129,15 +137,9 @@ async def test_channel_delivers_in_order_to_the_attached_node(client: Any) -> No
 
 async def test_channel_delivers_high_priority_and_keeps_the_rest_in_order(client: Any) -> None:
     channel = make_channel(client)
-    received: list[Envelope] = []
-    done = asyncio.Event()
-
-    def handler(envelopes: Sequence[Envelope]) -> None:
-        received.extend(envelopes)
-        if len(received) >= 4:
-            done.set()
-
-    await channel.attach("n1", handler)
+    collector = Collector(4)
+    received, done = collector.received, collector.done
+    await channel.attach("n1", collector)
     kick = NodeCommand("kick_user", user="u", reason="r")
     await channel.send("n1", [message(1), message(2, Priority.HIGH), kick, message(3)])
     await asyncio.wait_for(done.wait(), WAIT)
