@@ -278,7 +278,7 @@ class Tracer:
         if self.max_messages <= 0:
             return
         at_ms = self.now_ms()
-        frozen = self._freeze(event, detail) if detail is not None else None  # once for all
+        frozen = self.freeze(event, detail) if detail is not None else None  # once for all
         for message in messages:
             if self._all or message.guaranteed:
                 self.record(message.msg_id, event, frozen, at_ms)
@@ -302,7 +302,7 @@ class Tracer:
         traces = self._traces
         trace = traces.get(msg_id)
         if isinstance(detail, dict):
-            detail = self._freeze(event, detail)
+            detail = self.freeze(event, detail)
         if trace is None:
             if len(traces) >= self.max_messages and traces:
                 # Full: a message older than the oldest trace kept was dropped already;
@@ -317,7 +317,7 @@ class Tracer:
         else:
             traces[msg_id] = (*trace, now - trace[_CREATED], event, detail)
 
-    def _freeze(self, event: str, detail: Detail) -> Values:
+    def freeze(self, event: str, detail: Detail) -> Values:
         """A dict detail as a shared tuple (values in FIELDS order, or name/value pairs)."""
         names = FIELDS.get(event)
         if names is not None and len(detail) == len(names) and all(n in detail for n in names):

@@ -504,7 +504,10 @@ class Delivery:
         tracer = self.gateway.tracer
         if tracer.scope == "all" and tracer.max_messages > 0:
             at_ms = tracer.now_ms()
-            detail = {"node": self.gateway.settings.node_id, "written": written}
+            # Frozen once for the whole call: the same detail for every message.
+            detail = tracer.freeze(
+                "written", {"node": self.gateway.settings.node_id, "written": written}
+            )
             for batch in batches:
                 for msg_id in batch.msg_ids:
                     tracer.record(msg_id, "written", detail, at_ms)
