@@ -217,16 +217,7 @@ class Delivery:
 
     def write_many(self, conns: Iterable[Connection], frame: bytes, priority: Priority) -> int:
         """Write one frame to many connections now, with the outbox policy; returns writes."""
-        tcp: list[Connection] = []
-        ws: list[Connection] = []
-        for conn in conns:
-            (ws if conn.kind == WS else tcp).append(conn)
-        parts: list[Part] = []
-        if tcp:
-            parts.append((tcp, frame))
-        if ws:
-            parts.append((ws, ws_message(frame)))
-        return sum(self._write(c, d, 1, priority) for c, d in parts)
+        return self._write_parts(_by_transport(conns, frame), 1, priority)
 
     # ------------------------------------------------------------------ high priority
 
@@ -421,16 +412,7 @@ class Delivery:
                     parts.append((list(members), data))
                 return parts
             conns = list(self.hub.resolve(message.target))
-        tcp: list[Connection] = []
-        ws: list[Connection] = []
-        for conn in conns:
-            (ws if conn.kind == WS else tcp).append(conn)
-        out: list[Part] = []
-        if tcp:
-            out.append((tcp, frame))
-        if ws:
-            out.append((ws, ws_message(frame)))
-        return out
+        return _by_transport(conns, frame)
 
     # ------------------------------------------------------------------ writing
 
@@ -555,6 +537,20 @@ def _frame_for_member(batches: list[RoomBatch], changes: list[Change]) -> bytes:
     if len(kept) <= 1:
         return kept[0] if kept else b""
     return encode_batch(kept)
+
+
+def _by_transport(conns: Iterable[Connection], frame: bytes) -> list[Part]:
+    """One part per transport present: TCP gets ``frame``, WebSocket it framed once."""
+    tcp: list[Connection] = []
+    ws: list[Connection] = []
+    for conn in conns:
+        (ws if conn.kind == WS else tcp).append(conn)
+    parts: list[Part] = []
+    if tcp:
+        parts.append((tcp, frame))
+    if ws:
+        parts.append((ws, ws_message(frame)))
+    return parts
 
 
 def _guaranteed(job: _Job) -> bool:
