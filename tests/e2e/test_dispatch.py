@@ -29,28 +29,15 @@ from longlink.node import Node
 from longlink.protocol import Codec, Flag, FrameDecoder, Op, encode_frame
 from longlink.protocol.messages import Auth, encode_body
 from tests.conftest import API_KEY, SCALE, WAIT, fresh_bus, node_settings
+from tests.e2e.raw_sessions import address
 
 TRANSPORTS = ["ws", "tcp"]
-
-
-@pytest.fixture
-async def api(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=node.http_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=WAIT
-    ) as client:
-        yield client
 
 
 async def push(api: httpx.AsyncClient, to: dict[str, Any], data: Any, **extra: Any) -> int:
     response = await api.post("/v1/push", json={"to": to, "data": data, **extra})
     assert response.status_code == 202, response.text
     return int(response.json()["msg_id"])
-
-
-def address(node: Node, transport: str) -> str:
-    assert node.gateway is not None
-    ws, tcp = node.gateway.endpoints
-    return ws if transport == "ws" else tcp
 
 
 async def raw_session(
