@@ -273,32 +273,7 @@ class RedisRegistry:
         return [s for s in sessions if s is not None]
 
     async def nodes_for(self, target: Target) -> set[str]:
-        live = await self.live_nodes()
-        if target.all:
-            if not live:
-                return set()
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for node in live:
-                    pipe.scard(_k("nconns", node))
-                sizes = await pipe.execute()
-            return {n for n, size in zip(live, sizes, strict=True) if size}
-        nodes: set[str] = set()
-        for user in target.users:
-            nodes.update((await self._conns_of(_k("user", user))).values())
-        for device in target.devices:
-            nodes.update((await self._conns_of(_k("dev", device))).values())
-        rooms = list(target.rooms)
-        if target.areas:
-            rooms.extend(await self.rooms_in_areas(list(target.areas)))
-        if rooms and live:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for node in live:
-                    pipe.hmget(_k("nrooms", node), rooms)
-                counts = await pipe.execute()
-            for node, values in zip(live, counts, strict=True):
-                if any(v is not None and int(v) > 0 for v in values):
-                    nodes.add(node)
-        return nodes
+        return (await self.nodes_for_many([target]))[0]
 
     async def nodes_for_many(self, targets: Sequence[Target]) -> list[set[str]]:
         """:meth:`nodes_for` of each of ``targets``, in as few commands as the kinds need.
