@@ -68,4 +68,4 @@ def test_heartbeat_is_clamped() -> None:
 def test_names() -> None:
     assert valid_name("room-1") and valid_name("弹幕")
     assert not valid_name("") and not valid_name("a" * 129)
-    assert not valid_name("a b") and not valid_name("a\nb")
+    assert valid_name("a b") and not valid_name("a\nb") and not valid_name("a\x85b")

@@ -50,9 +50,9 @@ from longlink.api.schemas import (
 from longlink.api.services import Services
 from longlink.bus.base import MessageQueue, QueueFull
 from longlink.control.endpoints import choose_endpoints, node_healthy
-from longlink.control.ids import id_problem
 from longlink.control.tickets import TicketError, TicketVerifier
 from longlink.model import Message, NodeCommand
+from longlink.protocol.ids import id_problem
 from longlink.settings import Settings
 from longlink.store.base import StoreError, recipients_of
 from longlink.trace import LocalTraceView, TraceView

@@ -11,7 +11,7 @@ from typing import Any
 
 from longlink import __version__
 from longlink.api.schemas import MAX_BATCH
-from longlink.control.ids import MAX_ID_LENGTH
+from longlink.protocol.ids import MAX_ID_LENGTH
 
 __all__ = ["openapi_document"]
 

@@ -25,8 +25,8 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from longlink.api.errors import BAD_REQUEST, TOO_LARGE, ApiError
-from longlink.control.ids import ID_PATTERN, MAX_ID_LENGTH
 from longlink.model import Priority, Target
+from longlink.protocol.ids import ID_PATTERN, MAX_ID_LENGTH, IdRule
 from longlink.settings import ConfigError, Settings
 
 __all__ = [
@@ -135,8 +135,6 @@ class PushRequest:
     ttl_default: bool = False
 
 
-_CONTROL_FREE = re.compile(ID_PATTERN)
-
 #: The settings :class:`Limits` is made of (same names as its fields).
 LIMIT_SETTINGS = (
     "max_payload",
@@ -172,7 +170,8 @@ class Limits:
     id_pattern: str = ""
     max_push_body: int = 1 << 20
     max_batch_body: int = 16 << 20
-    _id_regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    #: The one id rule (:mod:`longlink.protocol.ids`) as these limits narrow it.
+    id_rule: IdRule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in (
@@ -191,16 +190,11 @@ class Limits:
                 f"default_ttl_s: must lie between min_ttl_s ({self.min_ttl_s})"
                 f" and max_ttl_s ({self.max_ttl_s})"
             )
-        if self.max_id_length > MAX_ID_LENGTH:
-            # Clients carry ids in tickets and JOIN frames, limited to 128 characters.
-            raise ConfigError(f"max_id_length: must be at most {MAX_ID_LENGTH}")
-        regex = None
-        if self.id_pattern:
-            try:
-                regex = re.compile(self.id_pattern)
-            except re.error as exc:
-                raise ConfigError(f"id_pattern: not a regular expression ({exc})") from exc
-        object.__setattr__(self, "_id_regex", regex)
+        try:
+            rule = IdRule(self.max_id_length, self.id_pattern)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        object.__setattr__(self, "id_rule", rule)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -219,15 +213,7 @@ class Limits:
 
     def id_problem(self, value: str) -> str | None:
         """Why ``value`` is not a valid id here, or None when it is."""
-        if not value:
-            return "must not be empty"
-        if len(value) > self.max_id_length:
-            return f"must be at most {self.max_id_length} characters (max_id_length)"
-        if not _CONTROL_FREE.match(value):
-            return "must not contain control characters"
-        if self._id_regex is not None and not self._id_regex.fullmatch(value):
-            return f"must match {self.id_pattern!r} (id_pattern)"
-        return None
+        return self.id_rule.problem(value)
 
 
 # ------------------------------------------------------------------ decoding

@@ -19,9 +19,9 @@ from typing import Any
 
 import jwt
 
-from longlink.control.ids import id_problem
 from longlink.control.tokens import TOKEN_TYPE, HmacJwt
 from longlink.protocol.errors import LonglinkError
+from longlink.protocol.ids import id_problem
 
 __all__ = ["TicketError", "TicketExpired", "TicketInvalid", "TicketVerifier"]
 

@@ -17,6 +17,7 @@ from enum import IntEnum
 
 from longlink.protocol.errors import ErrorCode, ProtocolError
 from longlink.protocol.frames import CLIENT_OPS, Codec, Op
+from longlink.protocol.ids import DEFAULT_ID_RULE
 
 
 class SessionState(IntEnum):
@@ -68,9 +69,6 @@ def clamp_heartbeat(requested: int | None, default: int, low: int, high: int) ->
     return max(low, min(high, requested))
 
 
-MAX_ID_LENGTH = 128
-
-
 def valid_name(name: str) -> bool:
-    """A room, user or device id: 1..128 characters, no control characters or spaces."""
-    return 0 < len(name) <= MAX_ID_LENGTH and name.isprintable() and " " not in name
+    """A room, user or device id under the one id rule (:mod:`longlink.protocol.ids`)."""
+    return DEFAULT_ID_RULE.valid(name)
