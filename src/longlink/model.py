@@ -13,6 +13,8 @@ import zlib
 
 import msgspec
 
+from longlink.protocol.push import push_flags, push_frame
+
 
 class Priority(enum.StrEnum):
     LOW = "low"
@@ -58,6 +60,12 @@ class Message(msgspec.Struct, frozen=True, array_like=True, tag="msg"):
     @property
     def expires_ms(self) -> int:
         return self.accepted_ms + self.ttl_s * 1000
+
+
+def message_push(message: Message) -> bytes:
+    """The plain PUSH frame of ``message`` (codec 0): the one place a message is framed."""
+    flags = push_flags(high=message.priority == Priority.HIGH, guaranteed=message.guaranteed)
+    return push_frame(message.payload, message.msg_id, flags)
 
 
 class NodeCommand(msgspec.Struct, frozen=True, array_like=True, tag="cmd"):

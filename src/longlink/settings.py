@@ -95,6 +95,8 @@ class Settings:
     webhook_timeout_s: float = 5.0
     upstream_rate: float = 10.0  # UPSTREAM frames per second per connection
     upstream_burst: int = 20
+    control_rate: float = 20.0  # other frames that earn a reply, per second per connection
+    control_burst: int = 60  # ... at once (past 3 bursts of debt: rate_limited, then close)
     kick_same_device: bool = True  # a new AUTH of a user's device KICKs its older connection
     max_frame: int = 64 * 1024
     max_rooms: int = 8

@@ -1,4 +1,9 @@
-"""Fixtures for the SDK tests: a fake gateway per transport, a fake control API, clients."""
+"""Fixtures for the SDK bridge tests: a real node (embedded backends) per test, clients on it.
+
+The protocol rules themselves are tested without sockets in tests/protocol
+(the server and client sessions as a pair); these tests cover what the
+asyncio bridge adds: transports, tasks, reconnects, timeouts, close.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,13 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from longlink.client import Client
-from tests.client.fake_gateway import FakeControl, FakeGateway
+from longlink.gateway.connection import Connection
+from longlink.node import Node
+from tests.conftest import API_KEY, WAIT, node_settings
 
 ClientFactory = Callable[..., Awaitable[Client]]
 
@@ -22,30 +30,36 @@ async def _asyncio_debug() -> AsyncIterator[None]:
 
 
 @pytest.fixture(params=["tcp", "ws"])
-async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[FakeGateway]:
-    gw = await FakeGateway(kind=request.param).start()
-    yield gw
-    await gw.stop()
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def control(gateway: FakeGateway) -> FakeControl:
-    return FakeControl(gateway)
+async def server(tmp_path: Any) -> AsyncIterator[Node]:
+    async with Node(node_settings(tmp_path, min_heartbeat_s=1)) as node:
+        yield node
 
 
 @pytest.fixture
-async def make_client(control: FakeControl, gateway: FakeGateway) -> AsyncIterator[ClientFactory]:
-    """Connected clients on the fake gateway's transport; all closed at teardown."""
+async def api(server: Node) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=server.http_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=WAIT
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def make_client(server: Node, transport: str) -> AsyncIterator[ClientFactory]:
+    """Connected clients on the server over ``transport``; all closed at teardown."""
     made: list[Client] = []
-    http = control.http_client()
 
     async def connect(**kwargs: Any) -> Client:
         kwargs.setdefault("user", "u1")
-        kwargs.setdefault("transport", gateway.kind)
+        kwargs.setdefault("transport", transport)
         kwargs.setdefault("backoff_initial_s", 0.01)
         kwargs.setdefault("backoff_max_s", 0.05)
         kwargs.setdefault("rng", random.Random(7))
-        client = Client("http://control.test", http_client=http, **kwargs)
+        client = Client(server.http_url, **kwargs)
         made.append(client)
         await client.connect()
         return client
@@ -53,4 +67,10 @@ async def make_client(control: FakeControl, gateway: FakeGateway) -> AsyncIterat
     yield connect
     for client in made:
         await client.close()
-    await http.aclose()
+
+
+def server_conn(server: Node, user: str) -> Connection:
+    """The gateway's connection of ``user`` (exactly one)."""
+    assert server.gateway is not None
+    [conn] = server.gateway.hub.users[user]
+    return conn

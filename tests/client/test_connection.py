@@ -1,12 +1,17 @@
-"""The Client against a fake gateway and control API, over TCP and WebSocket."""
+"""The Client's asyncio bridge against a real node, over TCP and WebSocket.
+
+What a frame means is the session's (tests/protocol/test_pair.py); here:
+connecting, requests and their futures, the pump (heartbeats, ACKs), losses,
+reconnects with the rooms and their ``since``, stopping, closing.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
+import time
+from typing import TypeVar
 
 import httpx
-import msgspec
 import pytest
 
 from longlink.client import (
@@ -17,17 +22,14 @@ from longlink.client import (
     ConnectionClosed,
     ControlError,
     Disconnected,
-    ErrorEvent,
     Kicked,
     Reconnected,
     ServerError,
-    ServerEvent,
 )
-from longlink.protocol import Codec, Flag, Op, encode_batch, encode_frame
-from longlink.protocol.messages import decode_ack
-from tests.client.conftest import ClientFactory
-from tests.client.fake_gateway import FakeConn, FakeControl, FakeGateway, body_of
-from tests.conftest import WAIT
+from longlink.logic.base import NodeInfo
+from longlink.node import Node
+from tests.client.conftest import ClientFactory, server_conn
+from tests.conftest import WAIT, node_settings
 
 E = TypeVar("E", bound=ClientEvent)
 
@@ -40,221 +42,140 @@ async def next_event_of(client: Client, kind: type[E]) -> E:
             return event
 
 
-def json_of(body: bytes) -> Any:
-    return msgspec.json.decode(body)
+async def push(api: httpx.AsyncClient, to: dict[str, object], data: object, **extra: object) -> int:
+    response = await api.post("/v1/push", json={"to": to, "data": data, **extra})
+    assert response.status_code == 202, response.text
+    return int(response.json()["msg_id"])
 
 
-async def test_connect_sends_credentials_and_auth(
-    make_client: ClientFactory, control: FakeControl, gateway: FakeGateway
+async def test_connect_authenticates_with_rooms_codecs_and_interval(
+    make_client: ClientFactory, server: Node, transport: str
 ) -> None:
-    client = await make_client(device="d1", region="eu", rooms=["r2", "r1"], heartbeat_s=20)
-    assert control.requests == [
-        {"user": "u1", "device": "d1", "region": "eu", "transports": [gateway.kind]}
-    ]
-    conn = await gateway.next_connection()
-    assert conn.auth == {
-        "token": "tok-1",
-        "rooms": ["r1", "r2"],
-        "codecs": ["br", "zlib"],
-        "heartbeat_s": 20,
-    }
-    assert client.connected
-    assert client.auth_ok is not None
-    assert (client.auth_ok.conn_id, client.auth_ok.node) == ("c1", "g1")
+    client = await make_client(device="d1", rooms=["r2", "r1"], heartbeat_s=20, codecs=["zlib"])
+    assert client.connected and client.auth_ok is not None
+    auth_ok = client.auth_ok
+    assert (auth_ok.user, auth_ok.device, auth_ok.node) == ("u1", "d1", "g1")
+    assert (sorted(auth_ok.rooms), auth_ok.heartbeat_s, auth_ok.codec) == (["r1", "r2"], 20, "zlib")
+    conn = server_conn(server, "u1")
+    assert conn.conn_id == auth_ok.conn_id and set(conn.rooms) == {"r1", "r2"}
     assert client.rooms == {"r1", "r2"}
 
 
-async def test_ticket_is_sent_instead_of_user(control: FakeControl, gateway: FakeGateway) -> None:
-    async with (
-        control.http_client() as http,
-        Client(
-            "http://control.test",
-            ticket="jwt",
-            transport="ws" if gateway.kind == "ws" else "tcp",
-            http_client=http,
-        ) as client,
-    ):
-        assert client.connected
-    assert control.requests == [{"ticket": "jwt", "transports": [gateway.kind]}]
-
-
-async def test_heartbeats_at_the_auth_ok_interval(
-    make_client: ClientFactory, gateway: FakeGateway
-) -> None:
-    gateway.heartbeat_s = 1
-    gateway.online = {"r1": 5}
-    client = await make_client(rooms=["r1"])
-    conn = await gateway.next_connection()
-    beat = await conn.next_frame(Op.HEARTBEAT)
-    assert beat.body == b""
-    # JOIN_OK comes after HEARTBEAT_OK on the same connection: both are applied by now.
-    assert await client.join("r2") == 3
-    assert client.online == {"r1": 5, "r2": 3}
-
-
-async def test_requests_carry_seq_and_get_their_replies(
-    make_client: ClientFactory, gateway: FakeGateway
-) -> None:
-    gateway.join_errors["full"] = "room_limit"
+async def test_requests_get_their_replies_and_errors(make_client: ClientFactory) -> None:
     client = await make_client()
-    conn = await gateway.next_connection()
-    assert await client.join("r9") == 3
-    join = await conn.next_frame(Op.JOIN)
-    assert (join.seq, json_of(join.body)) == (1, {"room": "r9"})
-    assert client.rooms == {"r9"} and client.online["r9"] == 3
-
+    assert await client.join("r9") == 1
+    assert client.rooms == {"r9"} and client.online["r9"] == 1
     await client.leave("r9")
-    leave = await conn.next_frame(Op.LEAVE)
-    assert (leave.seq, json_of(leave.body)) == (2, {"room": "r9"})
     assert client.rooms == set()
-
-    await client.upstream(b"\x00hello")
-    up = await conn.next_frame(Op.UPSTREAM)
-    assert (up.seq, up.body) == (3, b"\x00hello")
-
     with pytest.raises(ServerError) as caught:
-        await client.join("full")
+        await client.upstream(b"\x00hello")  # no webhook on this server
+    assert caught.value.code == "not_allowed"
+    for room in "abcdefgh":
+        await client.join(room)
+    with pytest.raises(ServerError) as caught:
+        await client.join("ninth")
     assert caught.value.code == "room_limit"
-    assert "full" not in client.rooms
+    assert "ninth" not in client.rooms and client.connected
 
 
-async def test_duplicate_guaranteed_push_is_delivered_once_and_acked(
-    make_client: ClientFactory, gateway: FakeGateway
+async def test_pushes_arrive_tagged_and_guaranteed_ones_are_acked(
+    make_client: ClientFactory, api: httpx.AsyncClient, server: Node
 ) -> None:
-    client = await make_client()
-    conn = await gateway.next_connection()
-    guaranteed = int(Flag.ACK_REQUIRED)
-    await conn.send(Op.PUSH, b'{"a": 1}', flags=guaranteed, msg_id=42)
-    await conn.send(Op.PUSH, b'{"a": 1}', flags=guaranteed, msg_id=42)  # a retry
-    await conn.send(Op.PUSH, b'"plain"', msg_id=43)
-
+    client = await make_client(rooms=["stage"])
+    to_room = await push(api, {"rooms": ["stage"]}, {"n": 1})
+    to_user = await push(api, {"users": ["u1"]}, {"n": 2}, guaranteed=True)
     first = await client.next_message(timeout=WAIT)
-    assert (first.msg_id, first.json(), first.guaranteed) == (42, {"a": 1}, True)
-    ack = await conn.next_frame(Op.ACK)  # sent once the app has taken it
-    assert decode_ack(ack.body, ack.msg_id) == [42]
     second = await client.next_message(timeout=WAIT)
-    assert (second.msg_id, second.guaranteed) == (43, False)
-
-    # A redelivery after the ack is dropped again, and acked again at once.
-    await conn.send(Op.PUSH, b'{"a": 1}', flags=guaranteed, msg_id=42)
-    ack = await conn.next_frame(Op.ACK)
-    assert decode_ack(ack.body, ack.msg_id) == [42]
-    await conn.send(Op.PUSH, b'"marker"', msg_id=44)
-    assert (await client.next_message(timeout=WAIT)).msg_id == 44
-
-
-@pytest.mark.parametrize("codec", list(Codec))
-async def test_batch_pushes_arrive_in_order_without_duplicates(
-    make_client: ClientFactory, gateway: FakeGateway, codec: Codec
-) -> None:
-    client = await make_client()
-    conn = await gateway.next_connection()
-    await conn.send(Op.PUSH, b"0", msg_id=10)
-    inner = [
-        encode_frame(Op.PUSH, b"1", msg_id=11),
-        encode_frame(Op.PUSH, b"0", msg_id=10),  # already delivered
-        encode_frame(Op.PUSH, b"2", msg_id=12, flags=Flag.HIGH_PRIORITY),
-    ]
-    await conn.send_raw(encode_batch(inner, codec))
-    got = [await client.next_message(timeout=WAIT) for _ in range(3)]
-    assert [(m.msg_id, m.data) for m in got] == [(10, b"0"), (11, b"1"), (12, b"2")]
-    assert [m.high_priority for m in got] == [False, False, True]
+    assert (first.msg_id, first.room, first.json()) == (to_room, "stage", {"n": 1})
+    assert (second.msg_id, second.room, second.guaranteed) == (to_user, None, True)
+    assert client.last_ids == {"stage": to_room}
+    deadline = time.monotonic() + WAIT
+    while server.tracer.reach().acked < 1:  # the ACK left when the app took the message
+        assert time.monotonic() < deadline, "no ACK reached the server"
+        await asyncio.sleep(0.01)
 
 
-async def test_manual_ack(make_client: ClientFactory, gateway: FakeGateway) -> None:
+async def test_manual_ack(make_client: ClientFactory, api: httpx.AsyncClient, server: Node) -> None:
     client = await make_client(auto_ack=False)
-    conn = await gateway.next_connection()
-    await conn.send(Op.PUSH, b"x", flags=Flag.ACK_REQUIRED, msg_id=7)
-    assert (await client.next_message(timeout=WAIT)).msg_id == 7
-    await client.ack([8, 9])
-    many = await conn.next_frame(Op.ACK)  # the first ACK: taking 7 sent none
-    assert (many.msg_id, json_of(many.body)) == (0, {"msg_ids": [8, 9]})
-    await client.ack(7)
-    one = await conn.next_frame(Op.ACK)
-    assert (one.msg_id, one.body) == (7, b"")
-
-
-async def test_events_and_unanswered_errors(
-    make_client: ClientFactory, gateway: FakeGateway
-) -> None:
-    client = await make_client()
-    conn = await gateway.next_connection()
-    await conn.send(Op.EVENT, body_of(type="enter", room="r1", user="u2"))
-    await conn.send(Op.ERROR, body_of(code="rate_limited", message="slow down"))
-    event = await client.next_event(timeout=WAIT)
-    assert isinstance(event, ServerEvent)
-    assert (event.type, event.room, event.user) == ("enter", "r1", "u2")
-    assert await client.next_event(timeout=WAIT) == ErrorEvent("rate_limited", "slow down", 0)
+    msg_id = await push(api, {"users": ["u1"]}, "x", guaranteed=True)
+    message = await client.next_message(timeout=WAIT)
+    assert message.msg_id == msg_id and server.tracer.reach().acked == 0
+    await client.ack(msg_id)
+    deadline = time.monotonic() + WAIT
+    while server.tracer.reach().acked < 1:
+        assert time.monotonic() < deadline, "no ACK reached the server"
+        await asyncio.sleep(0.01)
 
 
 async def test_reconnects_after_a_drop_with_its_rooms(
-    make_client: ClientFactory, control: FakeControl, gateway: FakeGateway
+    make_client: ClientFactory, api: httpx.AsyncClient, server: Node
 ) -> None:
     client = await make_client(rooms=["r1"])
-    first = await gateway.next_connection()
     await client.join("r2")
-    first.drop()
+    first = server_conn(server, "u1")
+    assert first.transport is not None
+    first.transport.abort()
 
     lost = await next_event_of(client, Disconnected)
     assert lost.will_reconnect
     back = await next_event_of(client, Reconnected)
-    assert back.auth_ok.conn_id == "c2" and back.attempts >= 1
-    second = await gateway.next_connection()
-    assert second.auth["token"] == "tok-2"
-    assert second.auth["rooms"] == ["r1", "r2"]
-    assert control.requests[1] == {"user": "u1", "device": "d1", "transports": [gateway.kind]}
-
-    await second.send(Op.PUSH, b"after", msg_id=5)
-    assert (await client.next_message(timeout=WAIT)).data == b"after"
+    assert back.attempts >= 1 and back.auth_ok.conn_id != first.conn_id
+    assert back.auth_ok.device == first.device  # the demo device id is asked for again
+    assert set(server_conn(server, "u1").rooms) == {"r1", "r2"}
+    msg_id = await push(api, {"rooms": ["r2"]}, "after")
+    assert (await client.next_message(timeout=WAIT)).msg_id == msg_id
     assert client.auth_ok is back.auth_ok
 
 
 async def test_request_in_flight_fails_when_the_connection_drops(
-    make_client: ClientFactory, gateway: FakeGateway
+    make_client: ClientFactory, server: Node
 ) -> None:
-    gateway.silent_rooms.add("void")
     client = await make_client()
-    conn = await gateway.next_connection()
+    conn = server_conn(server, "u1")
+    assert conn.transport is not None
+    conn.transport.pause_reading()  # the JOIN is never read, so never answered
     join = asyncio.create_task(client.join("void"))
-    await conn.next_frame(Op.JOIN)
-    conn.drop()
+    await asyncio.sleep(0)
+    conn.transport.abort()
     with pytest.raises(ConnectionClosed):
         await asyncio.wait_for(join, WAIT)
     await next_event_of(client, Reconnected)
     assert "void" not in client.rooms
 
 
-async def test_kick_drain_reconnects(make_client: ClientFactory, gateway: FakeGateway) -> None:
+async def test_kick_drain_reconnects(make_client: ClientFactory, server: Node) -> None:
     client = await make_client()
-    conn = await gateway.next_connection()
-    await conn.send(Op.KICK, body_of(reason="drain"))
-    assert await client.next_event(timeout=WAIT) == Kicked("drain")
+    assert server.gateway is not None
+    server.gateway.commands.drain()
+    assert await next_event_of(client, Kicked) == Kicked("drain")
     assert await client.next_event(timeout=WAIT) == Disconnected("kicked: drain", True)
     await next_event_of(client, Reconnected)
-    await gateway.next_connection()
+    assert client.connected
 
 
 async def test_other_kick_stops_the_client(
-    make_client: ClientFactory, control: FakeControl, gateway: FakeGateway
+    make_client: ClientFactory, api: httpx.AsyncClient
 ) -> None:
     client = await make_client()
-    conn = await gateway.next_connection()
-    await conn.send(Op.PUSH, b"last", msg_id=1)
-    await conn.send(Op.KICK, body_of(reason="banned"))
-    assert await client.next_event(timeout=WAIT) == Kicked("banned")
+    msg_id = await push(api, {"users": ["u1"]}, "last")
+    response = await api.post("/v1/users/u1/kick", json={"reason": "banned"})
+    assert response.status_code == 200, response.text
+    assert await next_event_of(client, Kicked) == Kicked("banned")
     assert await client.next_event(timeout=WAIT) == Disconnected("kicked: banned", False)
     # What arrived before the kick is still handed out, then the end.
-    assert (await client.next_message(timeout=WAIT)).data == b"last"
+    assert (await client.next_message(timeout=WAIT)).msg_id == msg_id
     with pytest.raises(ConnectionClosed, match="banned"):
         await client.next_message(timeout=WAIT)
     with pytest.raises(ConnectionClosed):
         await client.join("r")
-    assert not client.connected and len(control.requests) == 1
+    assert not client.connected
 
 
-async def test_no_reconnect_when_disabled(make_client: ClientFactory, gateway: FakeGateway) -> None:
+async def test_no_reconnect_when_disabled(make_client: ClientFactory, server: Node) -> None:
     client = await make_client(reconnect=False)
-    (await gateway.next_connection()).drop()
+    conn = server_conn(server, "u1")
+    assert conn.transport is not None
+    conn.transport.abort()
     event = await next_event_of(client, Disconnected)
     assert not event.will_reconnect
     with pytest.raises(ConnectionClosed):
@@ -262,88 +183,87 @@ async def test_no_reconnect_when_disabled(make_client: ClientFactory, gateway: F
             pass
 
 
-async def test_auth_failed_raises_auth_error(
-    make_client: ClientFactory, gateway: FakeGateway
-) -> None:
-    gateway.auth_errors.append("auth_failed")
+async def test_a_bad_ticket_raises_auth_error(server: Node, transport: str) -> None:
+    client = Client(server.http_url, ticket="not-a-jwt", transport=transport)  # type: ignore[arg-type]
     with pytest.raises(AuthError) as caught:
-        await make_client()
-    assert caught.value.code == "auth_failed"
+        await client.connect()
+    assert caught.value.code == "bad_ticket"
+    await client.close()
 
 
-async def test_token_expired_at_auth_fetches_a_new_token(
-    make_client: ClientFactory, control: FakeControl, gateway: FakeGateway
-) -> None:
-    gateway.auth_errors.append("token_expired")
-    client = await make_client()
-    assert client.connected and len(control.requests) == 2
-    assert (await gateway.next_connection()).auth["token"] == "tok-2"
-
-
-async def test_control_errors(make_client: ClientFactory, control: FakeControl) -> None:
-    control.failures.append(
-        httpx.Response(401, json={"error": {"code": "bad_ticket", "message": "expired"}})
-    )
-    with pytest.raises(AuthError) as refused:
-        await make_client()
-    assert (refused.value.code, refused.value.message) == ("bad_ticket", "expired")
-
-    control.failures.append(
-        httpx.Response(
-            503, json={"error": {"code": "overloaded", "message": ""}}, headers={"Retry-After": "2"}
-        )
-    )
-    with pytest.raises(ControlError) as busy:
-        await make_client()
-    assert (busy.value.code, busy.value.status, busy.value.retry_after) == ("overloaded", 503, 2.0)
-    assert busy.value.retryable
+async def test_no_gateway_is_a_retryable_control_error(tmp_path: object) -> None:
+    settings = node_settings(tmp_path, roles=("api", "control"))
+    async with Node(settings) as node:
+        client = Client(node.http_url, user="u1")
+        with pytest.raises(ControlError) as busy:
+            await client.connect()
+        assert (busy.value.status, busy.value.code) == (503, "no_nodes")
+        assert busy.value.retryable and busy.value.retry_after
+        await client.close()
 
 
 async def test_endpoints_are_tried_in_order(
-    make_client: ClientFactory, control: FakeControl, gateway: FakeGateway
+    make_client: ClientFactory, server: Node, transport: str
 ) -> None:
-    dead = "ws://127.0.0.1:9/ws" if gateway.kind == "ws" else "127.0.0.1:9"
-    control.extra_endpoints.append({"node": "dead", gateway.kind: dead})
+    # A node that reported a moment ago with no load ranks first, but is not there.
+    dead = NodeInfo(
+        node="dead",
+        region="local",
+        ws="ws://127.0.0.1:9/ws",
+        tcp="127.0.0.1:9",
+        reported_ms=int(time.time() * 1000),
+    )
+    await server.registry.report_node(dead)
     client = await make_client()
     assert client.auth_ok is not None and client.auth_ok.node == "g1"
 
 
-async def test_no_reachable_endpoint_raises_connect_failed(
-    make_client: ClientFactory, control: FakeControl, gateway: FakeGateway
-) -> None:
-    control.gateways.clear()
-    control.extra_endpoints.append({"node": "other", "tcp" if gateway.kind == "ws" else "ws": "x"})
-    with pytest.raises(ConnectFailed, match="no endpoint serves"):
-        await make_client()
+async def test_no_reachable_endpoint_raises_connect_failed(tmp_path: object) -> None:
+    async with Node(node_settings(tmp_path, roles=("api", "control"))) as node:
+        dead = NodeInfo(
+            node="dead",
+            region="local",
+            ws="ws://127.0.0.1:9/ws",
+            tcp="127.0.0.1:9",
+            reported_ms=int(time.time() * 1000),
+        )
+        await node.registry.report_node(dead)
+        client = Client(node.http_url, user="u1", connect_timeout_s=WAIT)
+        with pytest.raises(ConnectFailed, match="no endpoint could be reached"):
+            await client.connect()
+        await client.close()
 
 
 async def test_close_is_idempotent_and_leaves_no_task(
-    make_client: ClientFactory, gateway: FakeGateway
+    make_client: ClientFactory, server: Node
 ) -> None:
     client = await make_client()
-    conn = await gateway.next_connection()
+    assert server.gateway is not None
     waiting = asyncio.create_task(client.next_message())
     await asyncio.gather(client.close(), client.close())
     await client.close()
     with pytest.raises(ConnectionClosed, match="client closed"):
         await asyncio.wait_for(waiting, WAIT)
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("longlink-client")]
-    await asyncio.wait_for(conn.closed.wait(), WAIT)
+    deadline = time.monotonic() + WAIT
+    while server.gateway.hub.conns:
+        assert time.monotonic() < deadline, "the server still holds the connection"
+        await asyncio.sleep(0.01)
     with pytest.raises(ConnectionClosed):
         await client.next_event()
     with pytest.raises(ConnectionClosed):
         await client.connect()
 
 
-@pytest.mark.parametrize("gateway", ["tcp"], indirect=True)  # transport-independent
+@pytest.mark.parametrize("transport", ["tcp"], indirect=True)  # transport-independent
 async def test_silent_connection_is_dropped_and_replaced(
-    make_client: ClientFactory, gateway: FakeGateway
+    make_client: ClientFactory, server: Node
 ) -> None:
-    gateway.heartbeat_s = 1
-    gateway.answer_heartbeats = False
-    client = await make_client()
-    first: FakeConn = await gateway.next_connection()
-    lost = await next_event_of(client, Disconnected)  # after 2.5 silent intervals
+    client = await make_client(heartbeat_s=1)
+    conn = server_conn(server, "u1")
+    assert conn.transport is not None
+    conn.transport.pause_reading()  # heartbeats are not read, so never answered
+    # After 2.5 silent intervals one side or the other drops it (both watch the silence).
+    lost = await next_event_of(client, Disconnected)
     assert lost.will_reconnect
-    await asyncio.wait_for(first.closed.wait(), WAIT)
     await next_event_of(client, Reconnected)

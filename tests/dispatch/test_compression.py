@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from longlink.client import unpack_pushes
-from longlink.dispatch.compression import BatchEncoder, push_frame
+from longlink.dispatch.compression import BatchEncoder
 from longlink.model import Message, Priority, RoomBatch, Target, pack_envelope, unpack_envelope
-from longlink.protocol import Codec, Flag, Op, decode_frame
+from longlink.protocol import Codec, Flag, Op, decode_frame, split_batch
+from longlink.protocol.client import unpack_pushes
+from longlink.protocol.push import room_of
 
 ROOM = Target(rooms=["r"])
 
@@ -38,27 +39,32 @@ def test_a_batch_decodes_to_its_messages_with_every_codec() -> None:
         assert frame.codec == codec
         got = unpack_pushes(frame)
         assert [(m.msg_id, m.data) for m in got] == [(m.msg_id, m.payload) for m in messages]
+        assert {m.room for m in got} == {"r"}  # PROTOCOL §1.4 rule 1: tagged with the room
     # Compressed once per codec, and much smaller (danmaku-like JSON).
     assert 0 < stats.brotli_bytes < stats.raw_bytes / 2
     assert 0 < stats.zlib_bytes < stats.raw_bytes / 2
     assert stats.zlib_s > 0 and stats.brotli_s > 0
 
 
-def test_one_small_message_stays_a_plain_uncompressed_push() -> None:
+def test_one_small_message_is_a_tagged_uncompressed_batch() -> None:
     [message] = danmaku(1)
     batch, stats = BatchEncoder(min_bytes=256).encode("r", [message])
     assert batch.frames[1:] == [b"", b""]  # compression would not pay
-    for codec in Codec:
-        assert batch.frame_for(codec) == push_frame(message)
+    frame = decode_frame(batch.frame_for(Codec.BROTLI), 1 << 20)
+    assert frame.codec == Codec.NONE and frame.flags & Flag.BATCH
+    tag, push = split_batch(frame.body)  # a single message is a BATCH of two (§1.4 rule 1)
+    assert (tag.op, room_of(tag)) == (Op.ROOM, "r")
+    assert (push.op, push.msg_id, push.body) == (Op.PUSH, message.msg_id, message.payload)
     assert stats.zlib_s == 0 and stats.brotli_s == 0
 
 
-def test_one_large_message_is_compressed_without_batching() -> None:
+def test_one_large_message_is_compressed_in_its_tagged_batch() -> None:
     big = Message(msg_id=7, target=ROOM, payload=b'{"text":"%s"}' % (b"ha" * 2000))
     batch, _ = BatchEncoder().encode("r", [big])
     frame = decode_frame(batch.frame_for(Codec.BROTLI), 1 << 20)
-    assert frame.codec == Codec.BROTLI and not frame.flags & Flag.BATCH and frame.msg_id == 7
-    assert unpack_pushes(frame)[0].data == big.payload
+    assert frame.codec == Codec.BROTLI and frame.flags & Flag.BATCH and frame.msg_id == 0
+    [message] = unpack_pushes(frame)
+    assert (message.msg_id, message.data, message.room) == (7, big.payload, "r")
 
 
 def test_incompressible_batches_fall_back_to_codec_none() -> None:

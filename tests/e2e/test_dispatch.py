@@ -26,7 +26,7 @@ from longlink.client import Client, Message, RawConnection, unpack_pushes
 from longlink.model import Message as QueuedMessage
 from longlink.model import MsgIdGenerator, Priority, Target
 from longlink.node import Node
-from longlink.protocol import Codec, Flag, FrameDecoder, Op, encode_frame
+from longlink.protocol import Codec, FrameDecoder, Op, encode_frame
 from longlink.protocol.messages import Auth, encode_body
 from tests.conftest import API_KEY, SCALE, WAIT, fresh_bus, node_settings
 from tests.e2e.raw_sessions import address
@@ -114,10 +114,12 @@ async def test_each_client_gets_the_codec_it_asked_for(
         while len(messages) < len(ids):
             frame = await raw.recv_frame(timeout=WAIT)
             if frame.op == Op.PUSH:
-                if frame.flags & Flag.BATCH:
+                batch = unpack_pushes(frame)
+                if len(batch) > 1:  # a lone message is too small to compress
                     codecs_seen.add(frame.codec)
-                messages.extend(unpack_pushes(frame))
+                messages.extend(batch)
         assert [m.msg_id for m in messages] == ids, name
+        assert all(m.room == "hall" for m in messages), name  # PROTOCOL §1.4 rule 1
         assert codecs_seen == {codec}, name
         await raw.close()
 
@@ -303,7 +305,7 @@ async def test_stalled_client_neither_delays_its_room_nor_grows_memory(
             # The reader keeps pace: everything up to here has reached it already.
             assert [m.msg_id for m in got] == sent[-32:]
             assert conn.transport is not None
-            assert conn.transport.get_write_buffer_size() <= gateway.delivery.hard_limit
+            assert conn.transport.get_write_buffer_size() <= gateway.outbox.hard_limit
         growth = _rss_bytes() - rss_before
     assert conn.dropped > 0, "the stalled client lost low-priority messages"
     assert gateway.metrics.slow_drops.labels("low")._value.get() == conn.dropped
@@ -330,7 +332,7 @@ async def test_slow_client_past_the_hard_limit_is_closed_with_server_busy(
             if conn.closed:
                 break
     assert conn.closed
-    assert gateway.delivery.stats.slow_closes._value.get() == 1
+    assert gateway.metrics.slow_closes._value.get() == 1
     await until(lambda: "slowpoke" not in gateway.hub.users)
 
 

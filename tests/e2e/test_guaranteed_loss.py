@@ -26,11 +26,12 @@ import httpx
 import pytest
 
 from longlink.client import Client, Reconnected
-from longlink.client.link import Link
+from longlink.client.connection import _Link
 from longlink.client.transport import Transport
 from longlink.gateway.connection import Connection
 from longlink.node import Node
 from longlink.protocol import Flag, Frame, Op
+from longlink.protocol.client import Output
 from tests.conftest import API_KEY, WAIT, fresh_bus, node_settings
 from tests.e2e.test_guaranteed import eventually, store_holds
 
@@ -85,10 +86,10 @@ class LossyClient(Client):
         self._loss = loss
         self._rng = random.Random(seed)
 
-    async def _establish(self) -> Link:
-        link = await super()._establish()
+    async def _establish(self) -> tuple[_Link, Output]:
+        link, opened = await super()._establish()
         link.transport = LossyTransport(link.transport, self._loss, self._rng, self.tally)
-        return link
+        return link, opened
 
 
 def within(observed: int, n: int, p: float, sigmas: float = 4.0) -> bool:
@@ -160,7 +161,7 @@ async def test_reach_under_loss_matches_the_formula_and_the_store_completes_it(
             assert rounds <= MAX_ROUNDS, f"{N - len(set(seen))} still missing"
             conns: list[Connection] = list(gateway.hub.users.get("lossy", ()))
             for conn in conns:
-                conn.kick("drain")  # the SDK reconnects at once (KICK drain)
+                conn.apply(conn.kick("drain"))  # the SDK reconnects at once (KICK drain)
             while not isinstance(await client.next_event(timeout=WAIT), Reconnected):
                 pass
 

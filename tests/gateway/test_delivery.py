@@ -10,19 +10,20 @@ from typing import Any
 import pytest
 
 from longlink.bus.memory import MemoryNodeChannel
-from longlink.client import unpack_pushes
 from longlink.control.tokens import TokenIssuer
-from longlink.dispatch.compression import BatchEncoder, push_frame
+from longlink.dispatch.compression import BatchEncoder
 from longlink.gateway import delivery as delivery_module
 from longlink.gateway.connection import Connection
+from longlink.gateway.fanout import ws_message
 from longlink.gateway.server import Gateway
 from longlink.gateway.tcp import TcpConnection
-from longlink.gateway.websocket import WsConnection, ws_message
+from longlink.gateway.websocket import WsConnection
 from longlink.logic.memory import MemoryRegistry
-from longlink.model import Message, Priority, RoomBatch, Target
+from longlink.model import Message, Priority, RoomBatch, Target, message_push
 from longlink.protocol import Codec, FrameDecoder, Op
 from longlink.protocol import websocket as wsp
-from longlink.protocol.session import SessionState
+from longlink.protocol.client import unpack_pushes
+from longlink.protocol.server import SessionState
 from longlink.settings import Settings
 from tests.conftest import WAIT
 
@@ -35,6 +36,7 @@ class FakeTransport:
         self.buffered = 0
         self.closing = False
         self.aborted = False
+        self.reading = True
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
@@ -51,6 +53,12 @@ class FakeTransport:
     def abort(self) -> None:
         self.aborted = self.closing = True
 
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
 
 @pytest.fixture
 def gateway() -> Iterator[Gateway]:
@@ -65,7 +73,8 @@ def connect(gateway: Gateway, rooms: list[str], *, ws: bool = False, codec: int 
     """An open connection with a fake transport, indexed in ``rooms``."""
     global _serial
     _serial += 1
-    conn: Connection = WsConnection(gateway) if ws else TcpConnection(gateway)
+    host = gateway.sessions
+    conn: Connection = WsConnection(host) if ws else TcpConnection(host)
     conn.transport = FakeTransport()  # type: ignore[assignment]
     if isinstance(conn, WsConnection):
         conn.handshake = None
@@ -74,6 +83,7 @@ def connect(gateway: Gateway, rooms: list[str], *, ws: bool = False, codec: int 
     conn.user = f"u{_serial}"
     conn.device = f"d{_serial}"
     conn.codec = codec
+    conn.rooms = tuple(rooms)
     conn.state = SessionState.OPEN
     gateway.hub.add(conn, rooms)
     return conn
@@ -128,7 +138,7 @@ async def test_each_group_gets_its_codec_framed_once(gateway: Gateway) -> None:
         for codec in Codec
     }
     room_batch = batch(100, 30)
-    gateway.deliver([room_batch])
+    gateway.commands.deliver([room_batch])
     for (ws, codec), group in conns.items():
         expected = room_batch.frame_for(codec)
         if ws:
@@ -145,9 +155,9 @@ async def test_high_priority_second_copy_is_dropped(gateway: Gateway) -> None:
     conn = connect(gateway, [])
     [message] = messages(7, 1, priority=Priority.HIGH)
     message = Message(7, Target(users=[conn.user]), b"!", priority=Priority.HIGH)
-    gateway.deliver([message])
-    gateway.deliver([message])  # the copy from the other dispatch path
-    assert writes(conn) == [push_frame(message)]
+    gateway.commands.deliver([message])
+    gateway.commands.deliver([message])  # the copy from the other dispatch path
+    assert writes(conn) == [message_push(message)]
     assert gateway.delivery.stats.dedup_drops._value.get() == 1
 
 
@@ -157,11 +167,11 @@ async def test_a_big_room_is_written_in_slices_in_order_and_high_priority_cuts_i
     monkeypatch.setattr(delivery_module, "SLICE", 64)
     room = [connect(gateway, ["r"], ws=i % 2 == 0, codec=i % 3) for i in range(300)]
     vip = room[-1]
-    gateway.deliver([batch(1, 5)])  # too big for one slice: queued for the writer
+    gateway.commands.deliver([batch(1, 5)])  # too big for one slice: queued for the writer
     assert not gateway.delivery.idle and writes(room[0]) == []
     await asyncio.sleep(0)  # the writer takes its first slice, then yields
-    gateway.deliver([batch(6, 5), batch(11, 5)])  # waiting behind it: written together
-    gateway.deliver([Message(99, Target(users=[vip.user]), b"!", priority=Priority.HIGH)])
+    gateway.commands.deliver([batch(6, 5), batch(11, 5)])  # waiting behind it: written together
+    gateway.commands.deliver([Message(99, Target(users=[vip.user]), b"!", priority=Priority.HIGH)])
     assert received(vip) == [99]  # at once, ahead of the low-priority batches
     await idle(gateway)
     for conn in room:
@@ -176,31 +186,31 @@ async def test_a_slow_client_loses_low_priority_then_is_closed(gateway: Gateway)
     slow, fine = connect(gateway, ["r"]), connect(gateway, ["r"])
     slow.transport.buffered = 100 * 1024  # type: ignore[union-attr]  # over the soft limit
     slow.pause_writing()  # what the transport does past its high-water mark
-    gateway.deliver([batch(1, 10)])
+    gateway.commands.deliver([batch(1, 10)])
     assert received(slow) == [] and received(fine) == list(range(1, 11))
     assert slow.dropped == 10
     assert gateway.metrics.slow_drops.labels("low")._value.get() == 10
     high = Message(50, Target(rooms=["r"]), b"!" * 1000, priority=Priority.HIGH)
-    gateway.deliver([high])  # under the hard limit: still written
+    gateway.commands.deliver([high])  # under the hard limit: still written
     assert received(slow) == [50]
     slow.transport.buffered = 256 * 1024  # type: ignore[union-attr]
-    gateway.deliver([Message(51, Target(rooms=["r"]), b"!", priority=Priority.HIGH)])
+    gateway.commands.deliver([Message(51, Target(rooms=["r"]), b"!", priority=Priority.HIGH)])
     assert slow.closed and slow.transport.closing  # type: ignore[union-attr]
     assert b"server_busy" in writes(slow)[-1]
     assert received(fine) == [*range(1, 11), 50, 51]
-    assert gateway.delivery.stats.slow_closes._value.get() == 1
+    assert gateway.metrics.slow_closes._value.get() == 1
 
 
 async def test_a_client_that_catches_up_gets_low_priority_again(gateway: Gateway) -> None:
     conn = connect(gateway, ["r"])
     conn.pause_writing()
-    gateway.deliver([batch(1, 2)])
+    gateway.commands.deliver([batch(1, 2)])
     conn.resume_writing()
-    gateway.deliver([batch(3, 2)])
+    gateway.commands.deliver([batch(3, 2)])
     assert received(conn) == [3, 4] and conn.dropped == 2
     conn.pause_writing()
     conn.connection_lost(None)  # a closed connection is forgotten
-    assert not gateway.delivery._paused
+    assert not gateway.outbox.behind
 
 
 async def test_members_get_exactly_the_messages_accepted_while_they_were_in(
@@ -218,12 +228,12 @@ async def test_members_get_exactly_the_messages_accepted_while_they_were_in(
     gateway.hub.join(joiner, "r", at_us=now + 2)
     late = Message(4, Target(rooms=["r"]), b"late", accepted_us=now + 10)
     room_batch = BatchEncoder().encode("r", [*early, late])[0]
-    gateway.deliver([room_batch])
+    gateway.commands.deliver([room_batch])
     assert received(stayer) == [1, 2, 3, 4]
     assert received(leaver) == [1, 2]  # a tie (now + 1) counts as still in
     assert received(joiner) == [3, 4]
     # Settled: the next batch is for the members as they are.
-    gateway.deliver([BatchEncoder().encode("r", messages(20, 2))[0]])
+    gateway.commands.deliver([BatchEncoder().encode("r", messages(20, 2))[0]])
     assert received(joiner)[-2:] == [20, 21] and received(leaver) == [1, 2]
     assert "r" not in gateway.hub.changes
 
@@ -235,8 +245,8 @@ async def test_guaranteed_messages_keep_their_place(
     order: list[str] = []
     conns = [connect(gateway, ["r"]) for _ in range(20)]
     monkeypatch.setattr(gateway.guarantee, "deliver", lambda m: order.append(f"g{m.msg_id}"))
-    gateway.deliver([batch(1, 3)])
-    gateway.deliver([Message(9, Target(users=[conns[0].user]), b"g", guaranteed=True)])
+    gateway.commands.deliver([batch(1, 3)])
+    gateway.commands.deliver([Message(9, Target(users=[conns[0].user]), b"g", guaranteed=True)])
     assert order == []  # behind the batch still being written
     await idle(gateway)
     assert order == ["g9"] and received(conns[-1]) == [1, 2, 3]
@@ -251,12 +261,12 @@ async def test_past_the_backlog_cap_low_priority_is_dropped_but_guaranteed_is_ke
     conns = [connect(gateway, ["r"]) for _ in range(20)]
     monkeypatch.setattr(gateway.guarantee, "deliver", lambda m: order.append(f"g{m.msg_id}"))
     user = Target(users=[conns[0].user])
-    gateway.deliver([batch(1, 3)])  # 20 writes queued: the backlog is near the cap
-    gateway.deliver([batch(4, 3)])  # 20 more would pass it: dropped, counted
-    gateway.deliver([Message(9, user, b"low")])  # one more write: the cap exactly
-    gateway.deliver([Message(10, user, b"g", guaranteed=True)])  # the store holds it: kept
-    gateway.deliver([Message(11, user, b"g", guaranteed=True)])
-    gateway.deliver([Message(12, user, b"low")])  # over the cap: dropped
+    gateway.commands.deliver([batch(1, 3)])  # 20 writes queued: the backlog is near the cap
+    gateway.commands.deliver([batch(4, 3)])  # 20 more would pass it: dropped, counted
+    gateway.commands.deliver([Message(9, user, b"low")])  # one more write: the cap exactly
+    gateway.commands.deliver([Message(10, user, b"g", guaranteed=True)])  # the store holds it: kept
+    gateway.commands.deliver([Message(11, user, b"g", guaranteed=True)])
+    gateway.commands.deliver([Message(12, user, b"low")])  # over the cap: dropped
     assert gateway.delivery.stats.overload_drops._value.get() == 4
     await idle(gateway)
     assert order == ["g10", "g11"]
@@ -273,7 +283,7 @@ async def test_wait_ready_holds_while_the_backlog_is_large(
         for _ in range(50):
             connect(gateway, [room])
     for i, room in enumerate(rooms):
-        gateway.deliver([batch(1 + 10 * i, 2, room=room)])
+        gateway.commands.deliver([batch(1 + 10 * i, 2, room=room)])
     assert gateway.delivery.backlog > 100
     waiter = asyncio.create_task(gateway.delivery.wait_ready())
     await asyncio.sleep(0)
@@ -286,7 +296,7 @@ async def test_wait_ready_holds_while_the_backlog_is_large(
 async def test_closed_connections_are_skipped(gateway: Gateway) -> None:
     gone, here = connect(gateway, ["r"]), connect(gateway, ["r"])
     gone.state = SessionState.CLOSED
-    gateway.deliver([batch(1, 2)])
+    gateway.commands.deliver([batch(1, 2)])
     assert writes(gone) == [] and received(here) == [1, 2]
 
 
@@ -297,9 +307,9 @@ async def test_the_time_a_big_room_takes_is_reported_to_dispatch(
     monkeypatch.setattr(delivery_module, "FANOUT_MIN_S", 0.0)
     room = [connect(gateway, ["big"]) for _ in range(100)]
     connect(gateway, ["small"])
-    gateway.deliver([batch(1, 3, room="big")])
+    gateway.commands.deliver([batch(1, 3, room="big")])
     await idle(gateway)
-    gateway.deliver([batch(10, 3, room="small")])
+    gateway.commands.deliver([batch(10, 3, room="small")])
     assert gateway.delivery.fanout_s("big") > 0
     assert gateway.delivery.fanout_s("small") == 0.0  # written at once, never queued
     for conn in room:

@@ -50,14 +50,15 @@ def _gateway() -> Gateway:
 def test_rooms_are_grouped_by_transport_and_codec() -> None:
     gateway = _gateway()
     hub = gateway.hub
-    tcp, ws = TcpConnection(gateway), WsConnection(gateway)
-    tcp.conn_id, tcp.codec = "a", 2
-    ws.conn_id, ws.codec = "b", 1
+    tcp, ws = TcpConnection(gateway.sessions), WsConnection(gateway.sessions)
+    tcp.conn_id, tcp.codec, tcp.rooms = "a", 2, ("r", "s")  # the session's rooms
+    ws.conn_id, ws.codec, ws.rooms = "b", 1, ("r",)
     hub.add(tcp, ["r", "s"])
     hub.add(ws, ["r"])
     assert {group_of(k): v for k, v in hub.groups["r"].items()} == {(0, 2): {tcp}, (1, 1): {ws}}
     assert group_key(ws) in hub.groups["r"] and "s" in hub.groups
     hub.leave(tcp, "s")
+    tcp.rooms = ("r",)
     assert "s" not in hub.groups and "s" not in hub.rooms
     hub.remove(ws)
     assert hub.groups["r"] == {group_key(tcp): {tcp}}
@@ -68,7 +69,7 @@ def test_rooms_are_grouped_by_transport_and_codec() -> None:
 def test_membership_changes_are_forgotten_when_settled_or_old() -> None:
     hub = Hub()
     gateway = _gateway()
-    a, b = TcpConnection(gateway), TcpConnection(gateway)
+    a, b = TcpConnection(gateway.sessions), TcpConnection(gateway.sessions)
     a.conn_id, b.conn_id = "a", "b"
     hub.add(a, [])
     hub.add(b, [])

@@ -12,14 +12,16 @@ from collections.abc import Coroutine, Iterable
 from typing import Any, cast
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from longlink.gateway import guarantee as guarantee_module
 from longlink.gateway.connection import Connection
 from longlink.gateway.guarantee import MAX_UNACKED, REDELIVERY_WINDOW, Guarantee
-from longlink.gateway.server import Gateway
+from longlink.gateway.metrics import GatewayMetrics
+from longlink.gateway.outbox import Outbox
 from longlink.model import Message, Priority, Target
 from longlink.protocol import ErrorCode, Flag, FrameDecoder, Op, ProtocolError
-from longlink.protocol.session import SessionState
+from longlink.protocol.server import SessionState
 from longlink.settings import Settings
 from longlink.store.base import recipients_of_conn
 from longlink.trace import Tracer
@@ -33,6 +35,9 @@ class FakeTransport:
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
+
+    def abort(self) -> None:
+        pass
 
 
 class FakeConn:
@@ -54,14 +59,19 @@ class FakeConn:
     def closed(self) -> bool:
         return self.state == SessionState.CLOSED
 
-    def send_many(self, frames: list[bytes]) -> None:
+    def write_many(self, frames: list[bytes]) -> None:
         self.writes += 1
         for f in FrameDecoder(1 << 20).feed(b"".join(frames)):
             self.frames.append((f.op, f.flags, f.msg_id))
 
-    def fail(self, error: ProtocolError) -> None:
+    def fail(self, error: ProtocolError, seq: int = 0) -> list[str]:
+        """The session's answer, as far as these tests care: ERROR, then closed."""
         self.failed.append(error.code.value)
-        self.close()
+        return ["closed"]
+
+    def apply(self, out: list[str]) -> None:
+        if "closed" in out:
+            self.close()
 
     def close(self) -> None:
         self.state = SessionState.CLOSED
@@ -118,8 +128,19 @@ class FakeGateway:
 
 def make(store: FakeStore | None = None, **changes: Any) -> tuple[Guarantee, FakeGateway, Tracer]:
     gateway = FakeGateway(**changes)
-    tracer = Tracer(max_retries=gateway.settings.max_retries)
-    guarantee = Guarantee(cast(Gateway, gateway), cast(Any, store), tracer)
+    settings = gateway.settings
+    tracer = Tracer(max_retries=settings.max_retries)
+    metrics = GatewayMetrics(CollectorRegistry())
+    guarantee = Guarantee(
+        cast(Any, gateway.hub),
+        Outbox(settings.outbox_soft_kib, settings.outbox_hard_kib, metrics),
+        cast(Any, store),
+        tracer,
+        gateway.spawn,
+        node=settings.node_id,
+        retry_interval_s=settings.retry_interval_s,
+        max_retries=settings.max_retries,
+    )
     return guarantee, gateway, tracer
 
 
@@ -285,7 +306,7 @@ async def test_a_client_far_behind_is_closed_server_busy() -> None:
     guarantee, gateway, _ = make()
     conn = connect(guarantee, gateway, "alice")
     assert conn.transport is not None
-    conn.transport.buffered = 5 << 20
+    conn.transport.buffered = 5 << 20  # past the hard limit (outbox_hard_kib)
     guarantee.deliver(message(1))
     assert conn.failed == [ErrorCode.SERVER_BUSY.value] and conn.pushes() == []
     assert guarantee.inflight == 0

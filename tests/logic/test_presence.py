@@ -1,4 +1,4 @@
-"""The enter/exit and liveness machines (logic/presence.py), checked against their rules."""
+"""The enter/exit machine (logic/presence.py), checked against its rules."""
 
 from __future__ import annotations
 
@@ -6,22 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longlink.logic.presence import (
-    GONE_AFTER,
-    LIVENESS,
-    SUSPECT_AFTER,
     TABLE,
-    Change,
     Effect,
-    Liveness,
     RoomEvent,
     RoomState,
-    next_check,
-    observe,
     on_close,
     on_leave,
     step,
     to_enter,
-    watch,
 )
 
 EVENTS = st.lists(st.sampled_from(list(RoomEvent)), max_size=60)
@@ -29,7 +21,6 @@ EVENTS = st.lists(st.sampled_from(list(RoomEvent)), max_size=60)
 
 def test_table_is_total() -> None:
     assert set(TABLE) == {(s, e) for s in RoomState for e in RoomEvent}
-    assert set(LIVENESS) == {(a, b) for a in Liveness for b in Liveness}
 
 
 @given(EVENTS)
@@ -106,45 +97,3 @@ def test_compact_representation_follows_the_table(ops: list[tuple[str, object, b
             gone = True
         assert set(entered) == {r for r, s in states.items() if s == RoomState.PRESENT}
         assert len(entered) == len(set(entered))
-
-
-# ------------------------------------------------------------------ liveness
-
-
-def test_liveness_thresholds() -> None:
-    assert observe(0, 30) == Liveness.ALIVE
-    assert observe(SUSPECT_AFTER * 30 - 0.01, 30) == Liveness.ALIVE
-    assert observe(SUSPECT_AFTER * 30, 30) == Liveness.SUSPECT
-    assert observe(GONE_AFTER * 30 - 0.01, 30) == Liveness.SUSPECT
-    assert observe(GONE_AFTER * 30, 30) == Liveness.GONE
-
-
-def test_alive_suspect_gone_and_recovery() -> None:
-    assert watch(Liveness.ALIVE, 40, 30) == (Liveness.ALIVE, Change.NONE)
-    assert watch(Liveness.ALIVE, 50, 30) == (Liveness.SUSPECT, Change.SUSPECTED)
-    assert watch(Liveness.SUSPECT, 5, 30) == (Liveness.ALIVE, Change.RECOVERED)
-    assert watch(Liveness.SUSPECT, 74, 30) == (Liveness.SUSPECT, Change.NONE)
-    assert watch(Liveness.SUSPECT, 75, 30) == (Liveness.GONE, Change.LOST)
-    assert watch(Liveness.ALIVE, 100, 30) == (Liveness.GONE, Change.LOST)  # a stalled wheel
-    assert watch(Liveness.GONE, 0, 30) == (Liveness.GONE, Change.NONE)
-
-
-@given(
-    st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), max_size=30),
-    st.integers(min_value=1, max_value=30),
-)
-def test_lost_exactly_once_and_only_after_the_deadline(silences: list[float], hb: int) -> None:
-    state = Liveness.ALIVE
-    lost = 0
-    for silence in silences:
-        state, change = watch(state, silence, hb)
-        if change == Change.LOST:
-            lost += 1
-            assert silence >= GONE_AFTER * hb
-    assert lost <= 1
-    assert (state == Liveness.GONE) == (lost == 1)
-
-
-def test_next_check_is_the_next_threshold() -> None:
-    assert next_check(Liveness.ALIVE, 100.0, 30) == 100.0 + SUSPECT_AFTER * 30
-    assert next_check(Liveness.SUSPECT, 100.0, 30) == 100.0 + GONE_AFTER * 30

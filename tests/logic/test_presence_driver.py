@@ -7,11 +7,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from longlink.bus.memory import MemoryNodeChannel
 from longlink.gateway.events import Presence
+from longlink.gateway.hub import Hub
 from longlink.logic.events import WebhookEvent
-from longlink.logic.presence import Liveness
-from longlink.protocol.session import SessionState
-from longlink.settings import Settings
+from longlink.logic.memory import MemoryRegistry
+from longlink.protocol.liveness import Change, Liveness
+from longlink.protocol.server import SessionState
 
 
 class Sink:
@@ -32,9 +34,11 @@ def make(sink: Sink | None = None) -> tuple[Presence, CollectorRegistry, list[An
         spawned.append(coro)
         coro.close()  # announcements are not under test here
 
-    gateway = SimpleNamespace(settings=Settings(node_id="g9"), spawn=spawn)
     metrics = CollectorRegistry()
-    return Presence(gateway, sink, metrics), metrics, spawned  # type: ignore[arg-type]
+    presence = Presence(
+        Hub(), MemoryRegistry(), MemoryNodeChannel(), sink, spawn, node="g9", metrics=metrics
+    )
+    return presence, metrics, spawned
 
 
 def conn(rooms: tuple[str, ...] = ("a", "b")) -> Any:
@@ -113,7 +117,7 @@ def test_nothing_fires_for_a_connection_that_is_not_open() -> None:
     assert sink.events == [] and c.entered == ()
 
 
-def test_alive_suspect_recovered_then_lost() -> None:
+def test_suspect_count_follows_the_sessions_liveness_and_their_close() -> None:
     sink = Sink()
     presence, metrics, _ = make(sink)
     c = conn(("a",))
@@ -122,16 +126,15 @@ def test_alive_suspect_recovered_then_lost() -> None:
     def suspect() -> float | None:
         return metrics.get_sample_value("longlink_connections_suspect")
 
-    assert presence.first_check(c) == 115.0  # 1.5 intervals
-    assert presence.watch(c, 114.0) == 115.0
-    assert presence.watch(c, 115.0) == 125.0 and c.liveness == Liveness.SUSPECT
+    presence.liveness_changed(Change.SUSPECTED)
+    c.liveness = Liveness.SUSPECT
     assert suspect() == 1
-    c.last_seen = 118.0
-    presence.heartbeat(c)
-    assert c.liveness == Liveness.ALIVE and suspect() == 0
-    assert presence.watch(c, 125.0) == 133.0  # the old deadline came by: look again later
-    assert presence.watch(c, 133.0) == 143.0 and suspect() == 1
-    assert presence.watch(c, 143.0) is None  # 2.5 intervals: gone
+    presence.liveness_changed(Change.RECOVERED)
+    c.liveness = Liveness.ALIVE
+    assert suspect() == 0
+    presence.liveness_changed(Change.SUSPECTED)
+    c.liveness = Liveness.SUSPECT
+    presence.closed(c, "timeout")  # lost while suspect: no longer counted
     assert c.liveness == Liveness.GONE and suspect() == 0
     assert kinds(sink)[-1] == ("exit", "a", "timeout")
     presence.closed(c, "closed")  # the close that follows fires nothing more

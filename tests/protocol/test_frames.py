@@ -134,7 +134,7 @@ def test_header_layout_golden() -> None:
 
 
 def test_enum_values_match_contract() -> None:
-    assert [int(op) for op in Op] == list(range(1, 16))
+    assert [int(op) for op in Op] == list(range(1, 18))
     assert (Flag.ACK_REQUIRED, Flag.BATCH, Flag.HIGH_PRIORITY) == (1, 2, 4)
     assert (Codec.NONE, Codec.ZLIB, Codec.BROTLI) == (0, 1, 2)
     assert [c.label for c in Codec] == ["none", "zlib", "br"]
@@ -450,7 +450,7 @@ def test_unknown_version_is_bad_frame(version: int) -> None:
     both_decoders_raise(raw_header(version=version), ErrorCode.BAD_FRAME)
 
 
-@pytest.mark.parametrize("op", [0, 16, 255])
+@pytest.mark.parametrize("op", [0, 18, 255])
 def test_unknown_op_is_bad_frame(op: int) -> None:
     both_decoders_raise(raw_header(op=op), ErrorCode.BAD_FRAME)
 

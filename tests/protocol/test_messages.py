@@ -23,6 +23,7 @@ from longlink.protocol.messages import (
     decode_ack,
     decode_body,
     encode_body,
+    encode_heartbeat_ok,
 )
 
 MAX_U64 = 2**64 - 1
@@ -98,7 +99,8 @@ def test_encoded_bodies_use_contract_field_names() -> None:
         "codec": "br",
         "rooms": ["r"],
     }
-    assert encode_body(HeartbeatOk()) == b'{"online":{}}'
+    assert encode_heartbeat_ok({}) == b'{"online":{}}'
+    assert encode_heartbeat_ok({"r": 2}, 60) == b'{"online":{"r":2},"heartbeat_s":60}'
     # Events leave out what they do not carry.
     assert encode_body(Event(type="enter", room="r1")) == b'{"type":"enter","room":"r1"}'
     assert encode_body(ErrorBody("auth_required", "AUTH first")) == (

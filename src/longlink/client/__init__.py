@@ -17,7 +17,6 @@ framing is :mod:`longlink.protocol`'s, shared with the server.
 from longlink.client.backoff import Backoff
 from longlink.client.connection import Client
 from longlink.client.control import Endpoint, Grant
-from longlink.client.dedup import RecentIds
 from longlink.client.errors import (
     AuthError,
     ClientError,
@@ -33,10 +32,12 @@ from longlink.client.messages import (
     Kicked,
     Message,
     Reconnected,
+    Recovery,
     ServerEvent,
     unpack_pushes,
 )
 from longlink.client.raw import RawConnection
+from longlink.protocol.client import RecentIds
 from longlink.protocol.messages import AuthOk
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "RawConnection",
     "RecentIds",
     "Reconnected",
+    "Recovery",
     "ServerError",
     "ServerEvent",
     "unpack_pushes",

@@ -10,24 +10,21 @@ caller's task. Then two tasks run, tracked by the client:
   the connection is lost it either reconnects (backoff with full jitter, a
   fresh ``/v1/connect``, AUTH with the current :attr:`Client.rooms`) or stops
   for good;
-* the *pump task* (one per connection) sends HEARTBEAT every
-  ``AUTH_OK.heartbeat_s`` seconds, writes queued ACKs, and aborts a connection
-  from which nothing has arrived for 2.5 intervals (PROTOCOL.md §1.3 rule 3).
+* the *pump task* (one per connection) writes what the session's clock asks
+  for (HEARTBEAT every ``AUTH_OK.heartbeat_s`` seconds) and queued ACKs, and
+  aborts a connection from which nothing has arrived for 2.5 intervals
+  (PROTOCOL.md §1.3 rule 3).
+
+Every protocol decision — what AUTH carries, what a frame means, which
+message is a duplicate, which ACK is owed, when to heartbeat, whether a loss
+allows a reconnect — is the pure :class:`~longlink.protocol.client.ClientSession`'s;
+this module only moves frames and time between it and the transport.
 
 Reconnect or stop
 -----------------
-=================================  ==========================================
-what happened                      with ``reconnect=True``
-=================================  ==========================================
-transport lost, malformed frame    reconnect
-ERROR ``token_expired``, then      reconnect (a new token comes from
-close                              ``/v1/connect`` every time)
-KICK ``drain``                     reconnect, to whatever node is now listed
-KICK any other reason              stop
-ERROR ``auth_failed`` then close,  stop
-AUTH refused, ``/v1/connect`` 4xx
-:meth:`Client.close`               stop
-=================================  ==========================================
+The session's table (:mod:`longlink.protocol.client`, rule 5) says whether a
+loss allows a reconnect; besides it, AUTH refused or ``/v1/connect`` 4xx and
+:meth:`Client.close` stop the client.
 
 With ``reconnect=False`` every loss stops the client. A stopped client emits
 :class:`Disconnected` with ``will_reconnect=False``; its iterators hand out
@@ -57,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import ssl as ssl_module
 from collections.abc import Coroutine, Iterable, Sequence
@@ -66,7 +64,6 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from longlink.client.acks import AckLedger, ack_frames
 from longlink.client.backoff import Backoff
 from longlink.client.dialer import Dialer
 from longlink.client.errors import (
@@ -78,47 +75,35 @@ from longlink.client.errors import (
     ServerError,
 )
 from longlink.client.inbox import Inbox
-from longlink.client.link import Link, pump
-from longlink.client.messages import (
-    ClientEvent,
-    Disconnected,
-    ErrorEvent,
-    Kicked,
-    Message,
-    Reconnected,
-    error_of,
-    event_from_body,
-    kick_reason,
-    unpack_pushes,
+from longlink.client.messages import ClientEvent, Disconnected, Message, Reconnected
+from longlink.client.transport import Transport
+from longlink.protocol import ErrorCode, Op, ProtocolError
+from longlink.protocol.client import (
+    ClientSession,
+    Lost,
+    Opened,
+    Output,
+    Refused,
+    Reply,
+    ack_frames,
 )
-from longlink.protocol import FATAL_CODES, ErrorCode, Frame, Op, ProtocolError, encode_frame
-from longlink.protocol.messages import (
-    AuthOk,
-    HeartbeatOk,
-    JoinOk,
-    RoomBody,
-    decode_body,
-    encode_body,
-)
+from longlink.protocol.messages import AuthOk, JoinOk, decode_body
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 #: Events kept for an application that does not read them (oldest dropped first).
 EVENT_QUEUE_SIZE = 1000
-#: ERROR codes after which reconnecting cannot help.
-TERMINAL_CODES = frozenset({ErrorCode.AUTH_FAILED.value})
-
-_MAX_SEQ = 0xFFFFFFFF
-_REPLY_OPS = frozenset({Op.JOIN_OK, Op.LEAVE_OK, Op.UPSTREAM_OK})
 
 
-@dataclass(frozen=True, slots=True)
-class _Loss:
-    """Why a connection ended, and whether that allows a reconnect."""
+@dataclass(eq=False, slots=True)
+class _Link:
+    """One authenticated connection."""
 
-    reason: str
-    reconnect: bool
+    transport: Transport
+    auth_ok: AuthOk
+    opened_at: float
+    pump: asyncio.Task[None] | None = None
 
 
 class Client:
@@ -129,13 +114,16 @@ class Client:
 
         async with Client("http://127.0.0.1:8080", user="u1", rooms=["lobby"]) as client:
             async for message in client:
-                print(message.json())
+                print(message.room, message.json())
 
     Give either ``ticket`` (a JWT from the business backend) or ``user`` (demo
     mode servers only; without ``device`` the one the server picks at the first
     connection is asked for again on reconnects). ``transport`` picks WebSocket
     or TCP. ``rooms`` are joined at AUTH; :attr:`rooms` is the set re-sent on
-    every reconnect. ``heartbeat_s`` asks the server for an interval (it clamps it).
+    every reconnect, each with the last msg id received from it so the server
+    sends what was missed (a :class:`~longlink.client.Recovery` event tells
+    whether it could). ``heartbeat_s`` asks the server for an interval (it
+    clamps it).
 
     Extensions beyond the contract: ``request_timeout_s`` bounds JOIN, LEAVE
     and UPSTREAM (then :class:`TimeoutError`); ``max_queue`` bounds received
@@ -176,11 +164,13 @@ class Client:
         self.url = url
         #: The last AUTH_OK, ``None`` before the first connection.
         self.auth_ok: AuthOk | None = None
-        #: Online counts per room as last reported by HEARTBEAT_OK and JOIN_OK (a room
-        #: left keeps its last count; only those two replies change this dict).
-        self.online: dict[str, int] = {}
-        #: Rooms sent in AUTH on every (re)connect; kept up to date by join/leave.
-        self.rooms: set[str] = set(rooms)
+        self._session = ClientSession(
+            rooms=rooms,
+            codecs=codecs,
+            heartbeat_s=heartbeat_s,
+            dedup_size=dedup_size,
+            auto_ack=auto_ack,
+        )
         self._dialer = Dialer(
             url,
             transport,
@@ -189,8 +179,6 @@ class Client:
             user=user,
             device=device,
             region=region,
-            codecs=list(codecs),
-            heartbeat_s=heartbeat_s,
             timeout_s=connect_timeout_s,
             ssl=ssl,
         )
@@ -198,18 +186,33 @@ class Client:
         self._reconnect = reconnect
         self._request_timeout_s = request_timeout_s
         self._backoff = Backoff(backoff_initial_s, backoff_max_s, rng)
-        self._acks = AckLedger(dedup_size, auto_ack=auto_ack)
         self._messages: Inbox[Message] = Inbox(max_queue)
         self._events: Inbox[ClientEvent] = Inbox(EVENT_QUEUE_SIZE, drop_oldest=True)
-        self._pending: dict[int, asyncio.Future[Frame]] = {}
-        self._seq = 0
-        self._link: Link | None = None
-        self._session: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._wakeup = asyncio.Event()  # ACKs were queued: the pump writes them
+        self._link: _Link | None = None
+        self._session_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._connect_lock = asyncio.Lock()
         self._stopped: str | None = None  # why the client stopped for good
         self._closing = False
         self._closed = asyncio.Event()
+
+    @property
+    def rooms(self) -> set[str]:
+        """Rooms sent in AUTH on every (re)connect; kept up to date by join/leave."""
+        return self._session.rooms
+
+    @property
+    def online(self) -> dict[str, int]:
+        """Online counts per room as last reported by HEARTBEAT_OK and JOIN_OK (a room
+        left keeps its last count; only those two replies change this dict)."""
+        return self._session.online
+
+    @property
+    def last_ids(self) -> dict[str, int]:
+        """The last msg id received from each room (sent as ``since`` on reconnect)."""
+        return self._session.last_ids
 
     # ------------------------------------------------------------ lifetime
 
@@ -245,14 +248,14 @@ class Client:
         self._check_open()
         async with self._connect_lock:
             self._check_open()
-            if self._session is not None and self.auth_ok is not None:
+            if self._session_task is not None and self.auth_ok is not None:
                 return self.auth_ok
-            link = await self._establish()
+            link, opened = await self._establish()
             if self._closing:  # close() was called meanwhile
                 link.transport.abort()
                 raise ConnectionClosed("client closed")
-            self._attach(link)
-            self._session = self._spawn(self._run(link), "longlink-client-session")
+            await self._attach(link, opened)
+            self._session_task = self._spawn(self._run(link), "longlink-client-session")
             return link.auth_ok
 
     async def close(self) -> None:
@@ -264,14 +267,14 @@ class Client:
         try:
             await self._messages.close("client closed", discard=True)
             await self._events.close("client closed", discard=True)
-            if self._session is not None:
-                self._session.cancel()
-                await asyncio.wait([self._session])
+            if self._session_task is not None:
+                self._session_task.cancel()
+                await asyncio.wait([self._session_task])
             link = self._link
             if link is not None:
                 with contextlib.suppress(ClientError, TimeoutError):
                     async with asyncio.timeout(1.0):
-                        await self._acks.flush(link.transport.send)
+                        await self._flush_acks(link.transport)
                 await self._detach(link, "client closed")
             if self._tasks:  # pumps of connections torn down mid-way
                 for task in self._tasks:
@@ -299,11 +302,15 @@ class Client:
         the messages already received, unless :meth:`close` was called).
         """
         message = await self._messages.get(timeout)
-        self._acks.taken(message)  # no await after the get: a cancelled caller loses nothing
+        # No await after the get: a cancelled caller loses nothing.
+        self._session.taken(message)
+        if self._session.acks_queued:
+            self._wakeup.set()
         return message
 
     async def next_event(self, timeout: float | None = None) -> ClientEvent:  # noqa: ASYNC109
-        """The next :class:`ClientEvent` (EVENT, unanswered ERROR, KICK, disconnects, reconnects).
+        """The next :class:`ClientEvent` (EVENT, unanswered ERROR, KICK, recovery results,
+        disconnects, reconnects).
 
         Only the last 1000 are kept for an application that does not read
         them. Raises like :meth:`next_message`.
@@ -317,16 +324,15 @@ class Client:
         :class:`ConnectionClosed` when not connected (add the room to
         :attr:`rooms` to have it joined at the next AUTH), :class:`TimeoutError`.
         """
-        frame = await self._request(Op.JOIN, encode_body(RoomBody(room)))
-        ok = _decode_reply(frame.body, JoinOk)
-        self.rooms.add(room)
+        reply = await self._request(lambda: self._session.join(room))
+        ok = _decode_reply(reply.body, JoinOk)
+        self._session.joined(room)
         return ok.online
 
     async def leave(self, room: str) -> None:
         """Leave ``room``. It is dropped from :attr:`rooms` first, so even if this
         raises :class:`ConnectionClosed` a reconnect will not re-join it."""
-        self.rooms.discard(room)
-        await self._request(Op.LEAVE, encode_body(RoomBody(room)))
+        await self._request(lambda: self._session.leave(room))
 
     async def upstream(self, data: bytes) -> None:
         """Send ``data`` to the business backend and wait for the server's UPSTREAM_OK.
@@ -334,7 +340,7 @@ class Client:
         Raises :class:`ServerError` (e.g. ``rate_limited``), :class:`ConnectionClosed`,
         :class:`TimeoutError`.
         """
-        await self._request(Op.UPSTREAM, data)
+        await self._request(lambda: self._session.request(Op.UPSTREAM, data))
 
     async def ack(self, msg_id: int | Sequence[int]) -> None:
         """Acknowledge guaranteed messages yourself (for ``auto_ack=False``).
@@ -349,7 +355,7 @@ class Client:
             return
         if self._closing or self._stopped is not None:
             raise ConnectionClosed(self._stopped or "client closed")
-        self._acks.acked(ids)
+        self._session.acked(ids)
         link = self._link
         if link is not None:
             try:
@@ -358,7 +364,7 @@ class Client:
                 return
             except ConnectionClosed:
                 pass
-        self._acks.queue(ids)
+        self._session.queue_acks(ids)
 
     # ------------------------------------------------------------ connecting
 
@@ -368,30 +374,31 @@ class Client:
         if self._stopped is not None:
             raise ConnectionClosed(self._stopped)
 
-    async def _establish(self) -> Link:
+    async def _establish(self) -> tuple[_Link, Output]:
         """A fresh grant, then the first endpoint that authenticates (see Dialer)."""
-        transport, auth_ok = await self._dialer.dial(sorted(self.rooms))
-        now = asyncio.get_running_loop().time()
-        return Link(transport, auth_ok, opened_at=now, last_rx=now)
+        transport, opened = await self._dialer.dial(self._session)
+        auth_ok = next(item.auth_ok for item in opened if isinstance(item, Opened))
+        return _Link(transport, auth_ok, asyncio.get_running_loop().time()), opened
 
-    def _attach(self, link: Link) -> None:
+    async def _attach(self, link: _Link, opened: Output) -> None:
         self._link = link
         self.auth_ok = link.auth_ok
         dialer = self._dialer
         if dialer.ticket is None and dialer.device is None:
             # Demo mode picks a device id when none is given; keep it across reconnects.
             dialer.device = link.auth_ok.device
-        link.pump = self._spawn(
-            pump(link, self._acks), f"longlink-client-pump-{link.auth_ok.conn_id}"
-        )
+        link.pump = self._spawn(self._pump(link), f"longlink-client-pump-{link.auth_ok.conn_id}")
         logger.info(
             "connected conn_id=%s node=%s heartbeat_s=%d",
             link.auth_ok.conn_id,
             link.auth_ok.node,
             link.auth_ok.heartbeat_s,
         )
+        for item in opened:
+            if isinstance(item, ClientEvent):  # e.g. recovery results of the AUTH
+                await self._events.put(item)
 
-    async def _detach(self, link: Link, reason: str) -> None:
+    async def _detach(self, link: _Link, reason: str) -> None:
         """Tear one connection down: pump, transport, then requests in flight."""
         if self._link is link:
             self._link = None
@@ -404,8 +411,9 @@ class Client:
             link.transport.abort()
             raise
         finally:
-            for future in self._pending.values():
-                if not future.done():
+            for seq in self._session.lost():
+                future = self._pending.get(seq)
+                if future is not None and not future.done():
                     future.set_exception(ConnectionClosed(reason))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -416,7 +424,7 @@ class Client:
 
     # ------------------------------------------------------------ session task
 
-    async def _run(self, link: Link) -> None:
+    async def _run(self, link: _Link) -> None:
         """The session task: run the connections one after the other; never dies silently."""
         try:
             await self._serve(link)
@@ -426,7 +434,7 @@ class Client:
                 await self._detach(self._link, f"internal error: {exc!r}")
             await self._stop(f"internal error: {exc!r}")
 
-    async def _serve(self, link: Link) -> None:
+    async def _serve(self, link: _Link) -> None:
         """Read until the connection ends, then reconnect or stop; repeat."""
         loop = asyncio.get_running_loop()
         while True:
@@ -444,67 +452,76 @@ class Client:
                 return
             link = new_link
 
-    async def _read(self, link: Link) -> _Loss:
+    async def _read(self, link: _Link) -> Lost:
         loop = asyncio.get_running_loop()
+        session = self._session
         while True:
             try:
                 frame = await link.transport.recv()
-            except ConnectionClosed as exc:
-                code = link.error_code
-                if code is None:
-                    return _Loss(exc.reason, reconnect=True)
-                return _Loss(f"closed after ERROR {code}", code not in TERMINAL_CODES)
+            except ConnectionClosed:
+                return session.closed_by_server()
             except ProtocolError as exc:
-                return _Loss(f"bad frame from the server: {exc}", reconnect=True)
-            link.last_rx = loop.time()
+                return Lost(f"bad frame from the server: {exc}", reconnect=True)
             try:
-                loss = await self._dispatch(link, frame)
+                out = session.receive(frame, loop.time())
             except ProtocolError as exc:
                 # One bad body does not break the stream; a guaranteed message is resent.
                 logger.warning("dropped a bad %s frame: %s", _op_name(frame.op), exc)
                 continue
-            if loss is not None:
-                return loss
+            for item in out:
+                if isinstance(item, Message):
+                    await self._messages.put(item)
+                elif isinstance(item, Reply | Refused):
+                    self._answer(item)
+                elif isinstance(item, Lost):
+                    return item
+                elif isinstance(item, ClientEvent):
+                    await self._events.put(item)
 
-    async def _dispatch(self, link: Link, frame: Frame) -> _Loss | None:
-        op = frame.op
-        if op == Op.PUSH:
-            for message in unpack_pushes(frame):
-                await self._deliver(message)
-        elif op == Op.HEARTBEAT_OK:
-            self.online.update(decode_body(frame.body, HeartbeatOk).online)
-        elif op in _REPLY_OPS:
-            future = self._pending.get(frame.seq)
-            if future is not None and not future.done():
-                future.set_result(frame)
-            if op == Op.JOIN_OK:
-                joined = decode_body(frame.body, JoinOk)
-                self.online[joined.room] = joined.online
-        elif op == Op.EVENT:
-            await self._events.put(event_from_body(frame.body))
-        elif op == Op.ERROR:
-            error = error_of(frame.body)
-            future = self._pending.get(frame.seq) if frame.seq else None
-            if future is not None and not future.done():
-                future.set_exception(ServerError(error.code, error.message))
-            else:
-                await self._events.put(ErrorEvent(error.code, error.message, frame.seq))
-            if error.code in FATAL_CODES:
-                link.error_code = error.code  # the server closes next (§1.2 op 14)
-        elif op == Op.KICK:
-            reason = kick_reason(frame.body)
-            await self._events.put(Kicked(reason))
-            # A draining node sheds its clients: go elsewhere. Any other kick is final.
-            return _Loss(f"kicked: {reason}", reconnect=reason == "drain")
+    def _answer(self, item: Reply | Refused) -> None:
+        future = self._pending.get(item.seq)
+        if future is None or future.done():
+            return
+        if isinstance(item, Reply):
+            future.set_result(item)
         else:
-            logger.debug("ignored unexpected %s frame", _op_name(op))
-        return None
+            future.set_exception(ServerError(item.code, item.message))
 
-    async def _deliver(self, message: Message) -> None:
-        if self._acks.admit(message):  # PROTOCOL §1.3 rule 5: duplicates are dropped
-            await self._messages.put(message)
+    async def _pump(self, link: _Link) -> None:
+        """Queued ACKs and the session's clock (heartbeats, liveness) for ``link``."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._wakeup.clear()
+                await self._flush_acks(link.transport)
+                out, wake = self._session.poll(loop.time())
+                for item in out:
+                    if isinstance(item, Lost):
+                        logger.warning(
+                            "conn_id=%s %s: dropping it", link.auth_ok.conn_id, item.reason
+                        )
+                        link.transport.abort()  # the session task sees the loss and reconnects
+                        return
+                    await link.transport.send(item)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(None if math.isinf(wake) else wake):
+                        await self._wakeup.wait()
+        except ConnectionClosed:
+            return  # the session task sees the loss and handles it
 
-    async def _reconnect_loop(self) -> Link | None:
+    async def _flush_acks(self, transport: Transport) -> None:
+        """Write every queued ACK; ids not written stay queued, first in line."""
+        session = self._session
+        while session.acks_queued:
+            ids = session.take_acks()
+            try:
+                for frame in ack_frames(ids):
+                    await transport.send(frame)
+            except BaseException:
+                session.requeue_acks(ids)
+                raise
+
+    async def _reconnect_loop(self) -> _Link | None:
         """Try until connected (returns the link) or refused for good (stops, returns None)."""
         attempts = 0
         not_before = 0.0
@@ -513,7 +530,7 @@ class Client:
             await asyncio.sleep(max(self._backoff.next_delay(), not_before))
             not_before = 0.0
             try:
-                link = await self._establish()
+                link, opened = await self._establish()
             except AuthError as exc:
                 await self._stop(f"authentication refused: {exc}")
                 return None
@@ -527,8 +544,8 @@ class Client:
             except ConnectFailed as exc:
                 logger.warning("reconnect attempt %d: %s", attempts, exc)
                 continue
-            self._attach(link)
             await self._events.put(Reconnected(link.auth_ok, attempts))
+            await self._attach(link, opened)
             return link
 
     async def _stop(self, reason: str) -> None:
@@ -540,25 +557,22 @@ class Client:
 
     # ------------------------------------------------------------ requests
 
-    def _next_seq(self) -> int:
-        self._seq = self._seq % _MAX_SEQ + 1  # 1, 2, … wrapping before 2**32, never 0
-        return self._seq
-
-    async def _request(self, op: Op, body: bytes) -> Frame:
-        """Send a request with a fresh seq; its reply carries the same seq (§1.1)."""
+    async def _request(self, make: Any) -> Reply:
+        """Send the request ``make()`` builds (seq, frame); its reply carries the same seq."""
         self._check_open()
         link = self._link
         if link is None:
             raise ConnectionClosed("not connected (reconnecting)")
-        seq = self._next_seq()
-        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        seq, frame = make()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[seq] = future
         try:
-            await link.transport.send(encode_frame(op, body, seq=seq))
+            await link.transport.send(frame)
             async with asyncio.timeout(self._request_timeout_s):
                 return await future
         finally:
             del self._pending[seq]
+            self._session.forget(seq)
             if not future.done():
                 future.cancel()
             elif not future.cancelled():

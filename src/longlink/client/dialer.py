@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
-import msgspec
 
 from longlink.client.control import Grant, connect_request, fetch_grant
 from longlink.client.errors import AuthError, ConnectFailed, ConnectionClosed
-from longlink.client.messages import error_of, kick_reason
 from longlink.client.transport import Transport, TransportKind, open_transport
-from longlink.protocol import ErrorCode, Op, ProtocolError, encode_frame
-from longlink.protocol.messages import AuthOk, decode_body
+from longlink.protocol import ErrorCode, ProtocolError
+from longlink.protocol.client import AuthRefused, ClientSession, Lost, Opened, Output
 
 
 @dataclass(slots=True)
@@ -43,20 +41,22 @@ class Dialer:
     user: str | None = None
     device: str | None = None
     region: str | None = None
-    codecs: list[str] = field(default_factory=lambda: ["br", "zlib"])
-    heartbeat_s: int | None = None
     timeout_s: float = 10.0
     ssl: ssl_module.SSLContext | None = None
 
-    async def dial(self, rooms: list[str]) -> tuple[Transport, AuthOk]:
-        """An open transport on which AUTH (with ``rooms``) got AUTH_OK."""
+    async def dial(self, session: ClientSession) -> tuple[Transport, Output]:
+        """An open transport on which the session's AUTH got AUTH_OK.
+
+        Returns the transport and what the session made of the AUTH_OK
+        (:class:`Opened` first, then e.g. recovery results).
+        """
         try:
-            return await self._try_endpoints(await self._grant(), rooms)
+            return await self._try_endpoints(await self._grant(), session)
         except AuthError as exc:
             if exc.code != ErrorCode.TOKEN_EXPIRED:
                 raise
         # PROTOCOL §1.3 rule 2: the token expired on the way; one fresh grant.
-        return await self._try_endpoints(await self._grant(), rooms)
+        return await self._try_endpoints(await self._grant(), session)
 
     async def _grant(self) -> Grant:
         body = connect_request(
@@ -70,7 +70,9 @@ class Dialer:
             self.http = httpx.AsyncClient(timeout=self.timeout_s)
         return await fetch_grant(self.http, self.url, body, timeout_s=self.timeout_s)
 
-    async def _try_endpoints(self, grant: Grant, rooms: list[str]) -> tuple[Transport, AuthOk]:
+    async def _try_endpoints(
+        self, grant: Grant, session: ClientSession
+    ) -> tuple[Transport, Output]:
         failures: list[str] = []
         for endpoint in grant.endpoints:  # best first (§2.1)
             address = endpoint.address(self.kind)
@@ -84,7 +86,7 @@ class Dialer:
                 failures.append(str(exc))
                 continue
             try:
-                auth_ok = await self._handshake(transport, grant.token, rooms)
+                opened = await self._handshake(transport, grant.token, session)
             except AuthError as exc:
                 await transport.close()
                 if exc.code != ErrorCode.SERVER_BUSY:
@@ -98,24 +100,22 @@ class Dialer:
             except BaseException:
                 transport.abort()
                 raise
-            return transport, auth_ok
+            return transport, opened
         detail = "; ".join(failures) or f"no endpoint serves {self.kind}"
         raise ConnectFailed(f"no endpoint could be reached ({detail})")
 
-    async def _handshake(self, transport: Transport, token: str, rooms: list[str]) -> AuthOk:
+    async def _handshake(self, transport: Transport, token: str, session: ClientSession) -> Output:
         """Send AUTH and wait for AUTH_OK (PROTOCOL §1.3 rules 1-2)."""
-        auth: dict[str, object] = {"token": token, "rooms": rooms, "codecs": self.codecs}
-        if self.heartbeat_s is not None:
-            auth["heartbeat_s"] = self.heartbeat_s
-        await transport.send(encode_frame(Op.AUTH, msgspec.json.encode(auth)))
+        loop = asyncio.get_running_loop()
+        await transport.send(session.connect(token, loop.time()))
         async with asyncio.timeout(self.timeout_s):
             while True:
-                frame = await transport.recv()
-                if frame.op == Op.AUTH_OK:
-                    return decode_body(frame.body, AuthOk)
-                if frame.op == Op.ERROR:
-                    error = error_of(frame.body)
-                    raise AuthError(error.code, error.message)
-                if frame.op == Op.KICK:
-                    raise ConnectionClosed(f"kicked during AUTH: {kick_reason(frame.body)}")
+                out = session.receive(await transport.recv(), loop.time())
+                for item in out:
+                    if isinstance(item, Opened):
+                        return out
+                    if isinstance(item, AuthRefused):
+                        raise AuthError(item.code, item.message)
+                    if isinstance(item, Lost):
+                        raise ConnectionClosed(f"{item.reason} during AUTH")
                 # Nothing else may precede AUTH_OK (§1.3 rule 1): skip it.

@@ -27,17 +27,11 @@ once, wrapped in a WebSocket message once, and the same bytes go to every
 member. Order per connection is kept: jobs run in order, and a connection
 appears once in a job.
 
-Outbox policy, per connection (``outbox_soft_kib`` / ``outbox_hard_kib``):
-the soft limit is the transport's high-water mark, so the transport tells
-when a client falls behind (``pause_writing``) and when it has caught up,
-its buffer down to a quarter of the limit (``resume_writing``). Meanwhile the
-connection loses low-priority frames (counted in ``Connection.dropped`` and
-``longlink_slow_client_drops_total``); a high-priority frame is still
-written unless it would take the buffer past the hard limit, in which case
-the connection is closed with ``server_busy`` (and its transport aborted
-:data:`SLOW_ABORT_S` later if it still cannot flush). A slow client never
-slows its room: nothing here waits for a connection, and a connection that
-keeps up costs the write loop one attribute check.
+What each connection gets is planned by :mod:`~longlink.gateway.fanout`
+(pure); every write goes through the outbox policy of
+:mod:`~longlink.gateway.outbox` (one budget per connection, shared with
+guaranteed messages and replies). A slow client never slows its room:
+nothing here waits for a connection.
 """
 
 from __future__ import annotations
@@ -45,36 +39,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from longlink.dispatch.compression import push_frame
-from longlink.gateway.connection import WS, Connection
+from longlink.gateway.connection import Connection
 from longlink.gateway.dedup import SeenIds
-from longlink.gateway.hub import Change, group_of
-from longlink.gateway.websocket import ws_message
+from longlink.gateway.fanout import Part, batch_parts, by_transport, message_parts, one_room
+from longlink.gateway.guarantee import Guarantee
+from longlink.gateway.hub import Hub
+from longlink.gateway.metrics import GatewayMetrics
+from longlink.gateway.outbox import Outbox
 from longlink.model import Message, Priority, RoomBatch
-from longlink.protocol import (
-    ErrorCode,
-    Flag,
-    ProtocolError,
-    decode_frame,
-    encode_batch,
-    encode_frame,
-    split_batch,
-)
-from longlink.protocol.frames import MAX_U32, MAX_U64
-from longlink.protocol.session import SessionState
-
-if TYPE_CHECKING:
-    from longlink.gateway.server import Gateway
+from longlink.protocol.server import SessionState
+from longlink.trace import Tracer
 
 SLICE = 256  # writes between two yields to the loop (2-3 ms: the API and dispatch keep moving)
 BACKLOG_PACE = 200_000  # queued low-priority writes past which wait_ready() waits
 BACKLOG_MAX = 2_000_000  # past this, low-priority work is dropped (counted); guaranteed is kept
-SLOW_ABORT_S = 2.0  # a client closed as too slow gets this long to take its ERROR
 FANOUT_MIN_S = 0.002  # fan-outs quicker than this are not remembered (fanout_s)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -82,8 +65,8 @@ _OPEN = SessionState.OPEN
 _LOW = Priority.LOW
 _HIGH = Priority.HIGH
 
-#: One part of a fan-out: these connections get these bytes.
-Part = tuple[list[Connection], bytes]
+#: Runs a short step as a tracked task (the gateway awaits them on close).
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class DeliveryMetrics:
@@ -104,11 +87,6 @@ class DeliveryMetrics:
         self.dedup_drops = Counter(
             "longlink_dedup_drops",
             "High-priority copies dropped by the node's duplicate filter",
-            registry=registry,
-        )
-        self.slow_closes = Counter(
-            "longlink_slow_client_closes",
-            "Connections closed with server_busy: over the hard write-buffer limit",
             registry=registry,
         )
         self.coalesced = Counter(
@@ -156,22 +134,34 @@ class _Job:
 class Delivery:
     """The gateway's write path (see the module docstring)."""
 
-    def __init__(self, gateway: Gateway, metrics: CollectorRegistry | None = None) -> None:
-        settings = gateway.settings
-        self.gateway = gateway
-        self.hub = gateway.hub
-        self.metrics = gateway.metrics
-        self.stats = DeliveryMetrics(metrics or CollectorRegistry())
+    def __init__(
+        self,
+        hub: Hub,
+        outbox: Outbox,
+        guarantee: Guarantee,
+        tracer: Tracer,
+        metrics: GatewayMetrics,
+        spawn: Spawn,
+        *,
+        node: str,
+        dedup_window_s: float,
+        dedup_size: int,
+    ) -> None:
+        self.hub = hub
+        self.outbox = outbox
+        self.guarantee = guarantee
+        self.tracer = tracer
+        self.metrics = metrics
+        self.spawn = spawn
+        self.node = node
+        self.stats = DeliveryMetrics(metrics.registry)
         self.stats.backlog.set_function(lambda: float(self.backlog))
-        self.soft_limit = settings.outbox_soft_kib * 1024
-        self.hard_limit = max(settings.outbox_hard_kib * 1024, self.soft_limit)
         #: High-priority msg ids written lately (the second copy is dropped).
-        self.seen = SeenIds(settings.dedup_window_s, settings.dedup_size)
+        self.seen = SeenIds(dedup_window_s, dedup_size)
         self._low: deque[_Job] = deque()
         self._queued = 0  # writes the jobs in self._low will take (estimated when queued)
         self._inflight = 0  # writes left in the job being written
         self._writing = False  # the writer task runs
-        self._paused: set[Connection] = set()  # over the soft limit, until they drain
         self._fanout: dict[str, float] = {}  # room -> seconds its last batch fan-out took
         self._room = asyncio.Event()  # set while the backlog is under BACKLOG_PACE
         self._room.set()
@@ -217,7 +207,7 @@ class Delivery:
 
     def write_many(self, conns: Iterable[Connection], frame: bytes, priority: Priority) -> int:
         """Write one frame to many connections now, with the outbox policy; returns writes."""
-        return self._write_parts(_by_transport(conns, frame), 1, priority)
+        return self._write_parts(by_transport(conns, frame), 1, priority)
 
     # ------------------------------------------------------------------ high priority
 
@@ -228,15 +218,15 @@ class Delivery:
             if not all([seen.add(msg_id, now) for msg_id in item.msg_ids]):
                 self.stats.dedup_drops.inc()
                 return
-            self._finish([item], self._batch_parts([item]), _HIGH)
+            self._finish([item], batch_parts(self.hub, [item]), _HIGH)
             return
         if not seen.add(item.msg_id, now):
             self.stats.dedup_drops.inc()  # the other path's copy was written already
             return
         if item.guaranteed:  # ACK_REQUIRED, retries, offline store: gateway/guarantee.py
-            self.gateway.guarantee.deliver(item)
+            self.guarantee.deliver(item)
             return
-        parts = self._message_parts(item, None)
+        parts = message_parts(self.hub, item)
         self._finish_message(item, self._write_parts(parts, 1, _HIGH))
 
     # ------------------------------------------------------------------ low priority
@@ -247,23 +237,23 @@ class Delivery:
             return
         size = sum(len(members) for members in groups.values())
         if not self._writing and not self._low and size <= SLICE:
-            self._finish([batch], self._batch_parts([batch]), _LOW)
+            self._finish([batch], batch_parts(self.hub, [batch]), _LOW)
             return
         self._queue(_Job(size, batches=[batch]), len(batch.msg_ids))
 
     def _low_message(self, message: Message) -> None:
         if not self._writing and not self._low:
             if message.guaranteed:
-                self.gateway.guarantee.deliver(message)
+                self.guarantee.deliver(message)
                 return
             conns = None
-            if not _one_room(message):
+            if not one_room(message):
                 conns = list(self.hub.resolve(message.target))
                 size = len(conns)
             else:
                 size = len(self.hub.rooms.get(message.target.rooms[0], ()))
             if size <= SLICE:
-                parts = self._message_parts(message, conns)
+                parts = message_parts(self.hub, message, conns)
                 self._finish_message(message, self._write_parts(parts, 1, _LOW))
                 return
             self._queue(_Job(size, message=message, conns=conns), 1)
@@ -271,7 +261,7 @@ class Delivery:
         if message.guaranteed:
             self._queue(_Job(1, message=message), 1)  # its turn keeps its order
             return
-        if _one_room(message):
+        if one_room(message):
             size = len(self.hub.rooms.get(message.target.rooms[0], ()))
             self._queue(_Job(size, message=message), 1)
         else:
@@ -290,7 +280,7 @@ class Delivery:
             self._room.clear()
         if not self._writing:
             self._writing = True
-            self.gateway.spawn(self._write_queue())  # tracked: the gateway awaits it on close
+            self.spawn(self._write_queue())  # tracked: the gateway awaits it on close
 
     async def _write_queue(self) -> None:
         """The writer task: run the jobs in order, a slice at a time; ends when empty."""
@@ -309,17 +299,17 @@ class Delivery:
                         assert merged.batches is not None
                         batches.extend(merged.batches)
                         self.stats.coalesced.inc(len(merged.batches))
-                    parts = self._batch_parts(batches)
+                    parts = batch_parts(self.hub, batches)
                     messages = sum(len(b.msg_ids) for b in batches)
                     began = time.monotonic()
                 else:
                     assert job.message is not None
                     messages = 1
                     if job.message.guaranteed:
-                        self.gateway.guarantee.deliver(job.message)
+                        self.guarantee.deliver(job.message)
                         parts = []
                     else:
-                        parts = self._message_parts(job.message, job.conns)
+                        parts = message_parts(self.hub, job.message, job.conns)
                 written = 0
                 self._inflight = sum(len(conns) for conns, _ in parts)
                 for conns, data in parts:
@@ -355,65 +345,6 @@ class Delivery:
         if self.backlog <= BACKLOG_PACE // 2 or not self._low:
             self._room.set()
 
-    # ------------------------------------------------------------------ planning
-
-    def _batch_parts(self, batches: list[RoomBatch]) -> list[Part]:
-        """One part per group of the room: its members and the frames for its codec.
-
-        A connection that joined or left the room after the oldest message of
-        ``batches`` was accepted gets its own part: exactly the messages
-        accepted while it was in the room (see :meth:`Hub.settle`).
-        """
-        room = batches[0].room
-        straddling = self._straddling(room, batches)
-        groups = self.hub.groups.get(room)
-        parts: list[Part] = []
-        for key, members in (groups or {}).items():
-            kind, codec = group_of(key)
-            frames = [batch.frame_for(codec) for batch in batches]
-            if kind == WS:
-                frames = [ws_message(frame) for frame in frames]
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
-            if straddling:
-                parts.append(([c for c in members if c not in straddling], data))
-            else:
-                parts.append((list(members), data))
-        for conn, changes in straddling.items():
-            if conn.state is not _OPEN:
-                continue
-            frame = _frame_for_member(batches, changes)
-            if frame:
-                parts.append(([conn], ws_message(frame) if conn.kind == WS else frame))
-        return parts
-
-    def _straddling(self, room: str, batches: list[RoomBatch]) -> dict[Connection, list[Change]]:
-        if room not in self.hub.changes:
-            return {}
-        known = [ms for batch in batches for ms in batch.accepted if ms]
-        if not known:
-            return {}  # acceptance times unknown: the members as they are now
-        return self.hub.settle(room, min(known))
-
-    def _message_parts(self, message: Message, conns: list[Connection] | None) -> list[Part]:
-        """One part per transport: the PUSH frame framed once for each."""
-        frame = push_frame(message)
-        if conns is None:
-            if _one_room(message):
-                groups = self.hub.groups.get(message.target.rooms[0])
-                if not groups:
-                    return []
-                by_kind: list[bytes | None] = [None, None]
-                parts: list[Part] = []
-                for key, members in groups.items():
-                    kind = group_of(key)[0]
-                    data = by_kind[kind]
-                    if data is None:
-                        data = by_kind[kind] = ws_message(frame) if kind == WS else frame
-                    parts.append((list(members), data))
-                return parts
-            conns = list(self.hub.resolve(message.target))
-        return _by_transport(conns, frame)
-
     # ------------------------------------------------------------------ writing
 
     def _write_parts(self, parts: list[Part], messages: int, priority: Priority) -> int:
@@ -430,41 +361,18 @@ class Delivery:
         # (An OPEN connection always has its transport; asking each transport for its
         # buffer size would cost more than the rest of the loop.)
         open_ = _OPEN
-        paused = self._paused
+        outbox = self.outbox
+        behind = outbox.behind
+        low = priority == _LOW
         skipped = 0
         for conn in conns:
             if conn.state is not open_ or (
-                paused and conn in paused and not self._over_soft(conn, data, messages, priority)
+                behind and conn in behind and not outbox.admits(conn, len(data), messages, low)
             ):
                 skipped += 1
                 continue
             conn.transport.write(data)  # type: ignore[union-attr]
         return len(conns) - skipped
-
-    def pause(self, conn: Connection) -> None:
-        """``conn``'s transport buffers more than the soft limit (its ``pause_writing``)."""
-        self._paused.add(conn)
-
-    def resume(self, conn: Connection) -> None:
-        """``conn``'s buffer drained (or it closed): back to normal writes."""
-        self._paused.discard(conn)
-
-    def _over_soft(self, conn: Connection, data: bytes, messages: int, priority: Priority) -> bool:
-        """The slow path of :meth:`_write`: True if the frame may still be written."""
-        transport = conn.transport
-        if transport is None:
-            return False
-        if priority == _LOW:
-            conn.dropped += messages
-            self.metrics.slow_drops.labels("low").inc(messages)
-            return False
-        if transport.get_write_buffer_size() + len(data) <= self.hard_limit:
-            return True
-        self.metrics.slow_drops.labels("high").inc(messages)
-        self.stats.slow_closes.inc()
-        conn.fail(ProtocolError(ErrorCode.SERVER_BUSY, "client reads too slowly"))
-        asyncio.get_running_loop().call_later(SLOW_ABORT_S, _abort, conn)
-        return False
 
     # ------------------------------------------------------------------ accounting
 
@@ -483,13 +391,11 @@ class Delivery:
         accepted = min((b.accepted_ms for b in batches if b.accepted_ms), default=0)
         if accepted:
             stats.latency.labels(label).observe(max(0.0, time.time() - accepted / 1000))
-        tracer = self.gateway.tracer
+        tracer = self.tracer
         if tracer.scope == "all" and tracer.max_messages > 0:
             at_ms = tracer.now_ms()
             # Frozen once for the whole call: the same detail for every message.
-            detail = tracer.freeze(
-                "written", {"node": self.gateway.settings.node_id, "written": written}
-            )
+            detail = tracer.freeze("written", {"node": self.node, "written": written})
             for batch in batches:
                 for msg_id in batch.msg_ids:
                     tracer.record(msg_id, "written", detail, at_ms)
@@ -502,69 +408,11 @@ class Delivery:
             self.stats.latency.labels(label).observe(
                 max(0.0, time.time() - message.accepted_ms / 1000)
             )
-        tracer = self.gateway.tracer
+        tracer = self.tracer
         if tracer.wants(message):
-            detail = {"node": self.gateway.settings.node_id, "written": written}
+            detail = {"node": self.node, "written": written}
             tracer.record(message.msg_id, "written", detail)
-
-
-def _member_at(changes: list[Change], at_us: int) -> bool:
-    """Whether the connection was in the room at ``at_us``, from its changes (oldest first).
-
-    In a tie (the same µs) the message counts as the member's: a tie delivers.
-    """
-    member = not changes[0][2]  # before its first change it was the opposite
-    for changed_us, _, joined in changes:
-        if changed_us > at_us or (changed_us == at_us and not joined):
-            break
-        member = joined
-    return member
-
-
-def _frame_for_member(batches: list[RoomBatch], changes: list[Change]) -> bytes:
-    """The messages of ``batches`` accepted while the connection was a member, as one frame."""
-    kept: list[bytes] = []
-    for batch in batches:
-        outer = decode_frame(batch.frames[0], MAX_U32)
-        inner = split_batch(outer.body) if outer.flags & Flag.BATCH else [outer]
-        accepted = batch.accepted
-        for index, frame in enumerate(inner):
-            at_us = accepted[index] if index < len(accepted) and accepted[index] else MAX_U64
-            if _member_at(changes, at_us):
-                kept.append(
-                    encode_frame(frame.op, frame.body, flags=frame.flags, msg_id=frame.msg_id)
-                )
-    if len(kept) <= 1:
-        return kept[0] if kept else b""
-    return encode_batch(kept)
-
-
-def _by_transport(conns: Iterable[Connection], frame: bytes) -> list[Part]:
-    """One part per transport present: TCP gets ``frame``, WebSocket it framed once."""
-    tcp: list[Connection] = []
-    ws: list[Connection] = []
-    for conn in conns:
-        (ws if conn.kind == WS else tcp).append(conn)
-    parts: list[Part] = []
-    if tcp:
-        parts.append((tcp, frame))
-    if ws:
-        parts.append((ws, ws_message(frame)))
-    return parts
 
 
 def _guaranteed(job: _Job) -> bool:
     return job.message is not None and job.message.guaranteed
-
-
-def _one_room(message: Message) -> bool:
-    target = message.target
-    return len(target.rooms) == 1 and not (
-        target.users or target.devices or target.areas or target.all
-    )
-
-
-def _abort(conn: Connection) -> None:
-    """Cut a connection closed for slowness that still has not flushed."""
-    if conn.transport is not None:
-        conn.transport.abort()

@@ -12,15 +12,16 @@ AUTH_OK sent (rooms from AUTH)         :meth:`Presence.entered`
 JOIN recorded                          :meth:`Presence.entered`
 HEARTBEAT                              :meth:`Presence.heartbeat` (re-asserts rooms)
 LEAVE                                  :meth:`Presence.left`
-close, reset, error, kick, drain       :meth:`Presence.closed` (with the reason)
-timing wheel comes by                  :meth:`Presence.watch` (alive → suspect → gone)
-UPSTREAM                               :meth:`Presence.upstream`
+close, reset, error, kick, drain,      :meth:`Presence.closed` (with the reason)
+heartbeats lost
+the session's liveness changed         :meth:`Presence.liveness_changed` (counts)
+UPSTREAM (within its rate limit)       :meth:`Presence.upstream`
 AUTH of a device already connected     :meth:`Presence.replace_older`
 =====================================  ==========================================
 
-Per connection it keeps three slots of the :class:`Connection`: ``entered``
-(the rooms whose ENTER fired, a tuple sharing the room strings),
-``liveness`` and ``upstream_tat`` (a float, see :mod:`longlink.logic.upstream`).
+Per connection it keeps one slot of the :class:`Connection`: ``entered``
+(the rooms whose ENTER fired, a tuple sharing the room strings). Liveness and
+the upstream rate limit are the session's (:mod:`longlink.protocol.server`).
 No task and no timer per connection.
 
 Rooms set to announce (``PUT /v1/rooms/{room}`` ``{"announce": true}``) get an
@@ -35,30 +36,24 @@ import base64
 import logging
 import secrets
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from longlink.bus.base import NodeChannel
+from longlink.gateway.hub import Hub
+from longlink.logic.base import SessionRegistry
 from longlink.logic.events import ENTER, EXIT, UPSTREAM, EventSink, WebhookEvent
-from longlink.logic.presence import (
-    Change,
-    Liveness,
-    next_check,
-    on_close,
-    on_leave,
-    to_enter,
-    watch,
-)
-from longlink.logic.upstream import UpstreamLimit, Verdict
+from longlink.logic.presence import on_close, on_leave, to_enter
 from longlink.model import NodeCommand, Target
-from longlink.protocol import ErrorCode, Frame, Op, ProtocolError, encode_frame
+from longlink.protocol import ErrorCode, Op, ProtocolError, encode_frame
+from longlink.protocol.liveness import Change, Liveness
 from longlink.protocol.messages import Event, encode_body
-from longlink.protocol.session import SessionState
+from longlink.protocol.server import SessionState
 
 if TYPE_CHECKING:
     from longlink.gateway.connection import Connection
-    from longlink.gateway.server import Gateway
 
 __all__ = ["Presence", "PresenceMetrics"]
 
@@ -101,15 +96,24 @@ class Presence:
     """Presence and events of one gateway (see the module docstring)."""
 
     def __init__(
-        self, gateway: Gateway, sink: EventSink | None, metrics: CollectorRegistry
+        self,
+        hub: Hub,
+        registry: SessionRegistry,
+        channel: NodeChannel,
+        sink: EventSink | None,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        *,
+        node: str,
+        metrics: CollectorRegistry,
     ) -> None:
-        settings = gateway.settings
-        self.gateway = gateway
+        self.hub = hub
+        self.registry = registry
+        self.channel = channel
         self.sink = sink
-        self.node = settings.node_id
-        self.limit = UpstreamLimit(settings.upstream_rate, settings.upstream_burst)
+        self.spawn = spawn
+        self.node = node
         self.metrics = PresenceMetrics(metrics)
-        self._ids = f"{settings.node_id}-{secrets.token_hex(4)}-"
+        self._ids = f"{node}-{secrets.token_hex(4)}-"
         self._seq = 0
         self._events = {k: self.metrics.events.labels(k) for k in (ENTER, EXIT, UPSTREAM)}
 
@@ -130,11 +134,15 @@ class Presence:
             self._announce(ENTER, conn.user, committed)
 
     def heartbeat(self, conn: Connection) -> None:
-        """HEARTBEAT: the connection is alive and re-asserts its rooms."""
-        if conn.liveness == Liveness.SUSPECT:
-            conn.liveness = Liveness.ALIVE
-            self.metrics.suspect.dec()
+        """HEARTBEAT: the connection re-asserts its rooms."""
         self.entered(conn, conn.rooms)
+
+    def liveness_changed(self, change: Change) -> None:
+        """The session missed a heartbeat, or was heard again after missing one."""
+        if change == Change.SUSPECTED:
+            self.metrics.suspect.inc()
+        elif change == Change.RECOVERED:
+            self.metrics.suspect.dec()
 
     def left(self, conn: Connection, room: str) -> None:
         """LEAVE of ``room`` (already out of ``conn.rooms``): fire EXIT if it was entered."""
@@ -156,37 +164,16 @@ class Presence:
             self._fire(conn, EXIT, room, reason=reason)
         self._announce(EXIT, conn.user, list(rooms))
 
-    def watch(self, conn: Connection, now: float) -> float | None:
-        """The timing wheel came by: when to look again, or None when the connection is lost.
-
-        A lost connection has had its exits fired (reason ``timeout``); the
-        caller closes it.
-        """
-        state, change = watch(conn.liveness, now - conn.last_seen, conn.heartbeat_s)
-        if change == Change.LOST:
-            self.closed(conn, TIMEOUT)
-            return None
-        if change == Change.SUSPECTED:
-            self.metrics.suspect.inc()
-        elif change == Change.RECOVERED:
-            self.metrics.suspect.dec()
-        conn.liveness = state
-        return next_check(state, conn.last_seen, conn.heartbeat_s)
-
-    def first_check(self, conn: Connection) -> float:
-        """When the wheel first looks at a connection that has just been opened."""
-        return next_check(conn.liveness, conn.last_seen, conn.heartbeat_s)
-
     # ------------------------------------------------------------------ kicks
 
     def kick(self, conn: Connection, reason: str, exit_reason: str = KICKED) -> None:
         """Fire the exits with ``exit_reason``, then KICK ``conn`` with ``reason``."""
         self.closed(conn, exit_reason)
-        conn.kick(reason)
+        conn.apply(conn.kick(reason, exit_reason))
 
     def kick_conn(self, conn_id: str, reason: str) -> bool:
         """``kick_conn`` node command: KICK one local connection; False if it is not here."""
-        conn = self.gateway.hub.conns.get(conn_id)
+        conn = self.hub.conns.get(conn_id)
         if conn is None:
             return False
         self.kick(conn, reason, reason)
@@ -198,9 +185,8 @@ class Presence:
         Older means an earlier ``(connected_ms, conn_id)``, so of two logins
         racing each other exactly one survives.
         """
-        gateway = self.gateway
         mine = (connected_ms, conn.conn_id)
-        for session in await gateway.registry.user_sessions(conn.user):
+        for session in await self.registry.user_sessions(conn.user):
             if session.device != conn.device or (session.connected_ms, session.conn_id) >= mine:
                 continue
             log.info("conn %s replaces %s (device %s)", conn.conn_id, session.conn_id, conn.device)
@@ -208,34 +194,17 @@ class Presence:
                 self.kick_conn(session.conn_id, REPLACED)
             else:
                 command = NodeCommand("kick_conn", conn_id=session.conn_id, reason=REPLACED)
-                await gateway.channel.send(session.node, [command])
+                await self.channel.send(session.node, [command])
 
     # ------------------------------------------------------------------ upstream
 
-    def upstream(self, conn: Connection, frame: Frame) -> None:
-        """UPSTREAM: rate-limit, hand the bytes to the sink, answer UPSTREAM_OK.
-
-        Raises :class:`ProtocolError` ``not_allowed`` without a webhook and
-        ``rate_limited`` over the limit (not fatal); closes a client that
-        keeps on (PROTOCOL.md §1.3 rule 6).
-        """
+    def upstream(self, conn: Connection, data: bytes, seq: int) -> None:
+        """UPSTREAM within the session's rate limit: hand the bytes to the sink, answer
+        UPSTREAM_OK, or ``rate_limited`` when the sink's queue is full (not fatal)."""
         sink = self.sink
-        if sink is None:
-            raise ProtocolError(ErrorCode.NOT_ALLOWED, "upstream is not enabled on this server")
-        conn.upstream_tat, verdict = self.limit.take(conn.upstream_tat, time.monotonic())
-        if verdict != Verdict.ALLOW:
-            self.metrics.upstream_limited.inc()
-            rate = self.gateway.settings.upstream_rate
-            error = ProtocolError(
-                ErrorCode.RATE_LIMITED, f"at most {rate:g} upstream messages per second"
-            )
-            if verdict == Verdict.FLOOD:
-                conn.fail(error, frame.seq)
-                self.closed(conn, "rate_limited")
-                conn.close_session()
-                return
-            raise error
-        data = frame.payload(self.gateway.settings.max_frame)
+        if sink is None:  # the session refuses UPSTREAM itself when no sink is configured
+            conn.apply(conn.fail(ProtocolError(ErrorCode.NOT_ALLOWED, "upstream is off"), seq))
+            return
         rooms = list(conn.rooms)
         event = self._event(
             conn,
@@ -246,35 +215,37 @@ class Presence:
         )
         self._events[UPSTREAM].inc()
         if not sink.offer(event):
-            raise ProtocolError(ErrorCode.RATE_LIMITED, "the event queue is full; retry later")
-        conn.send(encode_frame(Op.UPSTREAM_OK, b"", seq=frame.seq))
+            self.metrics.upstream_limited.inc()
+            error = ProtocolError(ErrorCode.RATE_LIMITED, "the event queue is full; retry later")
+            conn.apply(conn.fail(error, seq))
+            return
+        conn.apply([conn.upstream_ok(seq)])
 
     # ------------------------------------------------------------------ room announcements
 
     def room_event(self, room: str, body: bytes) -> int:
         """``room_event`` node command: EVENT ``body`` to the local connections of ``room``."""
-        conns = self.gateway.hub.rooms.get(room)
+        conns = self.hub.rooms.get(room)
         if not conns:
             return 0
         frame = encode_frame(Op.EVENT, body)
         sent = 0
         for conn in list(conns):
             if conn.state == SessionState.OPEN:
-                conn.send(frame)
+                conn.apply([frame])
                 sent += 1
         return sent
 
     def _announce(self, kind: str, user: str, rooms: list[str]) -> None:
-        self.gateway.spawn(self._announce_rooms(kind, user, rooms))
+        self.spawn(self._announce_rooms(kind, user, rooms))
 
     async def _announce_rooms(self, kind: str, user: str, rooms: list[str]) -> None:
-        gateway = self.gateway
-        registry = gateway.registry
+        registry = self.registry
         for room in sorted(await registry.announced_rooms(rooms)):
             body = encode_body(Event(type=kind, room=room, user=user))
             command = NodeCommand("room_event", room=room, body=body)
             for node in sorted(await registry.nodes_for(Target(rooms=[room]))):
-                await gateway.channel.send(node, [command])
+                await self.channel.send(node, [command])
 
     # ------------------------------------------------------------------ events
 

@@ -41,22 +41,20 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
 from longlink.gateway.connection import Connection
+from longlink.gateway.hub import Hub
+from longlink.gateway.outbox import Outbox
 from longlink.gateway.wheel import TimingWheel
 from longlink.lifetime import cancel_requested
-from longlink.model import Message, Priority
-from longlink.protocol import ErrorCode, Flag, Op, ProtocolError, encode_frame
-from longlink.protocol.session import SessionState
+from longlink.model import Message, message_push
+from longlink.protocol.server import SessionState
 from longlink.store.base import OfflineStore, StoreError, recipients_of_conn
 from longlink.trace import Tracer
-
-if TYPE_CHECKING:
-    from longlink.gateway.server import Gateway
 
 __all__ = ["MAX_UNACKED", "REDELIVERY_PAGE", "REDELIVERY_WINDOW", "Guarantee", "Unacked"]
 
@@ -69,9 +67,6 @@ MAX_UNACKED = 10_000
 REDELIVERY_PAGE = 500
 #: Unacked messages on a connection before the redelivery waits for ACKs.
 REDELIVERY_WINDOW = 1000
-#: Bytes queued to a client past which even a guaranteed push closes it (server_busy).
-#: Below it guaranteed pushes are always written: they are few and must arrive.
-HARD_LIMIT = 4 << 20
 
 
 class GuaranteeMetrics:
@@ -126,19 +121,26 @@ class Guarantee:
 
     def __init__(
         self,
-        gateway: Gateway,
+        hub: Hub,
+        outbox: Outbox,
         store: OfflineStore | None,
         tracer: Tracer,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        *,
+        node: str,
+        retry_interval_s: float,
+        max_retries: int,
         metrics: CollectorRegistry | None = None,
     ) -> None:
-        settings = gateway.settings
-        self.gateway = gateway
+        self.hub = hub
+        self.outbox = outbox
         self.store = store
         self.tracer = tracer
+        self.spawn = spawn
         self.metrics = GuaranteeMetrics(metrics or CollectorRegistry())
-        self.node = settings.node_id
-        self.interval_s = settings.retry_interval_s
-        self.max_retries = settings.max_retries
+        self.node = node
+        self.interval_s = retry_interval_s
+        self.max_retries = max_retries
         self.tick_s = min(0.05, max(0.005, self.interval_s / 10))
         slots = max(1024, math.ceil(2 * self.interval_s / self.tick_s) + 2)
         self.wheel: TimingWheel[Unacked] = TimingWheel(self.tick_s, slots, time.monotonic())
@@ -165,10 +167,10 @@ class Guarantee:
 
     def deliver(self, message: Message) -> None:
         """Write a guaranteed ``message`` to every local connection its target reaches."""
-        frame = _frame(message)
+        frame = message_push(message)
         now, now_ms = time.monotonic(), _now_ms()
         targeted = written = 0
-        for conn in self.gateway.hub.resolve(message.target):
+        for conn in self.hub.resolve(message.target):
             targeted += 1
             if self._write(conn, message, frame, now, now_ms, from_store=False):
                 written += 1
@@ -221,11 +223,9 @@ class Guarantee:
         end of the turn (:meth:`flush`): a burst to a user costs one system
         call, not one per message. Order among guaranteed messages is kept.
         """
-        transport = conn.transport
-        if transport is None or conn.state != SessionState.OPEN:
+        if conn.transport is None or conn.state != SessionState.OPEN:
             return False
-        if transport.get_write_buffer_size() > HARD_LIMIT:
-            conn.fail(ProtocolError(ErrorCode.SERVER_BUSY, "client reads too slowly"))
+        if self.outbox.over_hard(conn, len(frame)):  # one budget per connection (outbox.py)
             return False
         frames = self._out.get(conn)
         if frames is None:
@@ -241,7 +241,7 @@ class Guarantee:
         out, self._out = self._out, {}
         for conn, frames in out.items():
             if conn.state == SessionState.OPEN:
-                conn.send_many(frames)
+                conn.write_many(frames)
 
     # ------------------------------------------------------------------ retries
 
@@ -320,7 +320,7 @@ class Guarantee:
             pending = self._acks.get(key)
             if pending is None:
                 if not self._acks:
-                    self.gateway.spawn(self._flush_acks())
+                    self.spawn(self._flush_acks())
                 self._acks[key] = list(ids)
             else:
                 pending.extend(ids)
@@ -342,7 +342,7 @@ class Guarantee:
         if self.store is None:
             return
         self.redelivering += 1
-        self.gateway.spawn(self._redeliver(conn, self.store))
+        self.spawn(self._redeliver(conn, self.store))
 
     def closed(self, conn: Connection) -> None:
         """The connection went: its unacked messages stay in the store for the next connect."""
@@ -372,7 +372,7 @@ class Guarantee:
                     if conn.closed:
                         return
                     now_ms = _now_ms()
-                    frame = _frame(message)
+                    frame = message_push(message)
                     if self._write(conn, message, frame, time.monotonic(), now_ms, from_store=True):
                         self.metrics.from_store.inc()
                         self.tracer.record(message.msg_id, "from_store", (conn.conn_id,), now_ms)
@@ -411,13 +411,6 @@ class Guarantee:
                 future.set_result(None)
         with contextlib.suppress(Exception):
             await self._flush_acks()
-
-
-def _frame(message: Message) -> bytes:
-    flags = Flag.ACK_REQUIRED
-    if message.priority == Priority.HIGH:
-        flags |= Flag.HIGH_PRIORITY
-    return encode_frame(Op.PUSH, message.payload, flags=flags, msg_id=message.msg_id)
 
 
 def _age(entry: Unacked) -> int:

@@ -1,5 +1,10 @@
 """The gateway's index of open connections: by id, user, device and room.
 
+The session owns a connection's room list (``conn.rooms``); the hub indexes
+it and must be told every change (:meth:`Hub.join`, :meth:`Hub.leave`) in the
+same step as the session, so ``conn.rooms`` always names the rooms the
+connection is indexed in (:meth:`Hub.remove` relies on it).
+
 Rooms are plain sets, so join and leave are O(1) (goim's buckets and rooms,
 without the sharding a single event loop does not need). Only connections
 that have received AUTH_OK are indexed.
@@ -61,8 +66,9 @@ class Hub:
 
     def remove(self, conn: Connection) -> None:
         """Forget ``conn`` everywhere; idempotent."""
-        if self.conns.pop(conn.conn_id, None) is None:
+        if self.conns.get(conn.conn_id) is not conn:
             return
+        del self.conns[conn.conn_id]
         _discard(self.users, conn.user, conn)
         _discard(self.devices, conn.device, conn)
         for room in conn.rooms:
@@ -72,22 +78,28 @@ class Hub:
     def join(
         self, conn: Connection, room: str, at_us: int | None = None, *, record: bool = True
     ) -> None:
-        if room not in conn.rooms:
-            conn.rooms = (*conn.rooms, room)
-            self.rooms.setdefault(room, set()).add(conn)
-            groups = self.groups.get(room)
-            if groups is None:
-                groups = self.groups[room] = {}
-            groups.setdefault(group_key(conn), set()).add(conn)
-            if record:
-                self._changed(room, conn, True, at_us)
+        """Index ``conn`` in ``room`` (idempotent); the session keeps its own room list."""
+        members = self.rooms.get(room)
+        if members is None:
+            members = self.rooms[room] = set()
+        elif conn in members:
+            return
+        members.add(conn)
+        groups = self.groups.get(room)
+        if groups is None:
+            groups = self.groups[room] = {}
+        groups.setdefault(group_key(conn), set()).add(conn)
+        if record:
+            self._changed(room, conn, True, at_us)
 
     def leave(self, conn: Connection, room: str, at_us: int | None = None) -> None:
-        if room in conn.rooms:
-            conn.rooms = tuple(r for r in conn.rooms if r != room)
-            _discard(self.rooms, room, conn)
-            self._ungroup(room, conn)
-            self._changed(room, conn, False, at_us)
+        """Take ``conn`` out of ``room`` (idempotent)."""
+        members = self.rooms.get(room)
+        if members is None or conn not in members:
+            return
+        _discard(self.rooms, room, conn)
+        self._ungroup(room, conn)
+        self._changed(room, conn, False, at_us)
 
     def _changed(self, room: str, conn: Connection, joined: bool, at_us: int | None) -> None:
         now = time.time_ns() // 1000 if at_us is None else at_us

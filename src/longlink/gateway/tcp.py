@@ -1,14 +1,11 @@
-"""TCP bridge: frames back to back on the stream (PROTOCOL.md §1.4)."""
+"""TCP bridge: frames back to back on the stream (PROTOCOL.md §1.5)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from longlink.gateway.connection import TCP, Connection
+from longlink.gateway.connection import TCP, Connection, SessionHost
 from longlink.protocol import FrameDecoder, ProtocolError
-
-if TYPE_CHECKING:
-    from longlink.gateway.server import Gateway
 
 
 class TcpConnection(Connection):
@@ -18,15 +15,15 @@ class TcpConnection(Connection):
 
     kind: ClassVar[int] = TCP
 
-    def __init__(self, gateway: Gateway) -> None:
-        super().__init__(gateway)
-        self.decoder = FrameDecoder(gateway.settings.max_frame)
+    def __init__(self, host: SessionHost) -> None:
+        super().__init__(host)
+        self.decoder = FrameDecoder(host.rules.max_frame)
 
     def data_received(self, data: bytes) -> None:
         try:
             frames = self.decoder.feed(data)
         except ProtocolError as exc:
-            self.fail(exc)
+            self.protocol_error(exc)
             return
         for frame in frames:
-            self.handle_frame(frame)
+            self.frame_received(frame)

@@ -7,14 +7,11 @@ cost 10–30 KiB each (docs/websocket.md has the figures).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from longlink.gateway.connection import WS, Connection
+from longlink.gateway.connection import WS, Connection, SessionHost
 from longlink.protocol import ErrorCode, ProtocolError, decode_frame
 from longlink.protocol import websocket as wsp
-
-if TYPE_CHECKING:
-    from longlink.gateway.server import Gateway
 
 SUBPROTOCOL = "longlink.v1"
 WS_PATH = "/ws"
@@ -32,16 +29,16 @@ class WsConnection(Connection):
 
     kind: ClassVar[int] = WS
 
-    def __init__(self, gateway: Gateway) -> None:
-        super().__init__(gateway)
+    def __init__(self, host: SessionHost) -> None:
+        super().__init__(host)
         self.handshake: wsp.HandshakeParser | None = wsp.HandshakeParser()
         self.reader: wsp.WsReader | None = None
 
-    def send(self, frame: bytes) -> None:
+    def write(self, frame: bytes) -> None:
         if self.transport is not None and self.reader is not None:
             self.transport.write(wsp.encode_frame(wsp.WsOpcode.BINARY, frame))
 
-    def send_many(self, frames: list[bytes]) -> None:
+    def write_many(self, frames: list[bytes]) -> None:
         # One WebSocket message per frame (PROTOCOL §1.4), all in one transport write.
         if self.transport is not None and self.reader is not None:
             binary = wsp.WsOpcode.BINARY
@@ -64,15 +61,15 @@ class WsConnection(Connection):
         except wsp.WsError as exc:
             self._ws_error(exc)
             return
-        max_frame = self.gateway.settings.max_frame
+        max_frame = self.rules.max_frame
         for opcode, payload in messages:
             if opcode == wsp.WsOpcode.BINARY:
                 try:
                     frame = decode_frame(payload, max_frame)
                 except ProtocolError as exc:
-                    self.fail(exc)
+                    self.protocol_error(exc)
                     return
-                self.handle_frame(frame)
+                self.frame_received(frame)
             elif opcode == wsp.WsOpcode.PING:
                 if self.transport is not None:
                     self.transport.write(wsp.encode_frame(wsp.WsOpcode.PONG, payload))
@@ -80,7 +77,9 @@ class WsConnection(Connection):
                 self._closed_by_peer(payload)
                 return
             elif opcode == wsp.WsOpcode.TEXT:
-                self.fail(ProtocolError(ErrorCode.BAD_FRAME, "text message: frames are binary"))
+                self.protocol_error(
+                    ProtocolError(ErrorCode.BAD_FRAME, "text message: frames are binary")
+                )
                 return
             if self.transport is None or self.transport.is_closing():
                 return
@@ -108,12 +107,12 @@ class WsConnection(Connection):
             self.transport.close()
             return b""
         self.transport.write(wsp.accept_response(request.key, chosen))
-        self.reader = wsp.WsReader(self.gateway.settings.max_frame)
+        self.reader = wsp.WsReader(self.rules.max_frame)
         return leftover
 
     def _ws_error(self, exc: wsp.WsError) -> None:
         code = ErrorCode.TOO_LARGE if exc.close_code == 1009 else ErrorCode.BAD_FRAME
-        self.fail(ProtocolError(code, exc.reason))
+        self.protocol_error(ProtocolError(code, exc.reason))
 
     def _closed_by_peer(self, payload: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -123,4 +122,4 @@ class WsConnection(Connection):
                 code = 1002
             self.transport.write(wsp.encode_close(code if code != 1005 else 1000))
             self.reader = None  # nothing more is sent after the close frame
-        self.close_session()
+        self.apply(self.close())

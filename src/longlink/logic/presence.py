@@ -34,49 +34,26 @@ holds the rooms in PRESENT (a room of the connection not in it is ABSENT),
 and a closed connection is GONE. :func:`to_enter`, :func:`on_leave` and
 :func:`on_close` apply the table to that representation.
 
-Liveness, one machine per connection
-------------------------------------
-
-Measured in heartbeat intervals of silence (nothing received):
-
-=========  ===================  ========================  ===================
-state      heard (< 1.5)        silent ≥ 1.5              silent ≥ 2.5
-=========  ===================  ========================  ===================
-ALIVE      ALIVE                SUSPECT (``SUSPECTED``)   GONE (``LOST``)
-SUSPECT    ALIVE (``RECOVERED``) SUSPECT                  GONE (``LOST``)
-GONE       GONE                 GONE                      GONE
-=========  ===================  ========================  ===================
-
-A connection is SUSPECT once one heartbeat is missed (it was due after one
-interval; half an interval of grace absorbs network jitter) and GONE at 2.5
-intervals (PROTOCOL.md §1.3 rule 3), which CLOSEs it in every room.
-:func:`next_check` says when a timing wheel should look again, so no
-connection needs a timer of its own.
+The liveness machine of a connection is a session rule: it lives in
+:mod:`longlink.protocol.liveness`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Iterable
+
+from longlink.protocol.tables import grid
 
 __all__ = [
-    "GONE_AFTER",
-    "LIVENESS",
-    "SUSPECT_AFTER",
     "TABLE",
-    "Change",
     "Effect",
-    "Liveness",
     "RoomEvent",
     "RoomState",
-    "next_check",
-    "observe",
     "on_close",
     "on_leave",
     "step",
     "to_enter",
-    "watch",
 ]
 
 
@@ -98,29 +75,10 @@ class Effect(enum.IntEnum):
     EXIT = 2
 
 
-State = TypeVar("State")
-Input = TypeVar("Input")
-Cell = TypeVar("Cell")
-
-
-def _grid(
-    inputs: Iterable[Input], rows: Mapping[State, Sequence[Cell]]
-) -> dict[tuple[State, Input], Cell]:
-    """A transition table keyed as the docstring draws it: a row per state, a column per input.
-
-    ``inputs`` are the columns (an enum: its members in order); every row has one cell each.
-    """
-    return {
-        (state, column): cell
-        for state, row in rows.items()
-        for column, cell in zip(inputs, row, strict=True)
-    }
-
-
 S, F = RoomState, Effect
 
 #: (state, event) -> (new state, effect): the table of the module docstring.
-TABLE: dict[tuple[RoomState, RoomEvent], tuple[RoomState, Effect]] = _grid(
+TABLE: dict[tuple[RoomState, RoomEvent], tuple[RoomState, Effect]] = grid(
     RoomEvent,  # ASSERT, LEAVE, CLOSE
     {
         S.ABSENT: [(S.PRESENT, F.ENTER), (S.ABSENT, F.NONE), (S.GONE, F.NONE)],
@@ -168,57 +126,3 @@ def on_leave(entered: tuple[str, ...], room: str) -> tuple[tuple[str, ...], bool
 def on_close(entered: tuple[str, ...]) -> tuple[str, ...]:
     """CLOSE of the connection: the rooms whose EXIT fires (``entered`` becomes empty)."""
     return tuple(_firing(entered, entered, RoomEvent.CLOSE, Effect.EXIT))
-
-
-# ------------------------------------------------------------------ liveness
-
-
-class Liveness(enum.IntEnum):
-    ALIVE = 0
-    SUSPECT = 1
-    GONE = 2
-
-
-class Change(enum.IntEnum):
-    NONE = 0
-    SUSPECTED = 1
-    RECOVERED = 2
-    LOST = 3
-
-
-#: Intervals of silence after which a connection is SUSPECT (one heartbeat missed).
-SUSPECT_AFTER = 1.5
-#: Intervals of silence after which it is GONE (PROTOCOL.md §1.3 rule 3).
-GONE_AFTER = 2.5
-
-L, C = Liveness, Change
-
-#: (state, what the silence says) -> (new state, change): the liveness table.
-LIVENESS: dict[tuple[Liveness, Liveness], tuple[Liveness, Change]] = _grid(
-    Liveness,  # heard (ALIVE), silent >= 1.5 (SUSPECT), silent >= 2.5 (GONE)
-    {
-        L.ALIVE: [(L.ALIVE, C.NONE), (L.SUSPECT, C.SUSPECTED), (L.GONE, C.LOST)],
-        L.SUSPECT: [(L.ALIVE, C.RECOVERED), (L.SUSPECT, C.NONE), (L.GONE, C.LOST)],
-        L.GONE: [(L.GONE, C.NONE)] * 3,
-    },
-)
-
-
-def observe(silence_s: float, interval_s: float) -> Liveness:
-    """What ``silence_s`` seconds without a frame say about a connection."""
-    if silence_s >= GONE_AFTER * interval_s:
-        return Liveness.GONE
-    if silence_s >= SUSPECT_AFTER * interval_s:
-        return Liveness.SUSPECT
-    return Liveness.ALIVE
-
-
-def watch(state: Liveness, silence_s: float, interval_s: float) -> tuple[Liveness, Change]:
-    """One liveness transition after ``silence_s`` seconds of silence."""
-    return LIVENESS[state, observe(silence_s, interval_s)]
-
-
-def next_check(state: Liveness, last_seen: float, interval_s: float) -> float:
-    """When to look at the connection again: its next threshold from ``last_seen``."""
-    factor = SUSPECT_AFTER if state == Liveness.ALIVE else GONE_AFTER
-    return last_seen + factor * interval_s

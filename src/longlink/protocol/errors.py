@@ -51,11 +51,15 @@ class ProtocolError(LonglinkError):
     connection must be closed after the ERROR frame is sent.
     """
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, fatal: bool | None = None) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message
+        self._fatal = fatal
 
     @property
     def fatal(self) -> bool:
-        return self.code in FATAL_CODES
+        """Whether the connection closes after the ERROR: the code's default
+        (:data:`FATAL_CODES`) unless the raiser said otherwise (a flood of
+        ``rate_limited`` is fatal)."""
+        return self.code in FATAL_CODES if self._fatal is None else self._fatal

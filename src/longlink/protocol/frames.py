@@ -47,9 +47,11 @@ class Op(IntEnum):
     EVENT = 13
     ERROR = 14
     KICK = 15
+    ROOM = 16
+    REPORT = 17
 
 
-CLIENT_OPS = frozenset({Op.AUTH, Op.HEARTBEAT, Op.ACK, Op.JOIN, Op.LEAVE, Op.UPSTREAM})
+CLIENT_OPS = frozenset({Op.AUTH, Op.HEARTBEAT, Op.ACK, Op.JOIN, Op.LEAVE, Op.UPSTREAM, Op.REPORT})
 SERVER_OPS = frozenset(Op) - CLIENT_OPS
 
 
@@ -213,14 +215,23 @@ class FrameDecoder:
 # ---------------------------------------------------------------- codecs
 
 
+#: Brotli window (2^18 = 256 KiB): larger than any batch, far less memory than the default 22.
+BROTLI_WINDOW = 18
+
+
 def compress(codec: int, data: bytes, *, level: int | None = None) -> bytes:
-    """Encode ``data`` with ``codec`` (zlib level 6 / brotli quality 5 by default)."""
+    """Encode ``data`` with ``codec`` (zlib level 6 / brotli quality 5 by default).
+
+    The one encoder of every body: dispatch chooses the levels and whether
+    compressing pays (its policy), this function does the encoding.
+    """
     if codec == Codec.NONE:
         return data
     if codec == Codec.ZLIB:
         return zlib.compress(data, 6 if level is None else level)
     if codec == Codec.BROTLI:
-        out: bytes = brotli.compress(data, quality=5 if level is None else level)
+        quality = 5 if level is None else level
+        out: bytes = brotli.compress(data, quality=quality, lgwin=BROTLI_WINDOW)
         return out
     raise ProtocolError(ErrorCode.BAD_FRAME, f"unknown codec {codec}")
 

@@ -20,7 +20,7 @@ __all__ = ["DEFAULT_ID_RULE", "ID_PATTERN", "MAX_ID_LENGTH", "IdRule", "id_probl
 
 MAX_ID_LENGTH = 128
 #: The base rule as a regular expression (also used by msgspec constraints and OpenAPI).
-ID_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+ID_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*(?![\\s\\S])"  # not "$", which allows a final newline
 _CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
 
 

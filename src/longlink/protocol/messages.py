@@ -14,14 +14,19 @@ import msgspec
 from longlink.protocol.errors import ErrorCode, ProtocolError
 
 
-class Auth(msgspec.Struct, frozen=True):
+class Auth(msgspec.Struct, frozen=True, omit_defaults=True):
+    """AUTH (op 1). ``since`` names, per room, the last msg id the client got (§1.4 rule 3)."""
+
     token: str
     rooms: list[str] = []
     codecs: list[str] = []
     heartbeat_s: int | None = None
+    since: dict[str, str] = {}
 
 
-class AuthOk(msgspec.Struct, frozen=True):
+class AuthOk(msgspec.Struct, frozen=True, omit_defaults=True):
+    """AUTH_OK (op 2). ``recovered`` answers AUTH's ``since``, room by room (§1.4 rule 3)."""
+
     conn_id: str
     user: str
     device: str
@@ -29,10 +34,24 @@ class AuthOk(msgspec.Struct, frozen=True):
     heartbeat_s: int
     codec: str
     rooms: list[str]
+    recovered: dict[str, bool] | None = None
+
+
+class HeartbeatBody(msgspec.Struct, frozen=True):
+    """HEARTBEAT (op 3): empty, or the interval the client asks for from now on (§1.6 rule 2)."""
+
+    heartbeat_s: int | None = None
 
 
 class HeartbeatOk(msgspec.Struct, frozen=True):
+    """HEARTBEAT_OK (op 4); ``heartbeat_s`` answers a HEARTBEAT that asked for one.
+
+    Encode it with :func:`encode_heartbeat_ok` (``online`` always present,
+    ``heartbeat_s`` only when asked for).
+    """
+
     online: dict[str, int] = {}
+    heartbeat_s: int | None = None
 
 
 class AckBody(msgspec.Struct, frozen=True):
@@ -47,14 +66,35 @@ class AckBody(msgspec.Struct, frozen=True):
 
 
 class RoomBody(msgspec.Struct, frozen=True):
-    """Body of JOIN, LEAVE and LEAVE_OK."""
+    """Body of LEAVE and LEAVE_OK."""
 
     room: str
 
 
-class JoinOk(msgspec.Struct, frozen=True):
+class JoinBody(msgspec.Struct, frozen=True, omit_defaults=True):
+    """JOIN (op 7); ``since`` is the last msg id the client got from the room (§1.4 rule 3)."""
+
+    room: str
+    since: str | None = None
+
+
+class JoinOk(msgspec.Struct, frozen=True, omit_defaults=True):
+    """JOIN_OK (op 8); ``recovered`` answers JOIN's ``since``."""
+
     room: str
     online: int
+    recovered: bool | None = None
+
+
+class Report(msgspec.Struct, frozen=True, omit_defaults=True):
+    """REPORT (op 17): a connection-quality report (§1.6 rule 1); bounded by the session."""
+
+    transport: str
+    rtt_ms: list[int] = []
+    connect_ms: int | None = None
+    reconnects: int = 0
+    failed: list[str] = []
+    network: str | None = None
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -93,6 +133,23 @@ def decode_body(body: bytes, kind: type[T]) -> T:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"bad {kind.__name__} body: {exc}") from exc
     return result
+
+
+def encode_heartbeat_ok(online: dict[str, int], heartbeat_s: int | None = None) -> bytes:
+    """The HEARTBEAT_OK body: ``{"online": {...}}``, plus ``"heartbeat_s"`` when given."""
+    if heartbeat_s is None:
+        return _encoder.encode({"online": online})
+    return _encoder.encode({"online": online, "heartbeat_s": heartbeat_s})
+
+
+def parse_msg_id(text: str) -> int:
+    """A msg id written as a decimal string (JSON bodies carry them so: they exceed 2^53)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 20 or int(text) > MAX_MSG_ID:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"{text[:24]!r} is not a msg id")
+    return int(text)
+
+
+MAX_MSG_ID = 0xFFFFFFFFFFFFFFFF
 
 
 def decode_ack(body: bytes, header_msg_id: int) -> list[int]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from longlink.logic.upstream import FLOOD_FACTOR, UpstreamLimit, Verdict
+from longlink.protocol.limits import FLOOD_FACTOR, RateLimit, Verdict
 
 
-def run(limit: UpstreamLimit, times: list[float]) -> list[Verdict]:
+def run(limit: RateLimit, times: list[float]) -> list[Verdict]:
     tat, verdicts = 0.0, []
     for now in times:
         tat, verdict = limit.take(tat, now)
@@ -17,7 +17,7 @@ def run(limit: UpstreamLimit, times: list[float]) -> list[Verdict]:
 
 
 def test_burst_then_limited_then_flood() -> None:
-    limit = UpstreamLimit(rate=10, burst=20)
+    limit = RateLimit(rate=10, burst=20)
     verdicts = run(limit, [100.0] * 70)
     assert verdicts[:20] == [Verdict.ALLOW] * 20
     first_flood = verdicts.index(Verdict.FLOOD)
@@ -26,12 +26,12 @@ def test_burst_then_limited_then_flood() -> None:
 
 
 def test_steady_rate_is_allowed_forever() -> None:
-    limit = UpstreamLimit(rate=10, burst=1)
+    limit = RateLimit(rate=10, burst=1)
     assert set(run(limit, [i * 0.1 for i in range(1000)])) == {Verdict.ALLOW}
 
 
 def test_a_client_that_backs_off_recovers() -> None:
-    limit = UpstreamLimit(rate=10, burst=5)
+    limit = RateLimit(rate=10, burst=5)
     tat = 0.0
     for _ in range(8):
         tat, verdict = limit.take(tat, 0.0)
@@ -41,7 +41,7 @@ def test_a_client_that_backs_off_recovers() -> None:
 
 
 def test_zero_rate_means_no_limit() -> None:
-    assert set(run(UpstreamLimit(rate=0, burst=0), [0.0] * 10_000)) == {Verdict.ALLOW}
+    assert set(run(RateLimit(rate=0, burst=0), [0.0] * 10_000)) == {Verdict.ALLOW}
 
 
 @given(
@@ -52,7 +52,7 @@ def test_zero_rate_means_no_limit() -> None:
 def test_never_more_than_burst_plus_rate_times_elapsed(
     rate: float, burst: int, gaps: list[float]
 ) -> None:
-    limit = UpstreamLimit(rate, burst)
+    limit = RateLimit(rate, burst)
     now, tat, allowed = 0.0, 0.0, 0
     for gap in gaps:
         now += gap

@@ -1,4 +1,7 @@
-"""The per-connection UPSTREAM rate limit (PROTOCOL.md §1.3 rule 6), pure.
+"""Per-connection rate limits of the session (PROTOCOL.md §1.3 rule 6), pure.
+
+Used for UPSTREAM (rule 6) and for every other frame that earns a reply or
+costs the server work (the flood rule of docs/security.md).
 
 A token bucket written as GCRA (the generic cell rate algorithm), so a
 connection stores one float, its *theoretical arrival time* ``tat``, instead
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FLOOD_FACTOR", "UpstreamLimit", "Verdict"]
+__all__ = ["FLOOD_FACTOR", "RateLimit", "Verdict"]
 
 #: Debt, in bursts, at which a client that keeps on sending is closed.
 FLOOD_FACTOR = 3.0
@@ -31,7 +34,7 @@ class Verdict(enum.IntEnum):
     FLOOD = 2
 
 
-class UpstreamLimit:
+class RateLimit:
     """``rate`` frames per second with bursts of ``burst``; ``rate <= 0`` allows everything."""
 
     __slots__ = ("_flood", "_interval", "_tolerance")
@@ -45,6 +48,11 @@ class UpstreamLimit:
         # The debt after `burst` frames at once is burst * interval; one more is too many.
         self._tolerance = max(1, burst) * self._interval
         self._flood = FLOOD_FACTOR * self._tolerance
+
+    @property
+    def rate(self) -> float:
+        """Frames per second allowed over time (0: unlimited)."""
+        return 1.0 / self._interval if self._interval else 0.0
 
     def take(self, tat: float, now: float) -> tuple[float, Verdict]:
         """One frame at ``now`` for a connection whose state is ``tat``: (new tat, verdict)."""

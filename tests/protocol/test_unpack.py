@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from longlink.client import Message, unpack_pushes
-from longlink.client.messages import event_from_body
 from longlink.protocol import (
     Codec,
     Flag,
@@ -16,6 +14,7 @@ from longlink.protocol import (
     encode_batch,
     encode_frame,
 )
+from longlink.protocol.client import Message, event_from_body, unpack_pushes
 
 
 @pytest.mark.parametrize("codec", list(Codec))

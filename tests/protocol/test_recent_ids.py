@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from longlink.client import RecentIds
+from longlink.protocol.client import RecentIds
 
 
 def test_new_then_duplicate() -> None:
@@ -36,14 +36,6 @@ def test_seeing_an_id_again_keeps_it() -> None:
     assert seen.add(1) is False  # 1 becomes the most recent
     seen.add(4)  # evicts 2, the least recent
     assert 1 in seen and 2 not in seen
-
-
-def test_discard() -> None:
-    seen = RecentIds(3)
-    seen.add(5)
-    seen.discard(5)
-    seen.discard(6)
-    assert seen.add(5) is True
 
 
 def test_size_zero_remembers_nothing() -> None:

@@ -1,0 +1,298 @@
+"""The gateway's sessions: what a connection's session asks for, carried out.
+
+:class:`Sessions` is the :class:`~longlink.gateway.connection.SessionHost`
+of every connection. It receives the session outputs that are not frames
+(:mod:`longlink.protocol.server`) and does the work they ask for:
+
+=====================  =====================================================
+output                 work
+=====================  =====================================================
+``AuthRequest``        verify the token; register the session; index it in
+                       the hub; then ``opened`` (AUTH_OK); enter its rooms;
+                       redeliver its guaranteed messages
+``JoinRequest``        registry join, hub join, enter; then ``joined``
+``LeaveRequest``       hub leave, exit; registry leave; then ``left``
+``HeartbeatRequest``   HEARTBEAT_OK with the rooms' online counts; re-enter
+``Acked``              guaranteed delivery's ACK (gateway/guarantee.py)
+``UpstreamRequest``    to the event sink (gateway/events.py)
+``ReportReceived``     counted (connection quality)
+``LivenessChanged``    counted (suspect connections)
+``ErrorSent``          counted by code
+``Closed``             unindex, exit every room (with the reason), forget
+                       unacked messages, unregister; close the transport
+=====================  =====================================================
+
+It also owns the connections' ids, the set of connections not yet
+authenticated, the transports still open (what a drain waits for) and the
+online counts of the rooms held here (refreshed every second by the node
+reporter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from longlink.control.tokens import TokenExpired, TokenInvalid, TokenIssuer
+from longlink.gateway.connection import KINDS, Connection
+from longlink.gateway.events import Presence
+from longlink.gateway.guarantee import Guarantee
+from longlink.gateway.heartbeats import Heartbeats
+from longlink.gateway.hub import Hub
+from longlink.gateway.metrics import GatewayMetrics
+from longlink.gateway.outbox import Outbox
+from longlink.logic.base import SessionInfo, SessionRegistry
+from longlink.protocol import ErrorCode, ProtocolError
+from longlink.protocol.server import (
+    Acked,
+    AuthRequest,
+    Closed,
+    ErrorSent,
+    Event,
+    HeartbeatRequest,
+    JoinRequest,
+    LeaveRequest,
+    LivenessChanged,
+    ReportReceived,
+    SessionRules,
+    UpstreamRequest,
+)
+
+log = logging.getLogger("longlink.gateway")
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class Sessions:
+    """The host of every connection's session on one gateway (module docstring)."""
+
+    def __init__(
+        self,
+        rules: SessionRules,
+        outbox: Outbox,
+        tokens: TokenIssuer,
+        registry: SessionRegistry,
+        hub: Hub,
+        presence: Presence,
+        guarantee: Guarantee,
+        heartbeats: Heartbeats,
+        metrics: GatewayMetrics,
+        spawn: Spawn,
+        *,
+        kick_same_device: bool,
+    ) -> None:
+        self.rules = rules
+        self.outbox = outbox
+        self.tokens = tokens
+        self.registry = registry
+        self.hub = hub
+        self.presence = presence
+        self.guarantee = guarantee
+        self.heartbeats = heartbeats
+        self.metrics = metrics
+        self.spawn = spawn
+        self.kick_same_device = kick_same_device
+        #: Online counts of rooms as last read from the registry.
+        self.online: dict[str, int] = {}
+        #: Connections not authenticated yet.
+        self.unauthenticated: set[Connection] = set()
+        #: Connections whose transport is still open (a drain waits for these).
+        self.transports: set[Connection] = set()
+        self.all_released = asyncio.Event()
+        self.all_released.set()
+        self.accepting = True
+        self._seq = 0
+        self._prefix = f"{rules.node}-{os.getpid():x}{int(time.time()) & 0xFFFF:04x}-"
+        self._errors = {code.value: metrics.errors.labels(code.value) for code in ErrorCode}
+
+    @property
+    def clock(self) -> float:
+        return self.heartbeats.clock
+
+    # ------------------------------------------------------------------ transports
+
+    def accepted(self, conn: Connection) -> None:
+        if not self.accepting:
+            conn.close()
+            conn.shutdown()
+            return
+        self.transports.add(conn)
+        self.all_released.clear()
+        self._seq += 1
+        conn.conn_id = f"{self._prefix}{self._seq:x}"
+        conn.last_seen = self.clock
+        self.unauthenticated.add(conn)
+        self.heartbeats.watch(conn)  # the AUTH deadline (PROTOCOL §1.3 rule 1)
+        kind = KINDS[conn.kind]
+        self.metrics.accepted.labels(kind).inc()
+        self.metrics.connections.labels(kind).inc()
+
+    def released(self, conn: Connection) -> None:
+        self.transports.discard(conn)
+        if not self.transports:
+            self.all_released.set()
+
+    # ------------------------------------------------------------------ session outputs
+
+    def handle(self, conn: Connection, event: Event) -> None:
+        kind = type(event)
+        if kind is Acked:
+            self.guarantee.acked(conn, event.msg_ids)  # type: ignore[union-attr]
+        elif kind is HeartbeatRequest:
+            self._heartbeat(conn, event)  # type: ignore[arg-type]
+        elif kind is ErrorSent:
+            self._errors[event.code].inc()  # type: ignore[union-attr]
+        elif kind is Closed:
+            self._closed(conn, event.reason)  # type: ignore[union-attr]
+        elif kind is AuthRequest:
+            self._auth(conn, event)  # type: ignore[arg-type]
+        elif kind is JoinRequest:
+            self.spawn(self._join(conn, event))  # type: ignore[arg-type]
+        elif kind is LeaveRequest:
+            self._leave(conn, event)  # type: ignore[arg-type]
+        elif kind is UpstreamRequest:
+            self.presence.upstream(conn, event.data, event.seq)  # type: ignore[union-attr]
+        elif kind is LivenessChanged:
+            self.presence.liveness_changed(event.change)  # type: ignore[union-attr]
+        elif kind is ReportReceived:
+            outcome = "dropped" if event.report is None else "accepted"  # type: ignore[union-attr]
+            self.metrics.reports.labels(outcome).inc()
+
+    def _heartbeat(self, conn: Connection, event: HeartbeatRequest) -> None:
+        # PROTOCOL §1.3 rule 3: answer with the online counts of the rooms.
+        counts = self.room_counts(conn.rooms)
+        conn.apply([conn.heartbeat_ok(event.seq, counts, interval=event.asked)])
+        self.presence.heartbeat(conn)  # re-asserts the rooms (idempotent enter)
+
+    def room_counts(self, rooms: Iterable[str]) -> dict[str, int]:
+        """Online counts of ``rooms`` as last read from the registry (refreshed every second)."""
+        return {room: self.online.get(room, 0) for room in rooms}
+
+    # ------------------------------------------------------------------ AUTH
+
+    def _auth(self, conn: Connection, request: AuthRequest) -> None:
+        try:
+            claims = self.tokens.verify(request.token)
+        except TokenExpired:
+            error = ProtocolError(ErrorCode.TOKEN_EXPIRED, "connection token expired")
+            conn.apply(conn.fail(error, request.seq))
+            return
+        except TokenInvalid:
+            error = ProtocolError(ErrorCode.AUTH_FAILED, "invalid connection token")
+            conn.apply(conn.fail(error, request.seq))
+            return
+        conn.user = claims.user
+        conn.device = claims.device
+        self.spawn(self._step(conn, self._open(conn, request)))
+
+    async def _open(self, conn: Connection, request: AuthRequest) -> None:
+        """Register the session, then index it (AUTH_OK follows at once: routable)."""
+        rooms = list(request.rooms)
+        info = SessionInfo(
+            conn_id=conn.conn_id,
+            node=self.rules.node,
+            user=conn.user,
+            device=conn.device,
+            rooms=rooms,
+            connected_ms=int(time.time() * 1000),
+        )
+        registry = self.registry
+        await registry.add_session(info)
+        if conn.closed:
+            await registry.remove_session(conn.conn_id)
+            return
+        if rooms:
+            self.online.update(await registry.room_online(rooms))
+            if conn.closed:
+                await registry.remove_session(conn.conn_id)
+                return
+        if self.kick_same_device:
+            await self.presence.replace_older(conn, info.connected_ms)
+            if conn.closed:
+                await registry.remove_session(conn.conn_id)
+                return
+        self.unauthenticated.discard(conn)
+        self.hub.add(conn, rooms)
+        conn.apply(conn.opened(conn.conn_id, conn.user, conn.device, request.seq, self.clock))
+        if conn.closed:
+            return
+        self.heartbeats.watch(conn)  # from now on: the liveness deadline
+        self.presence.entered(conn, conn.rooms)
+        self.guarantee.opened(conn)  # PROTOCOL §1.3 rule 5: stored messages, oldest first
+
+    # ------------------------------------------------------------------ rooms
+
+    async def _join(self, conn: Connection, request: JoinRequest) -> None:
+        async def join() -> None:
+            online = await self.registry.join(conn.conn_id, request.room)
+            self.online[request.room] = online
+            if conn.closed:
+                return
+            self.hub.join(conn, request.room)
+            conn.apply(conn.joined(request.room, online, request.seq, self.clock))
+            self.presence.entered(conn, (request.room,))
+
+        await self._step(conn, join())
+
+    def _leave(self, conn: Connection, request: LeaveRequest) -> None:
+        room = request.room
+        self.hub.leave(conn, room)
+        self.presence.left(conn, room)
+
+        async def leave() -> None:
+            self.online[room] = await self.registry.leave(conn.conn_id, room)
+            conn.apply(conn.left(room, request.seq, self.clock))
+
+        self.spawn(self._step(conn, leave()))
+
+    async def _step(self, conn: Connection, step: Coroutine[Any, Any, None]) -> None:
+        """Run one asynchronous step of ``conn``'s session; a failure closes it."""
+        try:
+            await step
+        except Exception:
+            log.exception("conn %s: step failed", conn.conn_id)
+            error = ProtocolError(ErrorCode.SERVER_BUSY, "internal error, try again")
+            conn.apply(conn.fail(error))
+
+    # ------------------------------------------------------------------ close
+
+    def _closed(self, conn: Connection, reason: str) -> None:
+        """The session is over (closed by either side): clean up once, close the transport."""
+        self.heartbeats.forget(conn)
+        self.unauthenticated.discard(conn)
+        self.metrics.connections.labels(KINDS[conn.kind]).dec()
+        if self.hub.conns.get(conn.conn_id) is conn:
+            self.hub.remove(conn)
+            self.presence.closed(conn, reason)  # exits fire once (a kick fired them already)
+            self.guarantee.closed(conn)  # its unacked messages stay in the offline store
+            self.spawn(self._unregister(conn.conn_id))
+        conn.shutdown()
+
+    async def _unregister(self, conn_id: str) -> None:
+        await self.registry.remove_session(conn_id)
+
+    # ------------------------------------------------------------------ the registry again
+
+    async def resync(self, node_now_ms: int) -> None:
+        """The registry lost this node (Redis restarted empty): register every session again."""
+        conns = list(self.hub.conns.values())
+        log.warning(
+            "registry lost node %s: registering %d sessions again", self.rules.node, len(conns)
+        )
+        for conn in conns:
+            if conn.closed:
+                continue
+            await self.registry.add_session(
+                SessionInfo(
+                    conn_id=conn.conn_id,
+                    node=self.rules.node,
+                    user=conn.user,
+                    device=conn.device,
+                    rooms=list(conn.rooms),
+                    connected_ms=node_now_ms,
+                )
+            )

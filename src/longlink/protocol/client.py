@@ -1,0 +1,569 @@
+"""The client side of a session (PROTOCOL.md §1.3, §1.4 rules 1 and 3), pure and sans-I/O.
+
+A :class:`ClientSession` is one client's view of the protocol, across all of
+its connections: what to send (AUTH, requests, HEARTBEAT, ACK) and what the
+frames it receives mean (messages, replies, events, the end of a
+connection). The SDK's asyncio code (:mod:`longlink.client`) is a bridge: it
+opens transports, feeds the session the frames it reads and the time, and
+carries out what the session returns. The session keeps no clock and does no
+I/O; :meth:`ClientSession.poll` says when it next needs the time.
+
+One connection, as the session sees it::
+
+    connect(token)   -> AUTH frame            state AUTHENTICATING
+    AUTH_OK          -> Opened                state OPEN
+    ERROR (no seq)   -> AuthRefused           before AUTH_OK: the attempt failed
+    KICK / fatal ERROR / silence              -> Lost(reason, reconnect)
+    lost()           -> seqs of the requests that will never be answered
+
+Rules kept here, for every connection of the client:
+
+1. Duplicates are dropped by msg id (a bounded window of recent ids), so a
+   redelivered or retried message reaches the application once (§1.3 rule 5).
+2. ``ACK_REQUIRED`` messages are acked once taken by the application (or by
+   its own :meth:`ClientSession.ack` calls); a duplicate whose original is
+   no longer owed is acked at once. ACKs wait in a bounded queue and leave
+   as frames: the header's msg id for one, ``{"msg_ids": [...]}`` for more.
+3. Heartbeats every interval of AUTH_OK; nothing received for 2.5 intervals
+   loses the connection (reconnect).
+4. Rooms: those of :attr:`ClientSession.rooms` go in every AUTH, so a
+   reconnect re-joins them; the last msg id received from each room goes in
+   AUTH and JOIN as ``since`` (§1.4 rule 3), and AUTH_OK / JOIN_OK say
+   whether the server could recover what was missed (:class:`Recovery`).
+5. What ends a connection and whether reconnecting can help:
+
+   =================================  ===========================
+   what happened                      reconnect
+   =================================  ===========================
+   transport lost, silence            yes
+   ERROR ``token_expired`` (fatal)    yes (a fresh token)
+   other fatal ERROR                  yes, but ``auth_failed``: no
+   KICK ``drain``                     yes, to another node
+   KICK any other reason              no
+   =================================  ===========================
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import msgspec
+
+from longlink.protocol.errors import FATAL_CODES, ErrorCode, ProtocolError
+from longlink.protocol.frames import Flag, Frame, Op, encode_frame
+from longlink.protocol.liveness import GONE_AFTER
+from longlink.protocol.messages import (
+    AckBody,
+    Auth,
+    AuthOk,
+    ErrorBody,
+    HeartbeatOk,
+    JoinBody,
+    JoinOk,
+    KickBody,
+    RoomBody,
+    decode_body,
+    encode_body,
+)
+from longlink.protocol.push import split_room_batch
+
+__all__ = [
+    "MAX_ACK_IDS",
+    "MAX_SERVER_FRAME",
+    "TERMINAL_CODES",
+    "AuthRefused",
+    "ClientEvent",
+    "ClientSession",
+    "ErrorEvent",
+    "Kicked",
+    "Lost",
+    "Message",
+    "Opened",
+    "RecentIds",
+    "Recovery",
+    "Refused",
+    "Reply",
+    "ServerEvent",
+    "unpack_pushes",
+]
+
+#: Largest decoded body accepted from the server (a BATCH inflates to at most this).
+MAX_SERVER_FRAME = 16 * 1024 * 1024
+#: Most ids in one ACK frame (keeps it far below the 64 KiB client frame limit).
+MAX_ACK_IDS = 1000
+#: ERROR codes after which reconnecting cannot help.
+TERMINAL_CODES = frozenset({ErrorCode.AUTH_FAILED.value})
+_MAX_SEQ = 0xFFFFFFFF
+_REPLY_OPS = frozenset({Op.JOIN_OK, Op.LEAVE_OK, Op.UPSTREAM_OK})
+_HEARTBEAT = encode_frame(Op.HEARTBEAT)
+
+
+# ---------------------------------------------------------------- what the application gets
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One pushed message.
+
+    ``data`` is the business payload as sent (for a push made with JSON
+    ``data``, its UTF-8 JSON encoding). ``room`` is the room (or area) it was
+    pushed to (§1.4 rule 1), None for user, device and broadcast pushes.
+    ``guaranteed`` marks messages the server wants acknowledged
+    (``ACK_REQUIRED``).
+    """
+
+    msg_id: int
+    data: bytes
+    guaranteed: bool = False
+    high_priority: bool = False
+    room: str | None = None
+
+    def json(self) -> Any:
+        """The payload decoded as JSON (raises ``msgspec.DecodeError`` if it is not)."""
+        return msgspec.json.decode(self.data)
+
+    def text(self) -> str:
+        """The payload decoded as UTF-8."""
+        return self.data.decode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """Base of every event the client hands the application; match on the subclass."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent(ClientEvent):
+    """An EVENT frame (§1.2 op 13), e.g. someone entered a room.
+
+    ``data`` is the whole JSON object; ``type``, ``room`` and ``user`` are
+    copied out of it for convenience (empty / ``None`` when absent).
+    """
+
+    type: str
+    room: str | None
+    user: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent(ClientEvent):
+    """An ERROR frame that answers no pending request (§1.2 op 14).
+
+    A fatal code is followed by the server closing the connection.
+    """
+
+    code: str
+    message: str
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Kicked(ClientEvent):
+    """The server sent KICK (§1.2 op 15); ``drain`` means reconnect elsewhere."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery(ClientEvent):
+    """Whether the messages ``room`` sent while the client was away were recovered.
+
+    ``recovered`` False: the server's history no longer held the last message
+    the client had; it sent what it keeps, and the application should refresh
+    the room's state from its backend (§1.4 rule 3).
+    """
+
+    room: str
+    recovered: bool
+
+
+# ---------------------------------------------------------------- what the bridge gets
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """AUTH_OK arrived: the connection is up."""
+
+    auth_ok: AuthOk
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRefused:
+    """ERROR in answer to AUTH: this attempt failed (``code`` says why)."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer to request ``seq`` (JOIN_OK, LEAVE_OK or UPSTREAM_OK)."""
+
+    seq: int
+    op: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """ERROR in answer to request ``seq``."""
+
+    seq: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """The connection is over (close the transport); ``reconnect`` says whether to retry."""
+
+    reason: str
+    reconnect: bool
+
+
+Output = list[Message | ClientEvent | Opened | AuthRefused | Reply | Refused | Lost]
+
+
+class State(IntEnum):
+    IDLE = 0
+    AUTHENTICATING = 1
+    OPEN = 2
+
+
+class ClientSession:
+    """The protocol state of one client (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        rooms: Iterable[str] = (),
+        codecs: Iterable[str] = ("br", "zlib"),
+        heartbeat_s: int | None = None,
+        dedup_size: int = 10_000,
+        auto_ack: bool = True,
+        max_frame: int = MAX_SERVER_FRAME,
+    ) -> None:
+        #: Rooms sent in every AUTH; kept up to date by join and leave.
+        self.rooms: set[str] = set(rooms)
+        #: Online counts per room as last told by HEARTBEAT_OK and JOIN_OK.
+        self.online: dict[str, int] = {}
+        #: The last msg id received from each room (``since`` of AUTH and JOIN).
+        self.last_ids: dict[str, int] = {}
+        self.codecs = list(codecs)
+        self.heartbeat_s = heartbeat_s
+        self.auto_ack = auto_ack
+        self.max_frame = max_frame
+        self.state = State.IDLE
+        self.auth_ok: AuthOk | None = None
+        self._seen = RecentIds(dedup_size)
+        self._limit = max(dedup_size, MAX_ACK_IDS)
+        self._owed: OrderedDict[int, None] = OrderedDict()
+        self._acks: OrderedDict[int, None] = OrderedDict()
+        self._pending: dict[int, int] = {}  # seq -> op of requests awaiting their reply
+        self._seq = 0
+        self._fatal: str | None = None  # the fatal ERROR code the server sent before closing
+        self._interval = 0.0
+        self._last_rx = 0.0
+        self._next_beat = 0.0
+
+    # -------------------------------------------------------------- connection life
+
+    def connect(self, token: str, now: float) -> bytes:
+        """Begin a connection: the AUTH frame to send first (rooms and ``since`` included)."""
+        rooms = sorted(self.rooms)
+        since = {room: str(self.last_ids[room]) for room in rooms if room in self.last_ids}
+        auth = Auth(token, rooms, self.codecs, self.heartbeat_s, since)
+        self.state = State.AUTHENTICATING
+        self.auth_ok = None
+        self._fatal = None
+        self._pending.clear()
+        self._last_rx = now
+        return encode_frame(Op.AUTH, encode_body(auth))
+
+    def lost(self) -> list[int]:
+        """The connection is gone: the seqs of requests that will never be answered."""
+        self.state = State.IDLE
+        seqs = list(self._pending)
+        self._pending.clear()
+        return seqs
+
+    @property
+    def open(self) -> bool:
+        return self.state == State.OPEN
+
+    # -------------------------------------------------------------- frames in
+
+    def receive(self, frame: Frame, now: float) -> Output:
+        """Apply one server frame; raises :class:`ProtocolError` on a malformed one
+        (one bad frame does not end the connection: the caller logs and goes on)."""
+        self._last_rx = now
+        op = frame.op
+        if op == Op.PUSH:
+            return list(self._admit(unpack_pushes(frame, self.max_frame)))
+        if op == Op.HEARTBEAT_OK:
+            self.online.update(decode_body(frame.body, HeartbeatOk).online)
+            return []
+        if op == Op.AUTH_OK:
+            return self._opened(decode_body(frame.body, AuthOk), now)
+        if op in _REPLY_OPS:
+            out: Output = []
+            if self._pending.pop(frame.seq, None) is not None:
+                out.append(Reply(frame.seq, op, frame.body))
+            if op == Op.JOIN_OK:
+                joined = decode_body(frame.body, JoinOk)
+                self.online[joined.room] = joined.online
+                if joined.recovered is not None:
+                    out.append(Recovery(joined.room, joined.recovered))
+            return out
+        if op == Op.EVENT:
+            return [event_from_body(frame.body)]
+        if op == Op.ERROR:
+            return self._error(error_of(frame.body), frame.seq)
+        if op == Op.KICK:
+            reason = kick_reason(frame.body)
+            # A draining node sheds its clients: go elsewhere. Any other kick is final.
+            return [Kicked(reason), Lost(f"kicked: {reason}", reconnect=reason == "drain")]
+        return []  # nothing else is for a client (ROOM only inside a BATCH)
+
+    def closed_by_server(self) -> Lost:
+        """The transport ended: why, and whether reconnecting can help."""
+        code = self._fatal
+        if code is None:
+            return Lost("connection closed", reconnect=True)
+        return Lost(f"closed after ERROR {code}", reconnect=code not in TERMINAL_CODES)
+
+    def _opened(self, auth_ok: AuthOk, now: float) -> Output:
+        self.state = State.OPEN
+        self.auth_ok = auth_ok
+        self._interval = float(auth_ok.heartbeat_s)
+        self._next_beat = now + self._interval if self._interval > 0 else float("inf")
+        out: Output = [Opened(auth_ok)]
+        for room, ok in sorted((auth_ok.recovered or {}).items()):
+            out.append(Recovery(room, ok))
+        return out
+
+    def _error(self, error: ErrorBody, seq: int) -> Output:
+        out: Output = []
+        if error.code in FATAL_CODES:
+            self._fatal = error.code  # the server closes next (§1.2 op 14)
+        if self.state == State.AUTHENTICATING and not seq:
+            out.append(AuthRefused(error.code, error.message))
+        elif seq and self._pending.pop(seq, None) is not None:
+            out.append(Refused(seq, error.code, error.message))
+        else:
+            out.append(ErrorEvent(error.code, error.message, seq))
+        return out
+
+    # -------------------------------------------------------------- messages and ACKs
+
+    def _admit(self, messages: list[Message]) -> Iterable[Message]:
+        """Rule 1 and the ACK bookkeeping of rule 2; remembers each room's last id."""
+        for message in messages:
+            msg_id = message.msg_id
+            if message.room is not None and msg_id:
+                self.last_ids[message.room] = msg_id
+            if not msg_id:
+                yield message  # not a message id (§1.1): nothing to deduplicate
+                continue
+            if not self._seen.add(msg_id):
+                if message.guaranteed and msg_id not in self._owed:
+                    self.queue_acks([msg_id])
+                continue
+            if message.guaranteed:
+                self._owed[msg_id] = None
+                if len(self._owed) > self._limit:
+                    self._owed.popitem(last=False)
+            yield message
+
+    def taken(self, message: Message) -> None:
+        """The application took ``message``: with ``auto_ack`` its ACK is queued now."""
+        if self.auto_ack and message.guaranteed and message.msg_id:
+            self._owed.pop(message.msg_id, None)
+            self.queue_acks([message.msg_id])
+
+    def acked(self, ids: Iterable[int]) -> None:
+        """The application acked ``ids`` itself; later duplicates are acked by the session."""
+        for msg_id in ids:
+            self._owed.pop(msg_id, None)
+
+    def queue_acks(self, ids: Iterable[int]) -> None:
+        """Queue ACKs for ``ids`` (bounded: past the bound the oldest is dropped, and the
+        server's next retry of it is acked then)."""
+        queued = self._acks
+        for msg_id in ids:
+            queued[msg_id] = None
+        while len(queued) > self._limit:
+            queued.popitem(last=False)
+
+    @property
+    def acks_queued(self) -> int:
+        return len(self._acks)
+
+    def take_acks(self) -> list[int]:
+        """Up to :data:`MAX_ACK_IDS` queued ids, oldest first, taken off the queue."""
+        queued = self._acks
+        return [queued.popitem(last=False)[0] for _ in range(min(len(queued), MAX_ACK_IDS))]
+
+    def requeue_acks(self, ids: list[int]) -> None:
+        """Put back ``ids`` that could not be written, first in line."""
+        for msg_id in reversed(ids):
+            self._acks[msg_id] = None
+            self._acks.move_to_end(msg_id, last=False)
+
+    # -------------------------------------------------------------- requests
+
+    def request(self, op: int, body: bytes) -> tuple[int, bytes]:
+        """A request frame with a fresh seq (its reply carries the same seq, §1.1)."""
+        self._seq = self._seq % _MAX_SEQ + 1  # 1, 2, … wrapping before 2**32, never 0
+        self._pending[self._seq] = op
+        return self._seq, encode_frame(op, body, seq=self._seq)
+
+    def forget(self, seq: int) -> None:
+        """Stop waiting for the reply to ``seq`` (the caller gave up)."""
+        self._pending.pop(seq, None)
+
+    def join(self, room: str) -> tuple[int, bytes]:
+        """A JOIN request (with ``since`` when a message of ``room`` was received before)."""
+        last = self.last_ids.get(room)
+        body = JoinBody(room, str(last) if last is not None else None)
+        return self.request(Op.JOIN, encode_body(body))
+
+    def joined(self, room: str) -> None:
+        """JOIN_OK arrived: ``room`` is re-joined on every reconnect from now on."""
+        self.rooms.add(room)
+
+    def leave(self, room: str) -> tuple[int, bytes]:
+        """A LEAVE request; the room is dropped at once, so a reconnect does not re-join it."""
+        self.rooms.discard(room)
+        self.last_ids.pop(room, None)
+        return self.request(Op.LEAVE, encode_body(RoomBody(room)))
+
+    # -------------------------------------------------------------- time
+
+    def poll(self, now: float) -> tuple[list[bytes | Lost], float]:
+        """Heartbeat and liveness at ``now``: what to do, and when to call again."""
+        if self.state != State.OPEN or self._interval <= 0:
+            return [], float("inf")
+        if now < self._next_beat:
+            return [], self._next_beat
+        silence = now - self._last_rx
+        if silence > GONE_AFTER * self._interval:
+            return [Lost(f"silent for {silence:.1f}s", reconnect=True)], float("inf")
+        self._next_beat = now + self._interval
+        return [_HEARTBEAT], self._next_beat
+
+
+def ack_frames(ids: list[int]) -> list[bytes]:
+    """ACK frames for ``ids``: the header for one id, JSON bodies for more (§1.2 op 6)."""
+    if len(ids) == 1:
+        return [encode_frame(Op.ACK, msg_id=ids[0])]
+    return [
+        encode_frame(Op.ACK, encode_body(AckBody(ids[i : i + MAX_ACK_IDS])))
+        for i in range(0, len(ids), MAX_ACK_IDS)
+    ]
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def message_from_frame(
+    frame: Frame, max_size: int = MAX_SERVER_FRAME, room: str | None = None
+) -> Message:
+    """The :class:`Message` a plain (non-BATCH) PUSH frame carries."""
+    return Message(
+        msg_id=frame.msg_id,
+        data=frame.payload(max_size),
+        guaranteed=bool(frame.flags & Flag.ACK_REQUIRED),
+        high_priority=bool(frame.flags & Flag.HIGH_PRIORITY),
+        room=room,
+    )
+
+
+def unpack_pushes(frame: Frame, max_size: int = MAX_SERVER_FRAME) -> list[Message]:
+    """The messages of a PUSH frame in wire order: itself, or a BATCH's inner PUSH frames.
+
+    A BATCH body is decoded with the frame's codec and split into inner
+    frames; a ROOM first frame names the room of the others (§1.4 rule 1).
+    Raises :class:`ProtocolError` on a malformed batch.
+    """
+    if not frame.flags & Flag.BATCH:
+        return [message_from_frame(frame, max_size)]
+    room, inner = split_room_batch(frame.payload(max_size))
+    return [message_from_frame(f, max_size, room) for f in inner if f.op == Op.PUSH]
+
+
+def event_from_body(body: bytes) -> ServerEvent:
+    """A :class:`ServerEvent` from an EVENT body; a non-object body gives type ``""``."""
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        value = None
+    data: dict[str, Any] = value if isinstance(value, dict) else {}
+    kind, room, user = data.get("type"), data.get("room"), data.get("user")
+    return ServerEvent(
+        type=kind if isinstance(kind, str) else "",
+        room=room if isinstance(room, str) else None,
+        user=user if isinstance(user, str) else None,
+        data=data,
+    )
+
+
+def error_of(body: bytes) -> ErrorBody:
+    """The ERROR body; an unreadable one becomes code ``bad_frame`` with the raw text."""
+    try:
+        return decode_body(body, ErrorBody)
+    except ProtocolError:
+        return ErrorBody(ErrorCode.BAD_FRAME.value, body[:200].decode("utf-8", "replace"))
+
+
+def kick_reason(body: bytes) -> str:
+    """The reason of a KICK body (``""`` if unreadable)."""
+    try:
+        return decode_body(body, KickBody).reason
+    except ProtocolError:
+        return ""
+
+
+class RecentIds:
+    """The last ``size`` distinct message ids seen (``size`` 0 remembers nothing).
+
+    Older ids are forgotten first, and seeing an id again makes it recent
+    again, so a message the server keeps resending is never forgotten while
+    it is being resent.
+
+    >>> seen = RecentIds(2)
+    >>> seen.add(1), seen.add(1), seen.add(2), seen.add(3), seen.add(1)
+    (True, False, True, True, True)
+    """
+
+    __slots__ = ("_ids", "size")
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"size must be >= 0, not {size}")
+        self.size = size
+        self._ids: OrderedDict[int, None] = OrderedDict()
+
+    def add(self, msg_id: int) -> bool:
+        """Record ``msg_id``; True if it is new, False if it was seen recently."""
+        ids = self._ids
+        if msg_id in ids:
+            ids.move_to_end(msg_id)
+            return False
+        if self.size == 0:
+            return True
+        ids[msg_id] = None
+        if len(ids) > self.size:
+            ids.popitem(last=False)
+        return True
+
+    def __contains__(self, msg_id: object) -> bool:
+        return msg_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
