@@ -1,7 +1,8 @@
 """Control layer: identity (business tickets), connection tokens, endpoint choice.
 
 See ARCHITECTURE.md ("control") and PROTOCOL.md §2.1. Nothing here holds a
-connection or does I/O; the HTTP route lives in :mod:`longlink.api.app`.
+connection; the connect flow (:mod:`longlink.control.connect`) reads the nodes' reports
+through a small seam. The HTTP route lives in :mod:`longlink.api.app`.
 """
 
 from longlink.control.endpoints import DEFAULT_STALE_MS, choose_endpoints, node_healthy

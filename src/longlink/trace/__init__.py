@@ -11,10 +11,11 @@
   Redis (imported from there, so this package needs no Redis client).
 """
 
-from longlink.trace.tracer import FIELDS, SCOPES, MessageTrace, Reach, TraceEvent, Tracer
+from longlink.trace.tracer import EVENTS, FIELDS, SCOPES, MessageTrace, Reach, TraceEvent, Tracer
 from longlink.trace.view import LocalTraceView, TraceView, merge_reach, merge_traces
 
 __all__ = [
+    "EVENTS",
     "FIELDS",
     "SCOPES",
     "LocalTraceView",

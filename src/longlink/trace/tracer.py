@@ -52,6 +52,7 @@ from longlink.model import Message, MsgIdGenerator
 from longlink.settings import ConfigError, Settings
 
 __all__ = [
+    "EVENTS",
     "FIELDS",
     "SCOPES",
     "MessageTrace",
@@ -61,6 +62,20 @@ __all__ = [
 ]
 
 SCOPES = ("all", "guaranteed", "off")
+#: Every event the layers record, in the order of a message's path (the table above).
+EVENTS = (
+    "accepted",
+    "stored",
+    "queued",
+    "dispatched",
+    "written",
+    "retried",
+    "acked",
+    "unacked",
+    "closed",
+    "from_store",
+    "expired",
+)
 
 Detail = dict[str, Any]
 #: A detail given as values only: their names come from :data:`FIELDS` (cheaper to record).
