@@ -49,12 +49,12 @@ from longlink.api.responses import (
     UserConnections,
 )
 from longlink.api.schemas import (
-    ConnectBody,
     DrainBody,
     KickBody,
     PushRequest,
     RoomAreaBody,
     decode_body,
+    parse_connect,
     parse_push,
     parse_push_batch,
 )
@@ -163,7 +163,7 @@ class _Api:
 
     async def connect(self, request: Request) -> Response:
         """``POST /v1/connect`` (PROTOCOL.md §2.1)."""
-        body = decode_body(await read_body(request, BODY_LIMIT), ConnectBody)
+        body = parse_connect(await read_body(request, BODY_LIMIT))
         wanted = ConnectRequest(
             ticket=body.ticket,
             user=body.user,
