@@ -79,7 +79,7 @@ TargetId = Annotated[
             "minLength": 1,
             "maxLength": MAX_ID_LENGTH,
             "pattern": ID_PATTERN,
-            "description": "an id: 1..128 characters, no control characters by default"
+            "description": f"an id: 1..{MAX_ID_LENGTH} characters, no control characters by default"
             " (max_id_length, id_pattern)",
         }
     ),
