@@ -5,6 +5,15 @@ connection; the connect flow (:mod:`longlink.control.connect`) reads the nodes' 
 through a small seam. The HTTP route lives in :mod:`longlink.api.app`.
 """
 
+from longlink.control.connect import (
+    ConnectDenied,
+    Connected,
+    ConnectError,
+    ConnectInvalid,
+    Connector,
+    ConnectRequest,
+    NoNodes,
+)
 from longlink.control.endpoints import DEFAULT_STALE_MS, choose_endpoints, node_healthy
 from longlink.control.tickets import TicketError, TicketExpired, TicketInvalid, TicketVerifier
 from longlink.control.tokens import (
@@ -17,6 +26,13 @@ from longlink.control.tokens import (
 
 __all__ = [
     "DEFAULT_STALE_MS",
+    "ConnectDenied",
+    "ConnectError",
+    "ConnectInvalid",
+    "ConnectRequest",
+    "Connected",
+    "Connector",
+    "NoNodes",
     "TicketError",
     "TicketExpired",
     "TicketInvalid",
