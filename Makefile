@@ -11,6 +11,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# The distribution was called "longlink" before it became longlink-server: drop its traces.
+	$(BIN)/python -m pip uninstall --quiet --yes longlink 2>/dev/null || true
+	rm -rf src/longlink.egg-info
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 

@@ -21,11 +21,12 @@ import click
 import httpx
 import uvloop
 
+from longlink import __version__
 from longlink.settings import ROLES, ConfigError, load_settings
 
 
 @click.group()
-@click.version_option(package_name="longlink")
+@click.version_option(__version__, prog_name="longlink")
 def main() -> None:
     """longlink: self-hosted long-connection real-time push."""
 

@@ -28,7 +28,6 @@ from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
 from longlink.bus.redis import RedisNodeChannel, RedisQueue
 from longlink.bus.redis import connect as redis_connect
-from longlink.bus.trace import RedisTraceView
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
 from longlink.gateway.server import Gateway
@@ -36,7 +35,6 @@ from longlink.logic.base import SessionRegistry
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
 from longlink.logic.sweep import RegistrySweeper
-from longlink.logic.webhook import WebhookSender
 from longlink.model import MsgIdGenerator, node_number
 from longlink.settings import ConfigError, Settings
 from longlink.store.base import OfflineStore, StoreError
@@ -44,6 +42,8 @@ from longlink.store.redis import RedisStore
 from longlink.store.sqlite import SqliteStore
 from longlink.store.sweep import Sweeper
 from longlink.trace import LocalTraceView, Tracer, TraceView
+from longlink.trace.redis import RedisTraceView
+from longlink.webhook import WebhookSender
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Backends:
     guaranteed messages (None: they are not durable, for tests); ``tracer``
     is the message trace and reach figures. On Redis, a node that built its
     backends answers the trace queries of the other processes for its
-    tracer and asks them for theirs (``longlink.bus.trace``); a node given
+    tracer and asks them for theirs (``longlink.trace.redis``); a node given
     backends reads its tracer only (several nodes may share that tracer).
     """
 

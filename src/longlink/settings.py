@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from longlink.protocol.errors import LonglinkError
+from longlink.protocol.ids import MAX_ID_LENGTH
 
 
 class ConfigError(LonglinkError):
@@ -108,7 +109,7 @@ class Settings:
     max_batch: int = 1000  # messages in one /v1/push/batch
     max_push_body: int = 1 << 20  # bytes; raised to 8 x max_payload when that is larger
     max_batch_body: int = 16 << 20  # bytes; raised to 2 x max_push_body when that is larger
-    max_id_length: int = 128  # user, device, room and area ids in the push API (at most 128)
+    max_id_length: int = MAX_ID_LENGTH  # ids in the push API (protocol.ids: at most 128)
     id_pattern: str = ""  # a regex every such id must match in full ("": any, no control chars)
     queue_size: int = 100_000
     overload_depth: int | None = None  # low-priority 503 from here; None: 80% of queue_size

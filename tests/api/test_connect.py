@@ -218,3 +218,11 @@ async def test_connect_needs_no_api_key(hn: Harness) -> None:
         "/v1/connect", json={"user": "a"}, headers={"Authorization": "Bearer nope"}
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("field", ["user", "device", "region"])
+async def test_an_id_ending_in_a_newline_is_refused(hn: Harness, field: str) -> None:
+    """A regular expression's ``$`` lets a final newline through; the id rule does not."""
+    response = await connect(hn, {"user": "alice", field: "bob\n"})
+    assert response.status_code == 400
+    assert error_of(response)["message"] == f"{field}: must not contain control characters"

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from longlink.bus.redis import connect as redis_connect
-from longlink.bus.trace import CHANNEL, RedisTraceView
 from longlink.model import MsgIdGenerator
 from longlink.trace import LocalTraceView, Tracer, TraceView
+from longlink.trace.redis import CHANNEL, RedisTraceView
 from tests.conftest import WAIT
 from tests.redis_server import RedisServer, require_redis
 

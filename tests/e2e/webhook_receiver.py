@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from longlink.api.server import HttpServer
-from longlink.logic.events import SIGNATURE_HEADER, verify_signature
+from longlink.webhook.signature import SIGNATURE_HEADER, verify_signature
 from tests.conftest import WAIT
 
 

@@ -17,8 +17,6 @@ queue holds it (ARCHITECTURE.md, service layer "must not block on delivery").
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,24 +35,43 @@ from longlink.api.admission import RELOADABLE_SETTINGS, PushGate
 from longlink.api.errors import ApiError, encode_error
 from longlink.api.keys import ApiKey
 from longlink.api.openapi import openapi_document
+from longlink.api.push import Pusher, PushNotQueued
+from longlink.api.responses import (
+    Drained,
+    Health,
+    Kicked,
+    NodeList,
+    NodeStatus,
+    PushAccepted,
+    PushBatchAccepted,
+    RoomStatus,
+    UserConnection,
+    UserConnections,
+)
 from longlink.api.schemas import (
-    ConnectBody,
     DrainBody,
     KickBody,
     PushRequest,
     RoomAreaBody,
     decode_body,
+    parse_connect,
     parse_push,
     parse_push_batch,
 )
 from longlink.api.services import Services
-from longlink.bus.base import MessageQueue, QueueFull
-from longlink.control.endpoints import choose_endpoints, node_healthy
-from longlink.control.tickets import TicketError, TicketVerifier
-from longlink.model import Message, NodeCommand
+from longlink.control.connect import (
+    ConnectDenied,
+    ConnectError,
+    ConnectInvalid,
+    Connector,
+    ConnectRequest,
+    NoNodes,
+)
+from longlink.control.endpoints import node_healthy
+from longlink.control.tickets import TicketVerifier
+from longlink.model import NodeCommand
 from longlink.protocol.ids import id_problem
 from longlink.settings import Settings
-from longlink.store.base import StoreError, recipients_of
 from longlink.trace import LocalTraceView, TraceView
 
 __all__ = ["BODY_LIMIT", "RELOADABLE_SETTINGS", "build_app", "read_body", "reload_app"]
@@ -113,7 +130,13 @@ def _now_ms() -> int:
 
 
 class _Api:
-    """The route handlers, bound to one :class:`Services`."""
+    """The route handlers, bound to one :class:`Services`: they parse requests and render answers.
+
+    The use cases are elsewhere: the connect flow in
+    :class:`~longlink.control.connect.Connector`, the push in
+    :class:`~longlink.api.push.Pusher`; admission (keys, scopes, rates,
+    overload) in :class:`~longlink.api.admission.PushGate`.
+    """
 
     def __init__(self, services: Services, trace_view: TraceView) -> None:
         self.services = services
@@ -121,7 +144,16 @@ class _Api:
         self.settings = settings = services.settings
         # Keys, limits, overload, per-key metrics; swapped by reload_app (SIGHUP).
         self.gate = PushGate(settings, services.queue, services.metrics, services.clock)
-        self.tickets = TicketVerifier(settings.ticket_secret) if settings.ticket_secret else None
+        self.connector = Connector(
+            nodes=services.registry,
+            tokens=services.tokens,
+            tickets=TicketVerifier(settings.ticket_secret) if settings.ticket_secret else None,
+            demo=settings.demo,
+            heartbeat_s=settings.heartbeat_s,
+        )
+        self.pusher = Pusher(
+            queue=services.queue, ids=services.ids, tracer=services.tracer, store=services.store
+        )
         self.openapi = _encoder.encode(openapi_document())
 
     def _key(self, request: Request) -> ApiKey:
@@ -131,47 +163,19 @@ class _Api:
 
     async def connect(self, request: Request) -> Response:
         """``POST /v1/connect`` (PROTOCOL.md §2.1)."""
-        body = decode_body(await read_body(request, BODY_LIMIT), ConnectBody)
-        if body.ticket is not None:
-            if self.tickets is None:
-                raise ApiError(
-                    401, errors.BAD_TICKET, "this server has no ticket secret configured"
-                )
-            try:
-                user, device = self.tickets.verify(body.ticket)
-            except TicketError as exc:
-                raise ApiError(401, exc.code, str(exc)) from exc
-        elif body.user is not None and self.settings.demo:
-            user, device = body.user, body.device
-        elif body.user is not None:
-            raise ApiError(400, errors.BAD_REQUEST, "demo mode is off: give a ticket")
-        else:
-            demo = " or, in demo mode, a user" if self.settings.demo else ""
-            raise ApiError(400, errors.BAD_REQUEST, f"give a ticket{demo}")
-        endpoints = choose_endpoints(
-            await self.services.registry.nodes(),
+        body = parse_connect(await read_body(request, BODY_LIMIT))
+        wanted = ConnectRequest(
+            ticket=body.ticket,
+            user=body.user,
+            device=body.device,
             region=body.region,
-            now_ms=_now_ms(),
-            transports=list(body.transports) if body.transports is not None else None,
+            transports=tuple(body.transports) if body.transports is not None else None,
         )
-        if not endpoints:
-            raise ApiError(
-                503,
-                errors.NO_NODES,
-                "no healthy gateway node offers the requested transports",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
-        # A ticket without a device claim, or a demo client without one, gets a fresh id.
-        device = device or "dev-" + secrets.token_hex(6)
-        token, expires_at = self.services.tokens.issue(user, device)
-        return _json(
-            {
-                "token": token,
-                "expires_at": expires_at,
-                "heartbeat_s": self.settings.heartbeat_s,
-                "endpoints": endpoints,
-            }
-        )
+        try:
+            connected = await self.connector.connect(wanted)
+        except ConnectError as exc:
+            raise _connect_refusal(exc) from exc
+        return _json(connected)
 
     # -------------------------------------------------------------- push
 
@@ -186,7 +190,7 @@ class _Api:
         except ApiError as exc:
             gate.refused(key, exc)
             raise
-        return _json({"msg_id": str(ids[0])}, 202)
+        return _json(PushAccepted(str(ids[0])), 202)
 
     async def push_batch(self, request: Request) -> Response:
         """``POST /v1/push/batch`` (PROTOCOL.md §2.2): 202 ``{"msg_ids"}``, all or none checked."""
@@ -199,79 +203,26 @@ class _Api:
         except ApiError as exc:
             gate.refused(key, exc)
             raise
-        return _json({"msg_ids": [str(i) for i in ids]}, 202)
+        return _json(PushBatchAccepted([str(i) for i in ids]), 202)
 
     async def _queue(self, key: ApiKey, pushes: list[PushRequest]) -> list[int]:
-        """Publish in order; a full queue stops the rest (503 with the ids queued so far).
-
-        Guaranteed messages are committed to the offline store first, so a 202
-        means they survive a crash (docs/guaranteed-delivery.md).
-        """
-        accepted_us = time.time_ns() // 1000  # µs: ordered against JOIN/LEAVE (dispatch)
-        accepted_ms = accepted_us // 1000
-        queue, ids, tracer = self.services.queue, self.services.ids, self.services.tracer
-        messages = [
-            Message(
-                msg_id=ids.next_id(),
-                target=push.target,
-                payload=push.payload,
-                priority=push.priority,
-                guaranteed=push.guaranteed,
-                ttl_s=push.ttl_s,
-                accepted_ms=accepted_ms,
-                accepted_us=accepted_us,
-            )
-            for push in pushes
-        ]
-        for message in messages:
-            tracer.accepted(message)
-        await self._keep(key, messages)
-        held, full = await _publish_in_order(queue, messages)
-        for push, message in zip(pushes[:held], messages[:held], strict=True):
-            tracer.on(message, "queued")
-            self.gate.accepted(key, push)
-        done = [message.msg_id for message in messages[:held]]
-        if full is not None:
-            push = pushes[held]
-            await self._unkeep(messages[held:])
-            self.gate.queue_full(key, push.priority, len(pushes) - held)
-            queued = f"; {held} of {len(pushes)} were queued (msg_ids)" if done else ""
-            raise ApiError(
-                503,
-                errors.OVERLOADED,
-                f"the {push.priority.value} priority queue is full{queued}; retry later",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-                extra={"msg_ids": [str(i) for i in done]} if done else None,
-            ) from full
-        return done
-
-    async def _keep(self, key: ApiKey, messages: list[Message]) -> None:
-        """Commit the guaranteed ``messages`` to the offline store (503 when it fails)."""
-        store = self.services.store
-        kept = [m for m in messages if m.guaranteed]
-        if store is None or not kept:
-            return
+        """Hand ``pushes`` to the push use case; count them per key; 503 when not all are queued."""
         try:
-            await store.put(kept)
-        except StoreError as exc:
-            self.gate.queue_full(key, kept[0].priority, len(messages))
+            ids = await self.pusher.push(pushes)
+        except PushNotQueued as exc:
+            for push in pushes[: len(exc.queued)]:
+                self.gate.accepted(key, push)
+            self.gate.queue_full(key, exc.priority, exc.refused)
             raise ApiError(
                 503,
                 errors.OVERLOADED,
-                "the offline store cannot keep guaranteed messages right now; retry later",
+                exc.message,
                 headers={"Retry-After": str(RETRY_AFTER_S)},
+                extra={"msg_ids": [str(i) for i in exc.queued]} if exc.queued else None,
             ) from exc
-        self.services.tracer.on_many(kept, "stored")
-
-    async def _unkeep(self, messages: list[Message]) -> None:
-        """Take guaranteed ``messages`` that were not queued back out of the store (503)."""
-        store = self.services.store
-        if store is None:
-            return
-        for message in messages:
-            if message.guaranteed:
-                with contextlib.suppress(StoreError):
-                    await store.ack(recipients_of(message.target), [message.msg_id])
+        for push in pushes:
+            self.gate.accepted(key, push)
+        return ids
 
     # -------------------------------------------------------------- message trace
 
@@ -309,14 +260,14 @@ class _Api:
     async def _room(self, room: str) -> Response:
         registry = self.services.registry
         online = await registry.room_online([room])
-        answer: dict[str, Any] = {
-            "room": room,
-            "area": await registry.room_area(room),
-            "online": online.get(room, 0),
-        }
-        if await registry.announced_rooms([room]):
-            answer["announce"] = True  # an extension: left out (not false) keeps §2.2's shape
-        return _json(answer)
+        return _json(
+            RoomStatus(
+                room=room,
+                area=await registry.room_area(room),
+                online=online.get(room, 0),
+                announce=bool(await registry.announced_rooms([room])),
+            )
+        )
 
     async def room(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}`` ``{"room", "area", "online"}``; ``PUT`` ``{"area"}`` sets it."""
@@ -342,16 +293,10 @@ class _Api:
         user = _path_id(request, "user", self.gate.limits.id_problem)
         sessions = await self.services.registry.user_sessions(user)
         connections = [
-            {
-                "conn_id": s.conn_id,
-                "node": s.node,
-                "device": s.device,
-                "rooms": list(s.rooms),
-                "connected_ms": s.connected_ms,
-            }
+            UserConnection(s.conn_id, s.node, s.device, list(s.rooms), s.connected_ms)
             for s in sessions
         ]
-        return _json({"user": user, "connections": connections})
+        return _json(UserConnections(user, connections))
 
     async def kick_user(self, request: Request) -> Response:
         """``POST /v1/users/{user}/kick`` ``{"reason"?}``: ``{"kicked": n}``."""
@@ -371,17 +316,17 @@ class _Api:
             raise ApiError(
                 501, errors.NOT_SUPPORTED, "this process runs no gateway it could kick from"
             )
-        return _json({"kicked": kicked})
+        return _json(Kicked(kicked))
 
     async def nodes(self, request: Request) -> Response:
         """``GET /v1/nodes``: every reporting node with load, ``healthy`` and ``draining``."""
         self._key(request)
         now_ms = _now_ms()
         nodes = [
-            {**msgspec.structs.asdict(node), "healthy": node_healthy(node, now_ms)}
+            NodeStatus(**msgspec.structs.asdict(node), healthy=node_healthy(node, now_ms))
             for node in await self.services.registry.nodes()
         ]
-        return _json({"nodes": nodes})
+        return _json(NodeList(nodes))
 
     async def drain(self, request: Request) -> Response:
         """``POST /v1/nodes/{node}/drain`` (``{"draining": false}`` undoes it)."""
@@ -393,13 +338,13 @@ class _Api:
         if body.draining and self.services.channel is not None:
             # Control stops listing the node; the node asks its clients to move.
             await self.services.channel.send(node, [NodeCommand("drain")])
-        return _json({"node": node, "draining": body.draining})
+        return _json(Drained(node, body.draining))
 
     # -------------------------------------------------------------- operations
 
     async def healthz(self, request: Request) -> Response:
         """``GET /healthz``: liveness."""
-        return _json({"status": "ok"})
+        return _json(Health())
 
     async def prometheus(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format of ``Services.metrics``."""
@@ -410,20 +355,21 @@ class _Api:
         return Response(self.openapi, media_type=JSON)
 
 
-# ------------------------------------------------------------------ publishing
+# ------------------------------------------------------------------ refusals
+
+#: The HTTP status of each refusal of the connect flow (its code is the error's).
+_CONNECT_STATUS: dict[type[ConnectError], int] = {
+    ConnectInvalid: 400,
+    ConnectDenied: 401,
+    NoNodes: 503,
+}
 
 
-async def _publish_in_order(
-    queue: MessageQueue, messages: list[Message]
-) -> tuple[int, QueueFull | None]:
-    """Publish ``messages`` in order: how many the queue holds, and why it took no more."""
-    try:
-        held = await queue.publish_many(messages)
-    except QueueFull as exc:
-        return 0, exc
-    if held < len(messages):
-        return held, QueueFull(f"the {messages[held].priority.value} queue is at its bound")
-    return held, None
+def _connect_refusal(exc: ConnectError) -> ApiError:
+    """The §2 error answer of a refused connect."""
+    status = _CONNECT_STATUS.get(type(exc), 400)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, NoNodes) else None
+    return ApiError(status, exc.code, exc.message, headers=headers)
 
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:
@@ -459,7 +405,7 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
     Registers the API's counters in ``services.metrics`` (so build one app per
     registry). Serve it with :class:`~longlink.api.server.HttpServer`. The
     trace routes read ``trace_view`` (default: ``services.tracer`` alone; a
-    multi-process deployment gives :class:`~longlink.bus.trace.RedisTraceView`).
+    multi-process deployment gives :class:`~longlink.trace.redis.RedisTraceView`).
     """
     api = _Api(services, trace_view or LocalTraceView(services.tracer))
     routes = [

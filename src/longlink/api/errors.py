@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from longlink.protocol.errors import LonglinkError
 
@@ -62,11 +63,13 @@ class ApiError(LonglinkError):
         self.extra: dict[str, Any] = dict(extra or {})
 
 
-class ErrorDetail(msgspec.Struct, frozen=True):
+class ErrorDetail(msgspec.Struct, frozen=True, omit_defaults=True):
     """The inner object of an error answer."""
 
     code: str
     message: str
+    #: 503 on a batch: the ids of the messages queued before the queue filled.
+    msg_ids: list[str] | UnsetType = UNSET
 
 
 class ErrorBody(msgspec.Struct, frozen=True):

@@ -1,56 +1,124 @@
-"""The OpenAPI 3.1 document served at ``/openapi.json`` (PROTOCOL.md §2), written by hand.
+"""The OpenAPI 3.1 document served at ``/openapi.json`` (PROTOCOL.md §2).
 
-Kept beside the routes in :mod:`longlink.api.app`; a test checks that every
-route of the app is described here and the other way round.
+The schemas are generated from the msgspec structs the routes decode
+(:mod:`longlink.api.schemas`) and render (:mod:`longlink.api.responses` and
+the structs it names) with :func:`msgspec.json.schema_components`; a struct's
+``json_schema_rules`` (the rules checked after decoding, stated as JSON
+Schema) are merged into its component. Only the paths, their parameters and
+the descriptions are written here. Tests check that every route of the app is
+described and the other way round, and that requests valid by these schemas
+are accepted and invalid ones refused naming the field.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+import msgspec.inspect as mi
+
 from longlink import __version__
-from longlink.api.schemas import MAX_BATCH
-from longlink.protocol.ids import MAX_ID_LENGTH
+from longlink.api.errors import ErrorBody
+from longlink.api.responses import (
+    Drained,
+    Health,
+    Kicked,
+    MessageTraceAnswer,
+    MsgId,
+    NodeList,
+    PushAccepted,
+    PushBatchAccepted,
+    RoomStatus,
+    UserConnections,
+)
+from longlink.api.schemas import (
+    ConnectBody,
+    DrainBody,
+    Id,
+    KickBody,
+    PushBatchBody,
+    PushBody,
+    RoomAreaBody,
+)
+from longlink.control.connect import Connected
+from longlink.logic.base import Online
+from longlink.trace import Reach
 
-__all__ = ["openapi_document"]
+__all__ = ["STRUCTS", "openapi_document"]
 
-_ID: dict[str, Any] = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": MAX_ID_LENGTH,
-    "description": "1..128 characters, no control characters (the server may set a shorter"
-    " max_id_length and an id_pattern)",
-}
-_IDS: dict[str, Any] = {
-    "type": "array",
-    "items": _ID,
-    "minItems": 1,
-    "description": "at most max_targets ids (default 1000)",
-}
+REF = "#/components/schemas/{name}"
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(
-    properties: dict[str, Any], required: list[str] | None = None, *, closed: bool = False
-) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = required
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
+#: Every struct a route decodes or renders; their components are generated.
+STRUCTS: tuple[type[msgspec.Struct], ...] = (
+    ConnectBody,
+    Connected,
+    PushBody,
+    PushAccepted,
+    PushBatchBody,
+    PushBatchAccepted,
+    Online,
+    RoomStatus,
+    RoomAreaBody,
+    UserConnections,
+    KickBody,
+    Kicked,
+    NodeList,
+    DrainBody,
+    Drained,
+    Health,
+    MessageTraceAnswer,
+    Reach,
+    ErrorBody,
+)
 
 
-def _body(schema: str, *, required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": _ref(schema)}}}
+def _structs(types: Iterable[Any]) -> dict[str, type[msgspec.Struct]]:
+    """Every struct class reachable from ``types``, by component name."""
+    found: dict[str, type[msgspec.Struct]] = {}
+
+    def visit(info: mi.Type) -> None:
+        if isinstance(info, mi.StructType):
+            if info.cls.__name__ not in found:
+                found[info.cls.__name__] = info.cls
+                for field in info.fields:
+                    visit(field.type)
+        elif isinstance(info, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+            visit(info.item_type)
+        elif isinstance(info, mi.DictType):
+            visit(info.value_type)
+        elif isinstance(info, mi.UnionType):
+            for member in info.types:
+                visit(member)
+
+    for info in mi.multi_type_info(list(types)):
+        visit(info)
+    return found
 
 
-def _ok(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+def _components() -> dict[str, Any]:
+    _, schemas = msgspec.json.schema_components(STRUCTS, ref_template=REF)
+    for name, cls in _structs(STRUCTS).items():
+        rules: dict[str, Any] | None = getattr(cls, "json_schema_rules", None)
+        if rules:
+            schemas[name].update(copy.deepcopy(rules))
+    return schemas
+
+
+_SCHEMAS = _components()
+
+
+def _ref(cls: type[msgspec.Struct]) -> dict[str, str]:
+    return {"$ref": REF.format(name=cls.__name__)}
+
+
+def _body(cls: type[msgspec.Struct], *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _ref(cls)}}}
+
+
+def _ok(cls: type[msgspec.Struct], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(cls)}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -86,267 +154,16 @@ _ERROR_RESPONSES: dict[str, tuple[str, dict[str, Any]]] = {
     "E501": ("this process cannot do that (not_supported)", {}),
     "E503": (
         "overloaded: a low priority push while a queue is past the overload mark, or a full"
-        " queue; or no healthy node (no_nodes)",
+        " queue (a batch's error then lists the msg_ids queued); or no healthy node (no_nodes)",
         _RETRY_AFTER,
-    ),
-}
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": _obj(
-        {
-            "error": _obj(
-                {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "msg_ids": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "503 on a batch: ids of the messages queued before"
-                        " the queue filled",
-                    },
-                },
-                ["code", "message"],
-            )
-        },
-        ["error"],
-    ),
-    "PushTarget": {
-        "description": "exactly one kind",
-        "oneOf": [
-            _obj({"users": _IDS}, ["users"], closed=True),
-            _obj({"devices": _IDS}, ["devices"], closed=True),
-            _obj({"rooms": _IDS}, ["rooms"], closed=True),
-            _obj({"areas": _IDS}, ["areas"], closed=True),
-            _obj({"all": {"const": True}}, ["all"], closed=True),
-        ],
-    },
-    "Push": {
-        **_obj(
-            {
-                "to": _ref("PushTarget"),
-                "data": {"description": "any JSON value; the client receives it JSON-encoded"},
-                "data_b64": {
-                    "type": "string",
-                    "contentEncoding": "base64",
-                    "description": "standard base64; the client receives the decoded bytes",
-                },
-                "priority": {"enum": ["low", "high"], "default": "low"},
-                "guaranteed": {"type": "boolean", "default": False},
-                "ttl_s": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "description": "default settings.default_ttl_s (capped at the key's"
-                    " max_ttl_s), between settings.min_ttl_s and settings.max_ttl_s",
-                },
-            },
-            ["to"],
-            closed=True,
-        ),
-        "oneOf": [{"required": ["data"]}, {"required": ["data_b64"]}],
-    },
-    "PushBatch": _obj(
-        {
-            "messages": {
-                "type": "array",
-                "items": _ref("Push"),
-                "minItems": 1,
-                "maxItems": MAX_BATCH,
-                "description": "at most max_batch messages (default 1000)",
-            }
-        },
-        ["messages"],
-        closed=True,
-    ),
-    "PushAccepted": _obj({"msg_id": {"type": "string", "pattern": "^[0-9]+$"}}, ["msg_id"]),
-    "PushBatchAccepted": _obj(
-        {"msg_ids": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]+$"}}},
-        ["msg_ids"],
-    ),
-    "Connect": _obj(
-        {
-            "ticket": {"type": "string", "description": "HS256 JWT: sub, device?, exp"},
-            "user": {**_ID, "description": "demo mode only, instead of a ticket"},
-            "device": {**_ID, "description": "demo mode only; default a random id"},
-            "region": _ID,
-            "transports": {
-                "type": "array",
-                "items": {"enum": ["ws", "tcp"]},
-                "minItems": 1,
-            },
-        }
-    ),
-    "Endpoint": _obj(
-        {
-            "node": {"type": "string"},
-            "region": {"type": "string"},
-            "ws": {"type": "string", "examples": ["ws://127.0.0.1:7000/ws"]},
-            "tcp": {"type": "string", "examples": ["127.0.0.1:7001"]},
-        },
-        ["node", "region"],
-    ),
-    "Connected": _obj(
-        {
-            "token": {"type": "string"},
-            "expires_at": {"type": "integer", "description": "unix seconds"},
-            "heartbeat_s": {"type": "integer"},
-            "endpoints": {"type": "array", "items": _ref("Endpoint"), "minItems": 1},
-        },
-        ["token", "expires_at", "heartbeat_s", "endpoints"],
-    ),
-    "Online": _obj(
-        {
-            "total": {"type": "integer"},
-            "rooms": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "areas": {"type": "object", "additionalProperties": {"type": "integer"}},
-        },
-        ["total", "rooms", "areas"],
-    ),
-    "Room": _obj(
-        {
-            "room": {"type": "string"},
-            "area": {"type": ["string", "null"]},
-            "online": {"type": "integer"},
-            "announce": {
-                "type": "boolean",
-                "description": "present (true) when the room announces enters and exits",
-            },
-        },
-        ["room", "area", "online"],
-    ),
-    "RoomArea": {
-        **_obj(
-            {
-                "area": {**_ID, "type": ["string", "null"]},
-                "announce": {
-                    "type": "boolean",
-                    "description": "send EVENT enter/exit frames to the room's connections",
-                },
-            },
-            closed=True,
-        ),
-        "minProperties": 1,
-    },
-    "User": _obj(
-        {
-            "user": {"type": "string"},
-            "connections": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "conn_id": {"type": "string"},
-                        "node": {"type": "string"},
-                        "device": {"type": "string"},
-                        "rooms": {"type": "array", "items": {"type": "string"}},
-                        "connected_ms": {"type": "integer"},
-                    },
-                    ["conn_id", "node", "device", "rooms"],
-                ),
-            },
-        },
-        ["user", "connections"],
-    ),
-    "Kick": _obj(
-        {"reason": {"type": "string", "maxLength": 256, "default": "kicked"}}, closed=True
-    ),
-    "Kicked": _obj({"kicked": {"type": "integer"}}, ["kicked"]),
-    "Node": _obj(
-        {
-            "node": {"type": "string"},
-            "region": {"type": "string"},
-            "ws": {"type": ["string", "null"]},
-            "tcp": {"type": ["string", "null"]},
-            "connections": {"type": "integer"},
-            "load": {"type": "number"},
-            "reported_ms": {"type": "integer"},
-            "draining": {"type": "boolean"},
-            "healthy": {
-                "type": "boolean",
-                "description": "reported within 5 s and not draining",
-            },
-        },
-        ["node", "region", "connections", "load", "reported_ms", "draining", "healthy"],
-    ),
-    "Nodes": _obj({"nodes": {"type": "array", "items": _ref("Node")}}, ["nodes"]),
-    "Drain": _obj({"draining": {"type": "boolean", "default": True}}, closed=True),
-    "Drained": _obj({"node": {"type": "string"}, "draining": {"type": "boolean"}}),
-    "Health": _obj({"status": {"const": "ok"}}, ["status"]),
-    "MessageTrace": _obj(
-        {
-            "msg_id": {"type": "string", "pattern": "^[0-9]+$"},
-            "events": {
-                "type": "array",
-                "description": "time-ordered; the event's detail fields sit beside at_ms and"
-                " event (docs/guaranteed-delivery.md has the table)",
-                "items": _obj(
-                    {
-                        "at_ms": {"type": "integer", "description": "unix ms"},
-                        "event": {
-                            "enum": [
-                                "accepted",
-                                "stored",
-                                "queued",
-                                "dispatched",
-                                "written",
-                                "retried",
-                                "acked",
-                                "unacked",
-                                "closed",
-                                "from_store",
-                                "expired",
-                            ]
-                        },
-                    },
-                    ["at_ms", "event"],
-                ),
-            },
-            "dropped_events": {"type": "integer", "description": "past the per-message cap"},
-        },
-        ["msg_id", "events", "dropped_events"],
-    ),
-    "Reach": _obj(
-        {
-            "window_s": {"type": "integer"},
-            "max_retries": {"type": "integer"},
-            "deliveries": {
-                "type": "integer",
-                "description": "guaranteed (message, connection) deliveries that ended",
-            },
-            "acked": {"type": "integer"},
-            "first_try_acked": {"type": "integer"},
-            "from_store": {"type": "integer", "description": "deliveries from the offline store"},
-            "retries": {"type": "integer"},
-            "first_try_reach": {"type": ["number", "null"]},
-            "final_reach": {
-                "type": ["number", "null"],
-                "description": "acked within the live connection's retries / deliveries",
-            },
-            "mean_retries": {"type": ["number", "null"]},
-            "predicted_final_reach": {
-                "type": ["number", "null"],
-                "description": "1 - (1 - first_try_reach)^(max_retries + 1)",
-            },
-        },
-        [
-            "window_s",
-            "max_retries",
-            "deliveries",
-            "acked",
-            "first_try_acked",
-            "from_store",
-            "retries",
-            "first_try_reach",
-            "final_reach",
-            "mean_retries",
-            "predicted_final_reach",
-        ],
     ),
 }
 
 _KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
 
 
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _ID}
+def _path_param(name: str, schema: Any = Id) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": msgspec.json.schema(schema)}
 
 
 def _paths() -> dict[str, Any]:
@@ -355,9 +172,9 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "summary": "Get a connection token and the best gateway endpoints (clients)",
                 "security": [],
-                "requestBody": _body("Connect"),
+                "requestBody": _body(ConnectBody),
                 "responses": {
-                    "200": _ok("Connected", "token and endpoints, best first"),
+                    "200": _ok(Connected, "token and endpoints, best first"),
                     **_errors(400, 401, 413, 503),
                 },
             }
@@ -365,19 +182,19 @@ def _paths() -> dict[str, Any]:
         "/v1/push": {
             "post": {
                 "summary": "Queue one push",
-                "requestBody": _body("Push"),
+                "requestBody": _body(PushBody),
                 "responses": {
-                    "202": _ok("PushAccepted", "queued"),
+                    "202": _ok(PushAccepted, "queued"),
                     **_errors(400, 401, 403, 413, 429, 503),
                 },
             }
         },
         "/v1/push/batch": {
             "post": {
-                "summary": "Queue up to 1000 pushes (each counts against the rate limit)",
-                "requestBody": _body("PushBatch"),
+                "summary": "Queue up to max_batch pushes (each counts against the rate limit)",
+                "requestBody": _body(PushBatchBody),
                 "responses": {
-                    "202": _ok("PushBatchAccepted", "queued, ids in request order"),
+                    "202": _ok(PushBatchAccepted, "queued, ids in request order"),
                     **_errors(400, 401, 403, 413, 429, 503),
                 },
             }
@@ -385,63 +202,56 @@ def _paths() -> dict[str, Any]:
         "/v1/online": {
             "get": {
                 "summary": "Online counts: total, per room, per area",
-                "responses": {"200": _ok("Online", "counts"), **_errors(401)},
+                "responses": {"200": _ok(Online, "counts"), **_errors(401)},
             }
         },
         "/v1/rooms/{room}": {
             "parameters": [_path_param("room")],
             "get": {
                 "summary": "A room's area and online count",
-                "responses": {"200": _ok("Room", "the room"), **_errors(400, 401)},
+                "responses": {"200": _ok(RoomStatus, "the room"), **_errors(400, 401)},
             },
             "put": {
                 "summary": "Put a room in an area (null: in none); set whether it announces",
-                "requestBody": _body("RoomArea"),
-                "responses": {"200": _ok("Room", "the room"), **_errors(400, 401, 413)},
+                "requestBody": _body(RoomAreaBody),
+                "responses": {"200": _ok(RoomStatus, "the room"), **_errors(400, 401, 413)},
             },
         },
         "/v1/users/{user}": {
             "parameters": [_path_param("user")],
             "get": {
                 "summary": "A user's live connections",
-                "responses": {"200": _ok("User", "connections"), **_errors(400, 401)},
+                "responses": {"200": _ok(UserConnections, "connections"), **_errors(400, 401)},
             },
         },
         "/v1/users/{user}/kick": {
             "parameters": [_path_param("user")],
             "post": {
                 "summary": "Close the user's connections with KICK",
-                "requestBody": _body("Kick", required=False),
-                "responses": {"200": _ok("Kicked", "how many"), **_errors(400, 401, 413, 501)},
+                "requestBody": _body(KickBody, required=False),
+                "responses": {"200": _ok(Kicked, "how many"), **_errors(400, 401, 413, 501)},
             },
         },
         "/v1/nodes": {
             "get": {
                 "summary": "Gateway nodes with load and health",
-                "responses": {"200": _ok("Nodes", "every reporting node"), **_errors(401)},
+                "responses": {"200": _ok(NodeList, "every reporting node"), **_errors(401)},
             }
         },
         "/v1/nodes/{node}/drain": {
             "parameters": [_path_param("node")],
             "post": {
                 "summary": 'Stop sending clients to a node ({"draining": false} undoes it)',
-                "requestBody": _body("Drain", required=False),
-                "responses": {"200": _ok("Drained", "done"), **_errors(400, 401, 404, 413)},
+                "requestBody": _body(DrainBody, required=False),
+                "responses": {"200": _ok(Drained, "done"), **_errors(400, 401, 404, 413)},
             },
         },
         "/v1/messages/{msg_id}": {
-            "parameters": [
-                {
-                    "name": "msg_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
-                }
-            ],
+            "parameters": [_path_param("msg_id", MsgId)],
             "get": {
                 "summary": "A message's path with timestamps (kept trace_ttl_s, bounded)",
                 "responses": {
-                    "200": _ok("MessageTrace", "the trace"),
+                    "200": _ok(MessageTraceAnswer, "the trace"),
                     **_errors(400, 401, 404),
                 },
             },
@@ -458,14 +268,14 @@ def _paths() -> dict[str, Any]:
                         "description": "seconds (default and cap: reach_window_s)",
                     }
                 ],
-                "responses": {"200": _ok("Reach", "reach figures"), **_errors(400, 401)},
+                "responses": {"200": _ok(Reach, "reach figures"), **_errors(400, 401)},
             }
         },
         "/healthz": {
             "get": {
                 "summary": "Liveness",
                 "security": [],
-                "responses": {"200": _ok("Health", "alive")},
+                "responses": {"200": _ok(Health, "alive")},
             }
         },
         "/metrics": {
@@ -501,7 +311,7 @@ def openapi_document() -> dict[str, Any]:
         name: {
             "description": description,
             "headers": headers,
-            "content": {"application/json": {"schema": _ref("Error")}},
+            "content": {"application/json": {"schema": _ref(ErrorBody)}},
         }
         for name, (description, headers) in _ERROR_RESPONSES.items()
     }

@@ -17,21 +17,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from longlink.api.errors import BAD_REQUEST, TOO_LARGE, ApiError
 from longlink.model import Priority, Target
-from longlink.protocol.ids import ID_PATTERN, MAX_ID_LENGTH, IdRule
+from longlink.protocol.ids import DEFAULT_ID_RULE, ID_PATTERN, MAX_ID_LENGTH, IdRule
 from longlink.settings import ConfigError, Settings
 
 __all__ = [
     "LIMIT_SETTINGS",
     "MAX_BATCH",
+    "MAX_TARGETS",
+    "MAX_TTL_S",
     "ConnectBody",
     "DrainBody",
     "KickBody",
@@ -42,17 +45,63 @@ __all__ = [
     "PushTarget",
     "RoomAreaBody",
     "decode_body",
+    "parse_connect",
     "parse_push",
     "parse_push_batch",
 ]
 
+#: The limit settings' defaults (:class:`Limits` has the same).
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Settings)}
 #: Most messages one ``POST /v1/push/batch`` may carry by default (``max_batch``).
-MAX_BATCH = 1000
+MAX_BATCH: int = _DEFAULTS["max_batch"]
+#: Most ids one push may target by default (``max_targets``).
+MAX_TARGETS: int = _DEFAULTS["max_targets"]
+#: Longest TTL of a push by default (``max_ttl_s``).
+MAX_TTL_S: int = _DEFAULTS["max_ttl_s"]
 
-#: A user, device, room or area id: 1..128 characters, no control characters.
-Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
-#: Push target ids are checked against :class:`Limits` after decoding.
-IdList = Annotated[list[str], Meta(min_length=1)]
+#: A user, device, room or area id: the one id rule (:mod:`longlink.protocol.ids`).
+Id = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description=f"1..{MAX_ID_LENGTH} characters, no control characters (a server may"
+        " narrow the rule for push targets and paths: max_id_length, id_pattern)",
+    ),
+]
+#: A push target id: checked against :class:`Limits` after decoding (the messages name
+#: the setting); the schema states the default rule.
+TargetId = Annotated[
+    str,
+    Meta(
+        extra_json_schema={
+            "minLength": 1,
+            "maxLength": MAX_ID_LENGTH,
+            "pattern": ID_PATTERN,
+            "description": f"an id: 1..{MAX_ID_LENGTH} characters, no control characters by default"
+            " (max_id_length, id_pattern)",
+        }
+    ),
+]
+IdList = Annotated[
+    list[TargetId],
+    Meta(
+        min_length=1,
+        description=f"at most max_targets ids (default {MAX_TARGETS})",
+        extra_json_schema={"maxItems": MAX_TARGETS},
+    ),
+]
+
+
+def _given(name: str) -> dict[str, Any]:
+    """JSON Schema: ``name`` is present and not null."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+_TARGET_KINDS = ("users", "devices", "rooms", "areas", "all")
+#: Standard base64 with its padding (what ``base64.b64decode(validate=True)`` takes).
+_BASE64 = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 class PushTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,37 +111,90 @@ class PushTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     devices: IdList | None = None
     rooms: IdList | None = None
     areas: IdList | None = None
-    all: bool | None = None
+    all: Annotated[bool, Meta(extra_json_schema={"const": True})] | None = None
+
+    #: The rules checked after decoding, as JSON Schema (merged into the OpenAPI component).
+    json_schema_rules: ClassVar[dict[str, Any]] = {
+        "oneOf": [_given(kind) for kind in _TARGET_KINDS]
+    }
 
 
 class PushBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One push as a business backend sends it (PROTOCOL.md §2.2)."""
+    """One push as a business backend sends it (PROTOCOL.md §2.2).
+
+    Exactly one of ``data`` and ``data_b64``; ``guaranteed`` only for users and
+    devices targets (checked after decoding).
+    """
 
     to: PushTarget
-    data: Any | UnsetType = UNSET
-    data_b64: str | UnsetType = UNSET
+    data: (
+        Annotated[Any, Meta(description="any JSON value; the client receives it JSON-encoded")]
+        | UnsetType
+    ) = UNSET
+    data_b64: (
+        Annotated[
+            str,
+            Meta(
+                description="standard base64; the client receives the decoded bytes",
+                extra_json_schema={"contentEncoding": "base64", "pattern": _BASE64},
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     priority: Priority = Priority.LOW
-    guaranteed: bool = False
-    ttl_s: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    guaranteed: Annotated[
+        bool, Meta(description="acked, retried and kept offline until its TTL ends")
+    ] = False
+    ttl_s: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description="seconds; default the server's default_ttl_s (capped at the key's"
+                f" max_ttl_s), between min_ttl_s and max_ttl_s (default {MAX_TTL_S})",
+                extra_json_schema={"maximum": MAX_TTL_S},
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+    #: The rules checked after decoding, as JSON Schema (merged into the OpenAPI component).
+    json_schema_rules: ClassVar[dict[str, Any]] = {
+        "oneOf": [{"required": ["data"]}, {"required": ["data_b64"]}],
+        "if": {"required": ["guaranteed"], "properties": {"guaranteed": {"const": True}}},
+        "then": {"properties": {"to": {"anyOf": [_given("users"), _given("devices")]}}},
+    }
 
 
 class PushBatchBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``POST /v1/push/batch``: 1..``max_batch`` pushes (checked after decoding)."""
 
-    messages: Annotated[list[PushBody], Meta(min_length=1)]
+    messages: Annotated[
+        list[PushBody],
+        Meta(
+            min_length=1,
+            description=f"at most max_batch messages (default {MAX_BATCH})",
+            extra_json_schema={"maxItems": MAX_BATCH},
+        ),
+    ]
 
 
 class ConnectBody(msgspec.Struct, frozen=True):
-    """``POST /v1/connect`` (PROTOCOL.md §2.1).
+    """``POST /v1/connect`` (PROTOCOL.md §2.1): a ticket, or in demo mode a user.
 
     Unknown fields are ignored: clients may be newer than the server.
     """
 
-    ticket: Annotated[str, Meta(min_length=1)] | None = None
-    user: Id | None = None
-    device: Id | None = None
-    region: Id | None = None
+    ticket: (
+        Annotated[str, Meta(min_length=1, description="HS256 JWT: sub, device?, exp")] | None
+    ) = None
+    user: Annotated[Id, Meta(description="demo mode only, instead of a ticket")] | None = None
+    device: Annotated[Id, Meta(description="demo mode only; default a random id")] | None = None
+    region: Annotated[Id, Meta(description="nodes of this region come first")] | None = None
     transports: Annotated[list[Literal["ws", "tcp"]], Meta(min_length=1)] | None = None
+
+    #: The rule checked by the connect flow, as JSON Schema (merged into the OpenAPI component).
+    json_schema_rules: ClassVar[dict[str, Any]] = {"anyOf": [_given("ticket"), _given("user")]}
 
 
 class RoomAreaBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -105,6 +207,9 @@ class RoomAreaBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     area: Id | UnsetType | None = UNSET
     announce: bool | UnsetType = UNSET
+
+    #: The rule checked by the route, as JSON Schema (merged into the OpenAPI component).
+    json_schema_rules: ClassVar[dict[str, Any]] = {"minProperties": 1}
 
 
 class KickBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -160,16 +265,16 @@ class Limits:
     characters and, when ``id_pattern`` is set, match it in full.
     """
 
-    max_payload: int = 32 * 1024
-    max_targets: int = 1000
+    max_payload: int = _DEFAULTS["max_payload"]
+    max_targets: int = MAX_TARGETS
     max_batch: int = MAX_BATCH
-    min_ttl_s: int = 1
-    default_ttl_s: int = 60
-    max_ttl_s: int = 7 * 24 * 3600
-    max_id_length: int = MAX_ID_LENGTH
-    id_pattern: str = ""
-    max_push_body: int = 1 << 20
-    max_batch_body: int = 16 << 20
+    min_ttl_s: int = _DEFAULTS["min_ttl_s"]
+    default_ttl_s: int = _DEFAULTS["default_ttl_s"]
+    max_ttl_s: int = MAX_TTL_S
+    max_id_length: int = _DEFAULTS["max_id_length"]
+    id_pattern: str = _DEFAULTS["id_pattern"]
+    max_push_body: int = _DEFAULTS["max_push_body"]
+    max_batch_body: int = _DEFAULTS["max_batch_body"]
     #: The one id rule (:mod:`longlink.protocol.ids`) as these limits narrow it.
     id_rule: IdRule = field(init=False, repr=False, compare=False)
 
@@ -356,6 +461,21 @@ def _request(push: PushBody, limits: Limits, where: str = "") -> PushRequest:
     return PushRequest(
         target, payload, push.priority, push.guaranteed, limits.default_ttl_s, ttl_default=True
     )
+
+
+def parse_connect(body: bytes) -> ConnectBody:
+    """Validate a ``POST /v1/connect`` body; raises :class:`ApiError` (400).
+
+    The ids are checked with the one id rule after decoding too: a regular
+    expression's ``$`` lets a trailing newline through.
+    """
+    connect = decode_body(body, ConnectBody)
+    for name in ("user", "device", "region"):
+        value: str | None = getattr(connect, name)
+        problem = DEFAULT_ID_RULE.problem(value) if value is not None else None
+        if problem:
+            raise ApiError(400, BAD_REQUEST, f"{name}: {problem}")
+    return connect
 
 
 def parse_push(body: bytes, limits: Limits) -> PushRequest:

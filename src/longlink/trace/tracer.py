@@ -32,10 +32,11 @@ window of ``reach_window_s`` give first-try reach, final reach (within the
 live connection's retries) and mean retries.
 
 Recording stays in the memory of the process that saw the event (no I/O on
-the hot path). Reading goes through a :class:`TraceView`: :class:`LocalTraceView`
+the hot path). Reading goes through a :class:`~longlink.trace.view.TraceView`:
+:class:`~longlink.trace.view.LocalTraceView`
 answers from this process's tracer (the embedded, single-process deployment);
-:class:`longlink.bus.trace.RedisTraceView` asks every process on the Redis bus
-for its part and merges them with :func:`merge_traces` and :func:`merge_reach`.
+:class:`longlink.trace.redis.RedisTraceView` asks every process on the Redis bus
+for its part and merges them (:mod:`longlink.trace.view`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -51,19 +52,30 @@ from longlink.model import Message, MsgIdGenerator
 from longlink.settings import ConfigError, Settings
 
 __all__ = [
+    "EVENTS",
     "FIELDS",
     "SCOPES",
-    "LocalTraceView",
     "MessageTrace",
     "Reach",
     "TraceEvent",
-    "TraceView",
     "Tracer",
-    "merge_reach",
-    "merge_traces",
 ]
 
 SCOPES = ("all", "guaranteed", "off")
+#: Every event the layers record, in the order of a message's path (the table above).
+EVENTS = (
+    "accepted",
+    "stored",
+    "queued",
+    "dispatched",
+    "written",
+    "retried",
+    "acked",
+    "unacked",
+    "closed",
+    "from_store",
+    "expired",
+)
 
 Detail = dict[str, Any]
 #: A detail given as values only: their names come from :data:`FIELDS` (cheaper to record).
@@ -408,92 +420,3 @@ class Tracer:
             from_store=from_store,
             retries=retries,
         )
-
-
-# ---------------------------------------------------------------------- reading many
-
-
-#: Causal order of the events, to place the parts of different processes whose
-#: first events share a millisecond (a message is dispatched before it is written).
-_STAGE = {
-    "accepted": 0,
-    "stored": 1,
-    "queued": 2,
-    "dispatched": 3,
-    "written": 4,
-    "from_store": 4,
-    "retried": 5,
-    "acked": 6,
-    "unacked": 6,
-    "closed": 6,
-    "expired": 7,
-}
-
-
-def merge_traces(msg_id: int, parts: Iterable[MessageTrace | None]) -> MessageTrace | None:
-    """One trace from the parts of several processes (``None`` parts: they never saw it).
-
-    Events come in ``at_ms`` order; the sort is stable and the parts are laid
-    out by their first event (time, then stage), so the events of one process
-    keep their order and a same-millisecond tie between processes follows the
-    message's path. ``dropped_events`` are summed. ``None`` when no part
-    knows the message. The processes' clocks order the events: on several
-    machines keep them synchronised (NTP).
-    """
-    known = [part for part in parts if part is not None and part.events]
-    if not known:
-        return None
-    if len(known) == 1:
-        return known[0]
-    known.sort(key=lambda part: (part.events[0].at_ms, _STAGE.get(part.events[0].event, 8)))
-    events = [event for part in known for event in part.events]
-    events.sort(key=lambda event: event.at_ms)
-    return MessageTrace(msg_id, events, sum(part.dropped_events for part in known))
-
-
-def merge_reach(first: Reach, *others: Reach) -> Reach:
-    """The counts of every part summed, ratios recomputed; window and retries of ``first``."""
-    parts = (first, *others)
-    return Reach.from_counts(
-        window_s=first.window_s,
-        max_retries=first.max_retries,
-        deliveries=sum(part.deliveries for part in parts),
-        acked=sum(part.acked for part in parts),
-        first_try_acked=sum(part.first_try_acked for part in parts),
-        from_store=sum(part.from_store for part in parts),
-        retries=sum(part.retries for part in parts),
-    )
-
-
-class TraceView(Protocol):
-    """Where the API reads message traces and reach figures.
-
-    An implementation answers within about a second whatever happens to the
-    other processes (what it could not gather in time is left out), and never
-    raises for an unreachable peer or bus.
-    """
-
-    async def trace(self, msg_id: int) -> MessageTrace | None:
-        """The merged trace of ``msg_id``; ``None`` when no process knows it."""
-        ...
-
-    async def reach(self, window_s: int | None = None) -> Reach:
-        """Reach over the last ``window_s`` seconds (default and bound: ``reach_window_s``)."""
-        ...
-
-
-class LocalTraceView:
-    """The trace as this process recorded it: the whole of it when every role runs here.
-
-    The view of the embedded deployment (``LONGLINK_BUS=memory``); in a
-    multi-process deployment it shows only this process's events.
-    """
-
-    def __init__(self, tracer: Tracer) -> None:
-        self.tracer = tracer
-
-    async def trace(self, msg_id: int) -> MessageTrace | None:
-        return self.tracer.trace(msg_id)
-
-    async def reach(self, window_s: int | None = None) -> Reach:
-        return self.tracer.reach(window_s)

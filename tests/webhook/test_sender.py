@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from longlink.logic.events import SIGNATURE_HEADER, WebhookEvent, decode_event, verify_signature
-from longlink.logic.http1 import HttpAnswer, HttpError
-from longlink.logic.webhook import WebhookSender
+from longlink.logic.events import WebhookEvent, decode_event
+from longlink.webhook.http1 import HttpAnswer, HttpError
+from longlink.webhook.sender import WebhookSender
+from longlink.webhook.signature import SIGNATURE_HEADER, verify_signature
 from tests.conftest import WAIT
 
 SECRET = "whsec-test"

@@ -20,7 +20,7 @@ task each, not one per connection) POST the events, one event per request:
   is down long enough makes the queue fill and events drop.
 
 Each lane keeps one keep-alive HTTP/1.1 connection
-(:class:`~longlink.logic.http1.Http1Connection`, chosen over httpx for its
+(:class:`~longlink.webhook.http1.Http1Connection`, chosen over httpx for its
 CPU cost: the sender shares the gateway's process). One event per POST, as
 PROTOCOL.md §2.3 shows them: docs/presence-and-events.md has the throughput
 measured, which has not called for batching.
@@ -44,9 +44,10 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from longlink.lifetime import cancel_requested
-from longlink.logic.events import SIGNATURE_HEADER, WebhookEvent, encode_event, sign
-from longlink.logic.http1 import Http1Connection, HttpAnswer, HttpError
+from longlink.logic.events import WebhookEvent, encode_event
 from longlink.settings import Settings
+from longlink.webhook.http1 import Http1Connection, HttpAnswer, HttpError
+from longlink.webhook.signature import SIGNATURE_HEADER, sign
 
 __all__ = ["RETRY_MAX_S", "Poster", "WebhookMetrics", "WebhookSender"]
 

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from longlink.api.server import HttpServer
-from longlink.logic.http1 import Http1Connection, HttpError
+from longlink.webhook.http1 import Http1Connection, HttpError
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 

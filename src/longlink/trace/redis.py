@@ -1,7 +1,7 @@
 """The message trace of every process on the Redis bus: scatter-gather over pub/sub.
 
 Each process records its own events in its in-memory
-:class:`~longlink.trace.Tracer` (no Redis command per message). A query is
+:class:`~longlink.trace.tracer.Tracer` (no Redis command per message). A query is
 rare (an operator, a dashboard) and pays for the whole view:
 
 1. The asking process PUBLISHes a :class:`TraceQuery` on ``{ll}:trace:q``.
@@ -13,8 +13,8 @@ rare (an operator, a dashboard) and pays for the whole view:
    ``REPLY_TTL_S``.
 3. The asker BLPOPs the replies until it has them all or ``timeout_s`` has
    passed, then merges them with its own part (taken from its tracer, its own
-   responder only acknowledges): :func:`~longlink.trace.merge_traces`,
-   :func:`~longlink.trace.merge_reach`.
+   responder only acknowledges): :func:`~longlink.trace.view.merge_traces`,
+   :func:`~longlink.trace.view.merge_reach`.
 
 What a process does not answer in time is left out (logged), never waited
 for past the deadline; a dead process is not subscribed, so it is not waited
@@ -39,11 +39,12 @@ import redis.asyncio as aioredis
 
 from longlink.bus.redis import PREFIX, RETRYABLE
 from longlink.lifetime import cancel_requested, stop_tasks
-from longlink.trace import MessageTrace, Reach, Tracer, merge_reach, merge_traces
+from longlink.trace.tracer import MessageTrace, Reach, Tracer
+from longlink.trace.view import merge_reach, merge_traces
 
 __all__ = ["CHANNEL", "RedisTraceView", "TracePart", "TraceQuery"]
 
-log = logging.getLogger("longlink.bus.trace")
+log = logging.getLogger("longlink.trace")
 
 #: The pub/sub channel every process listens on for trace queries.
 CHANNEL = f"{PREFIX}:trace:q"
@@ -85,7 +86,7 @@ _part_decoder = msgspec.msgpack.Decoder(TracePart)
 
 
 class RedisTraceView:
-    """The :class:`~longlink.trace.TraceView` of a deployment on Redis, and this process's part.
+    """The :class:`~longlink.trace.view.TraceView` of a Redis deployment, and this process's part.
 
     ``async with RedisTraceView(client, tracer)``: entering subscribes (so a
     query published once ``__aenter__`` returned counts this process) and
