@@ -51,7 +51,7 @@ from longlink.api.services import Services
 from longlink.bus.base import MessageQueue, QueueFull
 from longlink.control.endpoints import choose_endpoints, node_healthy
 from longlink.control.tickets import TicketError, TicketVerifier
-from longlink.model import Message, NodeCommand
+from longlink.model import IdsUnavailable, Message, NodeCommand
 from longlink.protocol.ids import id_problem
 from longlink.settings import Settings
 from longlink.store.base import StoreError, recipients_of
@@ -209,10 +209,11 @@ class _Api:
         """
         accepted_us = time.time_ns() // 1000  # µs: ordered against JOIN/LEAVE (dispatch)
         accepted_ms = accepted_us // 1000
-        queue, ids, tracer = self.services.queue, self.services.ids, self.services.tracer
+        queue, tracer = self.services.queue, self.services.tracer
+        msg_ids = self._mint(len(pushes))
         messages = [
             Message(
-                msg_id=ids.next_id(),
+                msg_id=msg_id,
                 target=push.target,
                 payload=push.payload,
                 priority=push.priority,
@@ -221,7 +222,7 @@ class _Api:
                 accepted_ms=accepted_ms,
                 accepted_us=accepted_us,
             )
-            for push in pushes
+            for push, msg_id in zip(pushes, msg_ids, strict=True)
         ]
         for message in messages:
             tracer.accepted(message)
@@ -244,6 +245,19 @@ class _Api:
                 extra={"msg_ids": [str(i) for i in done]} if done else None,
             ) from full
         return done
+
+    def _mint(self, count: int) -> list[int]:
+        """``count`` message ids; 503 ``unavailable`` while this process holds no id number."""
+        ids = self.services.ids
+        try:
+            return [ids.next_id() for _ in range(count)]
+        except IdsUnavailable as exc:  # the id lease lapsed (docs/message-ids.md)
+            raise ApiError(
+                503,
+                errors.UNAVAILABLE,
+                f"{exc}; retry later",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from exc
 
     async def _keep(self, key: ApiKey, messages: list[Message]) -> None:
         """Commit the guaranteed ``messages`` to the offline store (503 when it fails)."""

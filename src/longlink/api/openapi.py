@@ -86,7 +86,8 @@ _ERROR_RESPONSES: dict[str, tuple[str, dict[str, Any]]] = {
     "E501": ("this process cannot do that (not_supported)", {}),
     "E503": (
         "overloaded: a low priority push while a queue is past the overload mark, or a full"
-        " queue; or no healthy node (no_nodes)",
+        " queue; or no healthy node (no_nodes); or this process holds no message-id node"
+        " number now (unavailable)",
         _RETRY_AFTER,
     ),
 }

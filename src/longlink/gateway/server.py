@@ -34,7 +34,7 @@ from longlink.gateway.tcp import TcpConnection
 from longlink.gateway.websocket import WsConnection
 from longlink.gateway.wheel import TimingWheel
 from longlink.lifetime import cancel_requested
-from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
+from longlink.logic.base import NodeInfo, Registry, SessionInfo
 from longlink.logic.events import EventSink
 from longlink.model import Envelope, Message, NodeCommand, RoomBatch
 from longlink.protocol import ErrorCode, Frame, ProtocolError
@@ -84,7 +84,7 @@ class Gateway:
     def __init__(
         self,
         settings: Settings,
-        registry: SessionRegistry,
+        registry: Registry,
         channel: NodeChannel,
         tokens: TokenIssuer,
         metrics: CollectorRegistry | None = None,
