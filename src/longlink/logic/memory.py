@@ -52,9 +52,10 @@ class MemoryRegistry:
         session = self._sessions.pop(conn_id, None)
         if session is None:
             return None
-        for room in list(session.rooms):
+        rooms = list(session.rooms)
+        for room in rooms:
             self._exit(session, room)
-        session.rooms = []
+        session.rooms = rooms  # returned as it was (the Sessions contract)
         _discard(self._by_user, session.user, conn_id)
         _discard(self._by_device, session.device, conn_id)
         _discard(self._node_sessions, session.node, conn_id)
