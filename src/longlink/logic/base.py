@@ -44,17 +44,6 @@ import msgspec
 
 from longlink.model import Target
 
-__all__ = [
-    "NodeDirectory",
-    "NodeInfo",
-    "NodeSweep",
-    "Online",
-    "Registry",
-    "RoomDirectory",
-    "SessionInfo",
-    "Sessions",
-]
-
 
 class SessionInfo(msgspec.Struct):
     """One live connection as the registry knows it."""
