@@ -6,7 +6,7 @@ A node runs the roles named in ``settings.roles`` on the backends named by
 Start order: backends → trace responder (on Redis) → webhook sender (when
 ``webhook_url`` is set) → registry sweeper (on a registry that offers
 :class:`~longlink.logic.base.NodeSweep`) → gateway (listeners, node report)
-→ dispatch → id lease (api role) → HTTP. Shutdown runs the other way: HTTP
+→ dispatch → id lease (api, control) → HTTP. Shutdown runs the other way: HTTP
 stops taking pushes; the message-id node number is given back; dispatch
 stops; the gateway drains its clients; the webhook sender delivers what is
 queued; the trace responder stops answering; the queue closes.
@@ -140,7 +140,7 @@ class Node:
         self.queue: MessageQueue
         self.channel: NodeChannel
         self.registry: Registry
-        self.ids = MsgIdGenerator()  # mints once the id lease holds a number (api role)
+        self.ids = MsgIdGenerator()  # mints once the id lease holds a number (api, control)
         self.store: OfflineStore | None = None
         self.tracer: Tracer
         self.trace_view: TraceView
@@ -239,8 +239,9 @@ class Node:
                     fanout_s=self.gateway.delivery.fanout_s if self.gateway else None,
                 )
             )
-        if "api" in roles:
-            # Refused at start when the configured id_node is held by a live process.
+        if roles & {"api", "control"}:
+            # The HTTP app (push included) mints ids: it holds a number no live process
+            # holds. Refused at start when the configured id_node is held by one.
             owner = f"{settings.node_id} pid {os.getpid()} on {socket.gethostname()}"
             await self._stack.enter_async_context(
                 IdLease(
@@ -250,7 +251,6 @@ class Node:
                     number=settings.id_node,
                 )
             )
-        if roles & {"api", "control"}:
             services = Services(
                 settings=settings,
                 queue=self.queue,

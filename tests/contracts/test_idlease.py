@@ -13,7 +13,7 @@ from longlink.bus.redis import connect as redis_connect
 from longlink.idlease import IdLease, NodeNumbers
 from longlink.idlease.base import NUMBERS
 from longlink.idlease.memory import MemoryNumbers
-from longlink.idlease.redis import RedisNumbers
+from longlink.idlease.redis import AFTER, HOLDERS, RedisNumbers
 from longlink.model import IdsUnavailable, MsgIdGenerator
 from longlink.settings import ConfigError
 from tests.conftest import WAIT, eventually
@@ -161,8 +161,8 @@ async def test_a_lease_taken_by_another_stops_minting_then_claims_anew(redis_cli
         assert lease.held == 0
         before = ids.next_id()
         # Another process took the number (as after p1 stalled past its lease).
-        await redis_client.hset("{ll}:idn", 0, f"{now_ms() + 60_000}|intruder")
-        await redis_client.hset("{ll}:idn:after", 0, now_ms() + 60_000)
+        await redis_client.hset(HOLDERS, 0, f"{now_ms() + 60_000}|intruder")
+        await redis_client.hset(AFTER, 0, now_ms() + 60_000)
         await eventually(lambda: lease.held != 0, what="p1 to notice", interval=0.005)
         # Never minting with a number someone else may hold; then a free one.
         await eventually(lambda: lease.held == 1, what="p1 to claim another number")

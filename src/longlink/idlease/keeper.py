@@ -71,7 +71,7 @@ class IdLease(Periodic):
             holder = await self.numbers.holder(self.number)
             raise ConfigError(
                 f"id_node {self.number} is held by another live process ({holder}): "
-                "give each process that runs the api role its own id_node, or leave it unset"
+                "give each process serving the HTTP API its own id_node, or leave it unset"
             )
         await super().__aenter__()
         return self
