@@ -2,12 +2,17 @@
 
 No test sleeps to wait for an event: each awaits the event with a timeout of
 ``WAIT`` seconds (scaled by ``LONGLINK_TEST_TIMEOUT_SCALE`` on slow machines).
+State with no event to await (a key expiring, another process's counts)
+is waited for with :func:`eventually`, the one polling loop of the suite.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -20,6 +25,33 @@ from longlink.settings import Settings
 SCALE = float(os.environ.get("LONGLINK_TEST_TIMEOUT_SCALE", "1"))
 WAIT = 5.0 * SCALE
 API_KEY = "test-key-with-every-scope"
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]],
+    *,
+    within: float = WAIT,
+    what: str = "the condition",
+    interval: float = 0.01,
+) -> float:
+    """Wait until ``condition()`` (a function or a coroutine function) holds; the seconds it took.
+
+    Only for state that has no event to await: it is looked at every
+    ``interval`` seconds (0: every loop turn). AssertionError naming
+    ``what`` when it does not hold within ``within`` seconds.
+    """
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                held = condition()
+                if inspect.isawaitable(held):
+                    held = await held
+                if held:
+                    return time.monotonic() - started
+                await asyncio.sleep(interval)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {within:g} s waiting for {what}") from None
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:

@@ -16,11 +16,11 @@ from longlink.model import (
     MAX_NODE,
     MAX_SEQ,
     SEQ_BITS,
+    IdsUnavailable,
     Message,
     MsgIdGenerator,
     Priority,
     Target,
-    node_number,
     pack_message,
     unpack_message,
 )
@@ -148,10 +148,79 @@ def test_timestamp_of_epoch() -> None:
     assert MsgIdGenerator.timestamp_ms(0) == EPOCH_MS
 
 
-def test_node_number_is_stable_and_in_range() -> None:
-    assert node_number("g1") == node_number("g1")
-    assert all(0 <= node_number(f"node-{i}") <= MAX_NODE for i in range(200))
-    assert len({node_number(f"g{i}") for i in range(50)}) > 40  # spread, not constant
+# ------------------------------------------------------------------ a held number
+
+
+def test_a_generator_without_a_number_mints_nothing() -> None:
+    gen = MsgIdGenerator()
+    assert gen.node is None
+    with pytest.raises(IdsUnavailable):
+        gen.next_id()
+
+
+def test_a_held_number_mints_after_the_floor_even_in_the_same_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    FakeClock(monkeypatch, 1_800_000_000.0)
+    gen = MsgIdGenerator()
+    now_ms = 1_800_000_000_000
+    gen.hold(6, after_ms=now_ms, until_ms=now_ms + 10_000, valid_until=time.monotonic() + 60)
+    first = gen.next_id()
+    assert node_of(first) == 6 and gen.node == 6
+    # The earlier holder may have minted anything stamped now_ms: start after it.
+    assert MsgIdGenerator.timestamp_ms(first) == now_ms + 1
+    assert gen.last_ms == now_ms + 1
+
+
+def test_a_floor_in_the_future_holds_stamps_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeClock(monkeypatch, 1_800_000_000.0)
+    gen = MsgIdGenerator()
+    floor = 1_800_000_005_000  # an earlier holder's range ended 5 s ahead of this clock
+    gen.hold(1, after_ms=floor, until_ms=floor + 10_000, valid_until=time.monotonic() + 60)
+    ids = [gen.next_id() for _ in range(5000)]
+    assert all(a < b for a, b in itertools.pairwise(ids))
+    assert min(MsgIdGenerator.timestamp_ms(i) for i in ids) > floor
+
+
+def test_no_id_is_stamped_past_the_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch, 1_800_000_000.0)
+    gen = MsgIdGenerator()
+    now_ms = 1_800_000_000_000
+    gen.hold(2, after_ms=0, until_ms=now_ms + 1, valid_until=time.monotonic() + 60)
+    gen.next_id()
+    clock.now += 0.002
+    with pytest.raises(IdsUnavailable):
+        gen.next_id()
+    gen.extend(until_ms=now_ms + 10, valid_until=time.monotonic() + 60)
+    assert MsgIdGenerator.timestamp_ms(gen.next_id()) == now_ms + 2
+
+
+def test_ids_stop_at_the_deadline_until_extended() -> None:
+    gen = MsgIdGenerator()
+    far = int(time.time() * 1000) + 60_000
+    gen.hold(3, after_ms=0, until_ms=far, valid_until=time.monotonic() - 0.001)
+    with pytest.raises(IdsUnavailable):
+        gen.next_id()
+    gen.extend(until_ms=far, valid_until=time.monotonic() + 60)
+    assert node_of(gen.next_id()) == 3
+
+
+def test_dropped_then_held_again_ids_keep_increasing() -> None:
+    gen = MsgIdGenerator()
+    far = int(time.time() * 1000) + 60_000
+    gen.hold(3, after_ms=0, until_ms=far, valid_until=time.monotonic() + 60)
+    before = [gen.next_id() for _ in range(100)]
+    gen.drop()
+    with pytest.raises(IdsUnavailable):
+        gen.next_id()
+    gen.hold(4, after_ms=0, until_ms=far, valid_until=time.monotonic() + 60)
+    after = gen.next_id()
+    assert node_of(after) == 4 and after > before[-1]
+
+
+def test_hold_refuses_a_number_out_of_range() -> None:
+    with pytest.raises(ValueError):
+        MsgIdGenerator().hold(MAX_NODE + 1, after_ms=0, until_ms=1, valid_until=1.0)
 
 
 # ------------------------------------------------------------------ Message

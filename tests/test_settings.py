@@ -77,6 +77,8 @@ def test_advertised_host(host: str, public: str | None, advertised: str) -> None
         ("LONGLINK_WS_PORT", "7100", "ws_port", 7100),
         ("LONGLINK_TCP_PORT", "7101", "tcp_port", 7101),
         ("LONGLINK_NODE_ID", "g7", "node_id", "g7"),
+        ("LONGLINK_ID_NODE", "1023", "id_node", 1023),
+        ("LONGLINK_ID_NODE", "", "id_node", None),
         ("LONGLINK_REGION", "eu", "region", "eu"),
         ("LONGLINK_API_KEY", "k", "api_key", "k"),
         ("LONGLINK_TICKET_SECRET", "ts", "ticket_secret", "ts"),

@@ -9,10 +9,10 @@ from __future__ import annotations
 import enum
 import threading
 import time
-import zlib
 
 import msgspec
 
+from longlink.protocol.errors import LonglinkError
 from longlink.protocol.push import push_flags, push_frame
 
 
@@ -154,35 +154,99 @@ MAX_NODE = (1 << NODE_BITS) - 1
 MAX_SEQ = (1 << SEQ_BITS) - 1
 
 
+class IdsUnavailable(LonglinkError):
+    """The generator holds no node number now: no id can be minted (retry later).
+
+    Raised before the id is used, so nothing was minted. The HTTP API answers
+    503 ``unavailable`` with ``Retry-After``.
+    """
+
+
 class MsgIdGenerator:
     """Time-ordered unique 64-bit ids: 41 bits ms since 2024, 10 bits node, 12 bits sequence.
 
     Snowflake-like: ids from one generator strictly increase; two generators
     with different ``node`` numbers never collide. When the clock steps back the
-    generator keeps using its last timestamp, so ids never go backwards.
+    generator keeps using its last timestamp, so ids never go backwards; more
+    than 4096 ids in one ms borrow the next ms.
+
+    Made with a ``node``, it mints with that number for ever (one process, or
+    a number nobody else can hold). Made without, it mints nothing
+    (:class:`IdsUnavailable`) until :meth:`hold` gives it a number, as the
+    id lease does (:mod:`longlink.idlease`, docs/message-ids.md): a held number
+    comes with a stamp range and a deadline, and past either the generator
+    refuses to mint until :meth:`extend` or :meth:`hold` is called again.
     """
 
-    __slots__ = ("_last_ms", "_lock", "_node", "_seq")
+    __slots__ = ("_last_ms", "_lock", "_node", "_seq", "_until_ms", "_valid_until")
 
-    def __init__(self, node: int) -> None:
-        if not 0 <= node <= MAX_NODE:
-            raise ValueError(f"node must be in 0..{MAX_NODE}")
+    def __init__(self, node: int | None = None) -> None:
+        if node is not None:
+            _check_node(node)
         self._node = node
-        self._last_ms = 0
+        self._last_ms = 0  # ms since EPOCH_MS of the last id (or the floor of a held number)
         self._seq = 0
+        self._until_ms: int | None = None  # ms since EPOCH_MS: no id stamped later
+        self._valid_until: float | None = None  # time.monotonic(): no id minted after
         self._lock = threading.Lock()
 
-    def next_id(self) -> int:
+    @property
+    def node(self) -> int | None:
+        """The node number ids are minted with now (None: none held)."""
+        return self._node
+
+    @property
+    def last_ms(self) -> int:
+        """Unix ms of the last id minted (or the floor of the number held); later ids are later."""
+        return self._last_ms + EPOCH_MS
+
+    def hold(self, node: int, *, after_ms: int, until_ms: int, valid_until: float) -> None:
+        """Mint with ``node`` from now on, within bounds the lease that gave it sets.
+
+        Ids are stamped later than ``after_ms`` and at most ``until_ms`` (unix
+        ms), and minted only until ``valid_until`` (a ``time.monotonic()``
+        value). ``after_ms`` is the last stamp any earlier holder of ``node``
+        may have used: stamps after it cannot collide with theirs.
+        """
+        _check_node(node)
         with self._lock:
+            floor = after_ms - EPOCH_MS
+            if floor >= self._last_ms:
+                # The next id in that ms would repeat the earlier holder's: borrow the next.
+                self._last_ms, self._seq = floor, MAX_SEQ
+            self._node = node
+            self._until_ms = until_ms - EPOCH_MS
+            self._valid_until = valid_until
+
+    def extend(self, *, until_ms: int, valid_until: float) -> None:
+        """Move the bounds of the number held on (the lease was renewed)."""
+        with self._lock:
+            self._until_ms = until_ms - EPOCH_MS
+            self._valid_until = valid_until
+
+    def drop(self) -> None:
+        """Stop minting (the number was lost or given back) until :meth:`hold`."""
+        with self._lock:
+            self._node = None
+
+    def next_id(self) -> int:
+        """The next id; :class:`IdsUnavailable` when no number is held or its bounds passed."""
+        with self._lock:
+            node = self._node
+            if node is None:
+                raise IdsUnavailable("this process holds no message-id node number")
+            if self._valid_until is not None and time.monotonic() >= self._valid_until:
+                raise IdsUnavailable("the lease of this process's id node number was not renewed")
             now = max(int(time.time() * 1000) - EPOCH_MS, self._last_ms)
+            seq = 0
             if now == self._last_ms:
-                self._seq = (self._seq + 1) & MAX_SEQ
-                if self._seq == 0:  # 4096 ids in one ms: borrow the next ms
+                seq = (self._seq + 1) & MAX_SEQ
+                if seq == 0:  # 4096 ids in one ms: borrow the next ms
                     now += 1
-            else:
-                self._seq = 0
-            self._last_ms = now
-            return (now << (NODE_BITS + SEQ_BITS)) | (self._node << SEQ_BITS) | self._seq
+            if self._until_ms is not None and now > self._until_ms:
+                raise IdsUnavailable("this process's id node number is at the end of its range")
+            self._last_ms, self._seq = now, seq
+            return (now << (NODE_BITS + SEQ_BITS)) | (node << SEQ_BITS) | seq
 
     @staticmethod
     def timestamp_ms(msg_id: int) -> int:
@@ -190,6 +254,6 @@ class MsgIdGenerator:
         return (msg_id >> (NODE_BITS + SEQ_BITS)) + EPOCH_MS
 
 
-def node_number(node_id: str) -> int:
-    """A stable 10-bit number for a node id (for :class:`MsgIdGenerator`)."""
-    return zlib.crc32(node_id.encode()) & MAX_NODE
+def _check_node(node: int) -> None:
+    if not 0 <= node <= MAX_NODE:
+        raise ValueError(f"node must be in 0..{MAX_NODE}")

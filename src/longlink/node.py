@@ -4,10 +4,12 @@ A node runs the roles named in ``settings.roles`` on the backends named by
 ``settings.bus`` (``memory``: the embedded, single-process backends).
 
 Start order: backends → trace responder (on Redis) → webhook sender (when
-``webhook_url`` is set) → gateway (listeners, node report) → dispatch → HTTP.
-Shutdown runs the other way: HTTP stops taking pushes; dispatch stops; the
-gateway drains its clients; the webhook sender delivers what is queued; the
-trace responder stops answering; the queue closes.
+``webhook_url`` is set) → registry sweeper (on a registry that offers
+:class:`~longlink.logic.base.NodeSweep`) → gateway (listeners, node report)
+→ dispatch → id lease (api, control) → HTTP. Shutdown runs the other way: HTTP
+stops taking pushes; the message-id node number is given back; dispatch
+stops; the gateway drains its clients; the webhook sender delivers what is
+queued; the trace responder stops answering; the queue closes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +35,14 @@ from longlink.bus.redis import connect as redis_connect
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
 from longlink.gateway.server import Gateway
-from longlink.logic.base import SessionRegistry
+from longlink.idlease import IdLease, NodeNumbers
+from longlink.idlease.memory import MemoryNumbers
+from longlink.idlease.redis import RedisNumbers
+from longlink.logic.base import NodeSweep, Registry
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
 from longlink.logic.sweep import RegistrySweeper
-from longlink.model import MsgIdGenerator, node_number
+from longlink.model import MsgIdGenerator
 from longlink.settings import ConfigError, Settings
 from longlink.store.base import OfflineStore, StoreError
 from longlink.store.redis import RedisStore
@@ -57,13 +64,21 @@ class Backends:
     backends answers the trace queries of the other processes for its
     tracer and asks them for theirs (``longlink.trace.redis``); a node given
     backends reads its tracer only (several nodes may share that tracer).
+
+    Capabilities are declared here, never guessed from a backend's class:
+    ``sweep`` is set when the registry can lose a node without notice and
+    offers :class:`~longlink.logic.base.NodeSweep` (the node then runs a
+    sweeper); ``numbers`` leases message-id node numbers to the nodes that
+    mint ids (:mod:`longlink.idlease`).
     """
 
     queue: MessageQueue
     channel: NodeChannel
-    registry: SessionRegistry
+    registry: Registry
     store: OfflineStore | None = None
     tracer: Tracer = field(default_factory=Tracer)
+    numbers: NodeNumbers = field(default_factory=MemoryNumbers)
+    sweep: NodeSweep | None = None
     client: Any = None  # the Redis client of Backends.redis, closed with the backends
 
     @classmethod
@@ -80,6 +95,7 @@ class Backends:
     def on_redis(cls, settings: Settings) -> Backends:
         """Every seam on the Redis at ``settings.bus`` (``redis://host:port/db``)."""
         client = redis_connect(settings.bus)
+        registry = RedisRegistry(client, node_ttl_ms=settings.node_ttl_ms)
         return cls(
             queue=RedisQueue(
                 client,
@@ -88,9 +104,11 @@ class Backends:
                 claim_idle_ms=settings.claim_idle_ms,
             ),
             channel=RedisNodeChannel(client),
-            registry=RedisRegistry(client, node_ttl_ms=settings.node_ttl_ms),
+            registry=registry,
             store=RedisStore(client),
             tracer=Tracer.from_settings(settings),
+            numbers=RedisNumbers(client),
+            sweep=registry,
             client=client,
         )
 
@@ -121,7 +139,8 @@ class Node:
         self.backends: Backends
         self.queue: MessageQueue
         self.channel: NodeChannel
-        self.registry: SessionRegistry
+        self.registry: Registry
+        self.ids = MsgIdGenerator()  # mints once the id lease holds a number (api, control)
         self.store: OfflineStore | None = None
         self.tracer: Tracer
         self.trace_view: TraceView
@@ -180,11 +199,12 @@ class Node:
             self.webhook = await self._stack.enter_async_context(
                 WebhookSender.from_settings(settings, self.metrics)
             )
-        if isinstance(self.registry, RedisRegistry) and roles & {"control", "api"}:
+        sweep = self.backends.sweep
+        if sweep is not None and roles & {"control", "api"}:
             # A gateway killed outright leaves sessions behind: remove them, fire exits.
             await self._stack.enter_async_context(
                 RegistrySweeper(
-                    self.registry,
+                    sweep,
                     self.webhook,
                     node=settings.node_id,
                     stale_after_s=settings.sweep_after_s,
@@ -220,11 +240,22 @@ class Node:
                 )
             )
         if roles & {"api", "control"}:
+            # The HTTP app (push included) mints ids: it holds a number no live process
+            # holds. Refused at start when the configured id_node is held by one.
+            owner = f"{settings.node_id} pid {os.getpid()} on {socket.gethostname()}"
+            await self._stack.enter_async_context(
+                IdLease(
+                    self.backends.numbers,
+                    self.ids,
+                    owner=f"{owner} #{secrets.token_hex(3)}",
+                    number=settings.id_node,
+                )
+            )
             services = Services(
                 settings=settings,
                 queue=self.queue,
                 registry=self.registry,
-                ids=MsgIdGenerator(node_number(settings.node_id)),
+                ids=self.ids,
                 tokens=self.tokens,
                 channel=self.channel,
                 metrics=self.metrics,

@@ -54,6 +54,7 @@ class Settings:
     tcp_port: int = 7001
     reuse_port: bool = False  # SO_REUSEPORT: gateway processes on one machine share the ports
     node_id: str = "g1"
+    id_node: int | None = None  # message-id node number (0..1023); None: lease a free one
     region: str = "local"
     api_key: str | None = None
     ticket_secret: str | None = None

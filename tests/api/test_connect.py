@@ -225,4 +225,5 @@ async def test_an_id_ending_in_a_newline_is_refused(hn: Harness, field: str) -> 
     """A regular expression's ``$`` lets a final newline through; the id rule does not."""
     response = await connect(hn, {"user": "alice", field: "bob\n"})
     assert response.status_code == 400
-    assert error_of(response)["message"] == f"{field}: must not contain control characters"
+    message = error_of(response)["message"]
+    assert message.startswith(f"{field}: ") and "control characters" in message

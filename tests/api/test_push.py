@@ -439,6 +439,18 @@ async def test_full_queue_mid_batch_tells_what_was_queued() -> None:
         assert error["msg_ids"] == [str(queued_message.msg_id)]
 
 
+async def test_no_id_number_held_is_unavailable_and_queues_nothing(h: Harness) -> None:
+    h.services.ids.drop()  # as when the process's id lease has lapsed
+    for response in (
+        await h.push({"to": TO_U1, "data": 1}),
+        await h.batch([{"to": TO_U1, "data": 1}, {"to": TO_U1, "data": 2}]),
+    ):
+        assert response.status_code == 503
+        assert error_of(response)["code"] == "unavailable"
+        assert int(response.headers["Retry-After"]) >= 1
+    assert h.queue.depth(Priority.LOW) == 0
+
+
 # ------------------------------------------------------------------ metrics
 
 

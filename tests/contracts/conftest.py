@@ -1,4 +1,11 @@
-"""One contract suite per seam, run against every backend (memory and Redis)."""
+"""One contract suite per seam, run against every backend (memory and Redis).
+
+A suite takes ``backend`` (the name) or ``client`` (None for the embedded
+backends, a Redis client on an empty database for Redis) and builds the
+seam's implementation from it; ``registry`` is the registry of that backend.
+A suite whose backends are others (the offline store: SQLite and Redis)
+overrides ``backend`` in its module.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,9 @@ from typing import Any
 import pytest
 
 from longlink.bus.redis import connect as redis_connect
+from longlink.logic.base import Registry
+from longlink.logic.memory import MemoryRegistry
+from longlink.logic.redis import RedisRegistry
 
 BACKENDS = ["memory", "redis"]
 
@@ -27,3 +37,21 @@ def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "redis":
         request.getfixturevalue("redis_server_url")
     return str(request.param)
+
+
+@pytest.fixture
+async def client(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """None for the memory backend; for Redis, a client on an empty database."""
+    if backend == "memory":
+        yield None
+        return
+    redis = redis_connect(request.getfixturevalue("redis_server_url"))
+    await redis.flushdb()
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+def registry(client: Any) -> Registry:
+    """The backend's registry (Redis: no cache of the live nodes, so reads see reports at once)."""
+    return MemoryRegistry() if client is None else RedisRegistry(client, live_cache_s=0.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -22,10 +22,9 @@ from longlink.api.services import Services
 from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
 from longlink.bus.redis import RedisNodeChannel, RedisQueue, node_key, queue_key
-from longlink.bus.redis import connect as redis_connect
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
-from longlink.logic.base import NodeInfo, SessionInfo, SessionRegistry
+from longlink.logic.base import NodeInfo, Registry, SessionInfo
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
 from longlink.model import Envelope, Message, MsgIdGenerator, Priority, Target
@@ -50,7 +49,7 @@ class Backend:
             return MemoryQueue(maxsize)
         return RedisQueue(self.client, maxsize=maxsize, consumer=consumer, block_ms=100)
 
-    def registry(self) -> SessionRegistry:
+    def registry(self) -> Registry:
         return MemoryRegistry() if self.client is None else RedisRegistry(self.client)
 
     def channel(self) -> NodeChannel:
@@ -58,22 +57,16 @@ class Backend:
 
 
 @pytest.fixture
-async def setup(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    if backend == "memory":
-        yield Backend(None)
-        return
-    client = redis_connect(request.getfixturevalue("redis_server_url"))
-    await client.flushdb()
-    yield Backend(client)
-    await client.aclose()
+def setup(client: Any) -> Backend:
+    return Backend(client)
 
 
-async def report(registry: SessionRegistry, *nodes: str) -> None:
+async def report(registry: Registry, *nodes: str) -> None:
     for node in nodes:
         await registry.report_node(NodeInfo(node=node, region="r", ws=None, tcp=f"{node}:1"))
 
 
-async def connect(registry: SessionRegistry, conn: str, node: str, user: str, *rooms: str) -> None:
+async def connect(registry: Registry, conn: str, node: str, user: str, *rooms: str) -> None:
     await registry.add_session(SessionInfo(conn, node, user, f"dev-{conn}", list(rooms)))
 
 

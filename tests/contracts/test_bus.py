@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -20,17 +20,6 @@ def message(msg_id: int, priority: Priority = Priority.LOW) -> Message:
     return Message(
         msg_id=msg_id, target=Target(users=["u"]), payload=b"p%d" % msg_id, priority=priority
     )
-
-
-@pytest.fixture
-async def client(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    if backend == "memory":
-        yield None
-        return
-    redis = redis_connect(request.getfixturevalue("redis_server_url"))
-    await redis.flushdb()
-    yield redis
-    await redis.aclose()
 
 
 def make_queue(client: Any, maxsize: int = 100, consumer: str = "w1", **kw: Any) -> MessageQueue:

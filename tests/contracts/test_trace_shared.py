@@ -23,7 +23,7 @@ from longlink.bus.redis import connect as redis_connect
 from longlink.model import MsgIdGenerator
 from longlink.trace import LocalTraceView, Tracer, TraceView
 from longlink.trace.redis import CHANNEL, RedisTraceView
-from tests.conftest import WAIT
+from tests.conftest import WAIT, eventually
 from tests.redis_server import RedisServer, require_redis
 
 #: The views' deadline in these tests (production: 1 s).
@@ -181,15 +181,14 @@ async def test_responders_come_back_after_a_redis_restart(tmp_path: Path) -> Non
             ]  # fmt: skip
             await asyncio.wait_for(deployment.views[1].close(), WAIT)  # stops with Redis down
             server.start()  # same port
-            deadline = time.monotonic() + WAIT
-            while True:  # the gateway's responder subscribes again by itself
+
+            async def acked() -> bool:  # the gateway's responder subscribes again by itself
                 trace = await deployment.view.trace(msg_id)
-                assert trace is not None
-                if "acked" in [e.event for e in trace.events]:
-                    break
-                assert time.monotonic() < deadline, "the gateway's responder did not come back"
-                await asyncio.sleep(0.05)
-            assert [e.event for e in trace.events] == [
+                return trace is not None and "acked" in [e.event for e in trace.events]
+
+            await eventually(acked, what="the gateway's responder to come back", interval=0.05)
+            trace = await deployment.view.trace(msg_id)
+            assert trace is not None and [e.event for e in trace.events] == [
                 "accepted", "stored", "queued", "written", "acked"
             ]  # fmt: skip
     finally:

@@ -72,11 +72,37 @@ class Cluster:
             "LONGLINK_DATA_DIR": str(self.directory),
         }
 
-    async def start(self, name: str, roles: str, **env: str) -> Process:
-        process = Process(name, roles, {**self.base_env(), "LONGLINK_NODE_ID": name, **env})
+    async def start(
+        self, name: str, roles: str, *, own_node_id: bool = True, **env: str
+    ) -> Process:
+        """Start ``name``; its node id is its name unless ``own_node_id`` is False (the default)."""
+        process = Process(name, roles, self._env(name, own_node_id, env))
         await self._spawn(process)
         self.processes[name] = process
         return process
+
+    async def refused(self, name: str, roles: str, **env: str) -> str:
+        """Start ``name`` expecting it to stop before it is ready; what it wrote to stderr."""
+        log = open(self.directory / f"{name}.log", "ab")  # noqa: SIM115, ASYNC230
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "longlink", "serve", "--role", roles,
+            env=self._env(name, True, env),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )  # fmt: skip
+        log.close()
+        out, _ = await asyncio.wait_for(proc.communicate(), WAIT * 3)
+        assert proc.returncode not in (0, None), f"{name} started: {out!r}"
+        assert not out.startswith(b"longlink ready"), f"{name} started: {out!r}"
+        return self.log(name)
+
+    def _env(self, name: str, own_node_id: bool, env: dict[str, str]) -> dict[str, str]:
+        base = self.base_env()
+        if own_node_id:
+            base["LONGLINK_NODE_ID"] = name
+        else:
+            base.pop("LONGLINK_NODE_ID", None)
+        return {**base, **env}
 
     async def _spawn(self, process: Process) -> None:
         log = open(self.directory / f"{process.name}.log", "ab")  # noqa: SIM115, ASYNC230

@@ -8,9 +8,7 @@ skip under CI=true (tests/redis_server.py).
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import httpx
 import pytest
 
 from longlink.client import Client
-from tests.conftest import API_KEY, WAIT
+from tests.conftest import API_KEY, WAIT, eventually
 from tests.e2e.cluster import Cluster, push
 from tests.e2e.webhook_receiver import WebhookReceiver
 from tests.redis_server import require_redis
@@ -58,14 +56,6 @@ async def until_marker(c: Client, marker: str) -> list[Any]:
     while (value := (await c.next_message(timeout=WAIT)).json()) != {"marker": marker}:
         seen.append(value)
     return seen
-
-
-async def eventually(check: Any, within: float = WAIT * 3) -> None:
-    """Poll an HTTP-visible condition (e.g. presence healing) until it holds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 async def test_pushes_reach_clients_on_both_gateways_exactly_once(cluster: Cluster) -> None:
@@ -118,7 +108,7 @@ async def test_kill_9_gateway_clients_move_and_nothing_guaranteed_is_lost(
                 online = (await h.get(f"{url}/v1/online")).json()
             return bool(online["total"] == 2 and online["rooms"] == {"lobby": 2})
 
-        await eventually(healed)
+        await eventually(healed, within=WAIT * 3, what="presence to heal", interval=0.1)
         # The sweeper fires the exit the dead gateway could not send.
         [lost] = await hook.wait_events(1, within=WAIT * 3, type="exit", reason="node_lost")
         assert lost["user"] == "alice" and lost["room"] == "lobby" and lost["node"] == "g1"
@@ -165,7 +155,7 @@ async def test_redis_restart_everything_carries_on(cluster: Cluster) -> None:
                 return False
             return bool(message.json() == "after")
 
-        await eventually(delivered)
+        await eventually(delivered, within=WAIT * 3, what="the delivery", interval=0.1)
         bob = await client(cluster, "bob", "r2")
         message = await bob.next_message(timeout=WAIT)
         assert (message.msg_id, message.json()) == (kept, "kept")
@@ -199,7 +189,7 @@ async def test_the_trace_on_the_api_holds_every_process_part(cluster: Cluster) -
                 seen[:] = response.json()["events"]
                 return "acked" in [e["event"] for e in seen]
 
-            await eventually(traced_to_the_ack)
+            await eventually(traced_to_the_ack, within=WAIT * 3, what="the ack in the trace")
             # api, a dispatch worker and g1 each recorded their part, merged in path order
             # (a retry may slip in before a slow ACK).
             names = [e["event"] for e in seen if e["event"] in wanted]
@@ -214,7 +204,7 @@ async def test_the_trace_on_the_api_holds_every_process_part(cluster: Cluster) -
                 reach = (await http.get("/v1/stats/reach")).json()
                 return bool(reach["deliveries"] >= 1 and reach["acked"] >= 1)
 
-            await eventually(reach_counted)
+            await eventually(reach_counted, within=WAIT * 3, what="the reach figures")
             assert (await http.get("/v1/messages/1")).status_code == 404
     finally:
         await alice.close()

@@ -14,7 +14,7 @@ import gc
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -28,7 +28,7 @@ from longlink.model import MsgIdGenerator, Priority, Target
 from longlink.node import Node
 from longlink.protocol import Codec, FrameDecoder, Op, encode_frame
 from longlink.protocol.messages import Auth, encode_body
-from tests.conftest import API_KEY, SCALE, WAIT, fresh_bus, node_settings
+from tests.conftest import API_KEY, SCALE, WAIT, eventually, fresh_bus, node_settings
 from tests.e2e.raw_sessions import address
 
 TRANSPORTS = ["ws", "tcp"]
@@ -61,13 +61,6 @@ async def pushes_until(raw: RawConnection, count: int) -> tuple[list[Message], i
             frames += 1
             messages.extend(unpack_pushes(frame))
     return messages, frames
-
-
-async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:  # noqa: ASYNC109
-    """Wait for ``condition`` (state the test cannot await directly), ``timeout`` at most."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 (server state, not an awaitable event)
-            await asyncio.sleep(0.005)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -131,7 +124,7 @@ async def test_high_priority_sent_twice_arrives_once(node: Node, api: httpx.Asyn
     async with Client(node.http_url, user="vip-sdk") as sdk:
         msg_id = await push(api, {"users": ["vip", "vip-sdk"]}, "urgent", priority="high")
         # Both dispatch paths handed it over and the gateway dropped the second copy.
-        await until(lambda: delivery.stats.dedup_drops._value.get() == 1)
+        await eventually(lambda: delivery.stats.dedup_drops._value.get() == 1, what="a dedup drop")
         assert dispatch.high_copies.labels("a")._value.get() == 1
         assert dispatch.high_copies.labels("b")._value.get() == 1
         await push(api, {"users": ["vip"]}, {"marker": True})
@@ -184,7 +177,7 @@ async def test_high_priority_passes_a_low_backlog_of_50000(
             # The backlog is real work: dispatch is taking it to the flooded room.
             assert node.dispatcher is not None
             low_in = node.dispatcher.metrics.messages_in.labels(Priority.LOW.value)
-            await until(lambda: low_in._value.get() > 0)
+            await eventually(lambda: low_in._value.get() > 0, what="low-priority messages in")
     finally:
         reader.cancel()
 
@@ -285,7 +278,7 @@ async def test_stalled_client_neither_delays_its_room_nor_grows_memory(
         httpx.AsyncClient(base_url=node.http_url, headers=headers, timeout=WAIT) as api,
         Client(node.http_url, user="reader", rooms=["stage"], transport="tcp") as reader,
     ):
-        await until(lambda: len(gateway.hub.rooms.get("stage", ())) == 2)
+        await eventually(lambda: len(gateway.hub.rooms.get("stage", ())) == 2, what="two in stage")
         conn = next(c for c in gateway.hub.rooms["stage"] if c.user == "stalled")
         rss_before = _rss_bytes()
         # 48 MiB of incompressible payloads, in requests of 32 messages of 16 KiB.
@@ -320,7 +313,7 @@ async def test_slow_client_past_the_hard_limit_is_closed_with_server_busy(
     assert node.gateway is not None
     gateway = node.gateway
     await _raw_client(node, "slowpoke", "stage", sockets, rcvbuf=4096)  # and it never reads
-    await until(lambda: "slowpoke" in gateway.hub.users)
+    await eventually(lambda: "slowpoke" in gateway.hub.users, what="slowpoke connected")
     conn = next(iter(gateway.hub.users["slowpoke"]))
     headers = {"Authorization": f"Bearer {API_KEY}"}
     blob = base64.b64encode(os.urandom(16 * 1024)).decode()
@@ -333,7 +326,7 @@ async def test_slow_client_past_the_hard_limit_is_closed_with_server_busy(
                 break
     assert conn.closed
     assert gateway.metrics.slow_closes._value.get() == 1
-    await until(lambda: "slowpoke" not in gateway.hub.users)
+    await eventually(lambda: "slowpoke" not in gateway.hub.users, what="slowpoke gone")
 
 
 async def test_aggregation_off_sends_one_frame_per_message(tmp_path: Any, bus: str) -> None:

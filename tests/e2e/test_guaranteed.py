@@ -9,10 +9,9 @@ it would have come, and each such wait says so.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from longlink.client import Client, ConnectionClosed, RawConnection
 from longlink.node import Node
 from longlink.protocol import Flag, Frame, Op
 from longlink.protocol.messages import AckBody, Auth, AuthOk, decode_body, encode_body
-from tests.conftest import API_KEY, SCALE, WAIT, fresh_bus, node_settings
+from tests.conftest import API_KEY, SCALE, WAIT, eventually, fresh_bus, node_settings
 
 RETRY = 0.2
 MAX_RETRIES = 2
@@ -31,15 +30,6 @@ TRANSPORTS = ["ws", "tcp"]
 
 
 # ------------------------------------------------------------------ helpers
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait until ``check()`` holds (looked at every 10 ms, for at most WAIT seconds)."""
-    deadline = time.monotonic() + WAIT
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def events(node: Node, msg_id: int) -> list[str]:
@@ -51,7 +41,7 @@ async def wait_event(node: Node, msg_id: int, event: str, count: int = 1) -> Non
     async def seen() -> bool:
         return events(node, msg_id).count(event) >= count
 
-    await eventually(seen, f"{count} x {event!r} in the trace of {msg_id}")
+    await eventually(seen, what=f"{count} x {event!r} in the trace of {msg_id}")
 
 
 async def store_holds(node: Node, count: int) -> None:
@@ -61,7 +51,7 @@ async def store_holds(node: Node, count: int) -> None:
     async def holds() -> bool:
         return await store.count() == count
 
-    await eventually(holds, f"{count} messages in the offline store")
+    await eventually(holds, what=f"{count} messages in the offline store")
 
 
 async def push(api: httpx.AsyncClient, to: dict[str, Any], data: Any, **extra: Any) -> int:
@@ -283,14 +273,16 @@ async def test_trace_and_reach_routes(gnode: Node, api: httpx.AsyncClient) -> No
         assert response.json()["error"]["code"] == "bad_request"
     assert (await api.get("/v1/stats/reach?window_s=0")).status_code == 400
     plain = (await api.post("/v1/push", json={"to": {"rooms": ["r"]}, "data": 1})).json()
-    deadline = time.monotonic() + WAIT  # dispatch runs on its own (a Redis bus is async)
-    while True:
+
+    async def plain_events() -> list[str]:
         trace = (await api.get(f"/v1/messages/{plain['msg_id']}")).json()
-        events = [e["event"] for e in trace["events"]]
-        if len(events) >= 3 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.01)
-    assert events == ["accepted", "queued", "dispatched"]
+        return [e["event"] for e in trace["events"]]
+
+    async def dispatched() -> bool:  # dispatch runs on its own (a Redis bus is async)
+        return len(await plain_events()) >= 3
+
+    await eventually(dispatched, what="the plain push to be dispatched")
+    assert await plain_events() == ["accepted", "queued", "dispatched"]
     reach = (await api.get("/v1/stats/reach?window_s=60")).json()
     assert reach["window_s"] == 60 and reach["deliveries"] == 0
     assert reach["max_retries"] == MAX_RETRIES and reach["final_reach"] is None

@@ -32,8 +32,8 @@ from longlink.gateway.connection import Connection
 from longlink.node import Node
 from longlink.protocol import Flag, Frame, Op
 from longlink.protocol.client import Output
-from tests.conftest import API_KEY, WAIT, fresh_bus, node_settings
-from tests.e2e.test_guaranteed import eventually, store_holds
+from tests.conftest import API_KEY, WAIT, eventually, fresh_bus, node_settings
+from tests.e2e.test_guaranteed import store_holds
 
 N = 2000
 # Long enough that an ACK is back before the retry even on a loaded machine (a late ACK
@@ -144,7 +144,7 @@ async def test_reach_under_loss_matches_the_formula_and_the_store_completes_it(
         async def live_done() -> bool:
             return node.tracer.reach().deliveries >= N
 
-        await eventually(live_done, "an outcome for every message on the live connection")
+        await eventually(live_done, what="an outcome for every message on the live connection")
         reach = node.tracer.reach()
         live_seen = len(set(seen))
         first, final = 1 - loss, 1 - loss ** (MAX_RETRIES + 1)
@@ -168,7 +168,7 @@ async def test_reach_under_loss_matches_the_formula_and_the_store_completes_it(
             async def round_done() -> bool:
                 return gateway.guarantee.idle
 
-            await eventually(round_done, "the redelivery round to end")
+            await eventually(round_done, what="the redelivery round to end")
         await store_holds(node, 0)
         assert len(seen) == N and sorted(seen) == sorted(sent)  # each once, none lost
         reader.cancel()

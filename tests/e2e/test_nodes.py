@@ -6,9 +6,8 @@ gateway only. Clients reach either through ``ga``'s control API.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,22 +16,11 @@ import pytest
 from longlink.client import Client, Kicked, Reconnected, ServerEvent
 from longlink.logic.base import NodeInfo
 from longlink.node import Backends, Node
-from tests.conftest import API_KEY, SCALE, WAIT, fresh_bus, node_settings
+from tests.conftest import API_KEY, SCALE, WAIT, eventually, fresh_bus, node_settings
 from tests.e2e.raw_sessions import open_session
 
+# Node reports and their staleness are time-driven: there is no event to await.
 POLL_S = 0.05
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT) -> float:
-    """Poll ``check`` until true; the seconds it took.
-
-    Node reports and their staleness are time-driven: there is no event to await.
-    """
-    started = time.monotonic()
-    async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110
-            await asyncio.sleep(POLL_S)
-    return time.monotonic() - started
 
 
 class Cluster:
@@ -85,7 +73,7 @@ async def test_endpoints_same_region_first_then_least_loaded(cluster: Cluster) -
     async def ga_reported_two() -> bool:
         return (await cluster.nodes())["ga"]["connections"] == 2
 
-    await eventually(ga_reported_two)
+    await eventually(ga_reported_two, what="ga to report two connections", interval=POLL_S)
     assert await cluster.endpoints() == ["gb", "ga"]
     assert await cluster.endpoints("eu") == ["ga", "gb"]  # the region still wins
     # At most three endpoints.
@@ -106,7 +94,7 @@ async def test_a_node_that_stops_reporting_is_left_out_within_5s(cluster: Cluste
     async def gb_left_out() -> bool:
         return "gb" not in await cluster.endpoints("us")
 
-    await eventually(gb_left_out, within=7.0)
+    await eventually(gb_left_out, within=7.0, what="gb to be left out", interval=POLL_S)
     gone_after_ms = time.time() * 1000 - last_ms
     # 5 s after the last report, plus one poll and a request's latency.
     assert gone_after_ms <= 5000 + 1000 * POLL_S + 250 * SCALE, gone_after_ms

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from longlink.client.raw import RawConnection
-from longlink.logic.base import SessionInfo, SessionRegistry
+from longlink.logic.base import SessionInfo, Sessions
 from longlink.node import Backends, Node
 from longlink.protocol import Op
 from longlink.protocol.messages import Auth, AuthOk, HeartbeatOk, JoinOk, decode_body, encode_body
@@ -39,7 +39,7 @@ class Removals:
     instead of polling for it.
     """
 
-    def __init__(self, registry: SessionRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, registry: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
         self._remove_session = registry.remove_session
         self._removed = asyncio.Condition()
         self.removed: set[str] = set()

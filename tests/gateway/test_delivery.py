@@ -25,7 +25,7 @@ from longlink.protocol import websocket as wsp
 from longlink.protocol.client import unpack_pushes
 from longlink.protocol.server import SessionState
 from longlink.settings import Settings
-from tests.conftest import WAIT
+from tests.conftest import WAIT, eventually
 
 
 class FakeTransport:
@@ -126,9 +126,8 @@ def batch(first: int, count: int, room: str = "r") -> RoomBatch:
 
 
 async def idle(gateway: Gateway) -> None:
-    async with asyncio.timeout(WAIT):
-        while not gateway.delivery.idle:  # noqa: ASYNC110 (the writer task has no event)
-            await asyncio.sleep(0)
+    # The writer task has no event to await: look every loop turn.
+    await eventually(lambda: gateway.delivery.idle, what="the writer to be idle", interval=0)
 
 
 async def test_each_group_gets_its_codec_framed_once(gateway: Gateway) -> None:

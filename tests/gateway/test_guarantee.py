@@ -25,6 +25,7 @@ from longlink.protocol.server import SessionState
 from longlink.settings import Settings
 from longlink.store.base import recipients_of_conn
 from longlink.trace import Tracer
+from tests.conftest import eventually
 
 INTERVAL = 2.0
 
@@ -329,8 +330,8 @@ async def test_redelivery_oldest_first_in_windows() -> None:
     conn = connect(guarantee, gateway, "alice")
     guarantee.opened(cast(Connection, conn))
     assert not guarantee.idle
-    for _ in range(100):
-        await asyncio.sleep(0)
+    full = REDELIVERY_WINDOW
+    await eventually(lambda: len(conn.pushes()) >= full, what="a full window", interval=0)
     # The window is full: the rest waits for ACKs.
     assert conn.pushes() == list(range(1, REDELIVERY_WINDOW + 1))
     guarantee.acked(cast(Connection, conn), list(range(1, REDELIVERY_WINDOW // 2 + 1)))
@@ -349,8 +350,8 @@ async def test_redelivery_stops_when_the_connection_goes() -> None:
     guarantee, gateway, _ = make(store)
     conn = connect(guarantee, gateway, "alice")
     guarantee.opened(cast(Connection, conn))
-    for _ in range(100):
-        await asyncio.sleep(0)
+    full = REDELIVERY_WINDOW
+    await eventually(lambda: len(conn.pushes()) >= full, what="a full window", interval=0)
     conn.close()
     await asyncio.wait_for(gateway.settle(), 5)
     assert len(conn.pushes()) == REDELIVERY_WINDOW

@@ -16,7 +16,7 @@ from longlink.settings import ConfigError
 from longlink.store.base import StoreError, recipients_of_conn
 from longlink.store.sqlite import BATCH_JOBS, FILE_NAME, SqliteStore
 from tests.conftest import WAIT
-from tests.store.test_contract import ALICE, NOW, ids, message
+from tests.contracts.test_store import ALICE, NOW, ids, message
 
 
 async def test_the_file_is_in_wal_mode(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ from longlink.control.connect import (
 )
 from longlink.control.endpoints import node_healthy
 from longlink.control.tickets import TicketVerifier
-from longlink.model import NodeCommand
+from longlink.model import IdsUnavailable, NodeCommand
 from longlink.protocol.ids import id_problem
 from longlink.settings import Settings
 from longlink.trace import LocalTraceView, TraceView
@@ -209,6 +209,13 @@ class _Api:
         """Hand ``pushes`` to the push use case; count them per key; 503 when not all are queued."""
         try:
             ids = await self.pusher.push(pushes)
+        except IdsUnavailable as exc:  # the id lease lapsed (docs/message-ids.md)
+            raise ApiError(
+                503,
+                errors.UNAVAILABLE,
+                f"{exc}; retry later",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from exc
         except PushNotQueued as exc:
             for push in pushes[: len(exc.queued)]:
                 self.gate.accepted(key, push)

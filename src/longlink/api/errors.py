@@ -36,6 +36,7 @@ INTERNAL = "internal"  # 500
 NOT_SUPPORTED = "not_supported"  # 501: this process cannot do that
 OVERLOADED = "overloaded"  # 503: low priority past the overload mark, or a full queue
 NO_NODES = "no_nodes"  # 503: no healthy gateway node (with Retry-After)
+UNAVAILABLE = "unavailable"  # 503: no message-id node number held now (with Retry-After)
 
 
 class ApiError(LonglinkError):

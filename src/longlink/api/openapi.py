@@ -154,7 +154,8 @@ _ERROR_RESPONSES: dict[str, tuple[str, dict[str, Any]]] = {
     "E501": ("this process cannot do that (not_supported)", {}),
     "E503": (
         "overloaded: a low priority push while a queue is past the overload mark, or a full"
-        " queue (a batch's error then lists the msg_ids queued); or no healthy node (no_nodes)",
+        " queue (a batch's error then lists the msg_ids queued); or no healthy node (no_nodes);"
+        " or this process holds no message-id node number now (unavailable)",
         _RETRY_AFTER,
     ),
 }

@@ -95,13 +95,16 @@ class Pusher:
     async def push(self, pushes: Sequence[PushRequest]) -> list[int]:
         """Queue ``pushes`` in order; their message ids, in the same order.
 
-        Raises :class:`StoreUnavailable` or :class:`QueueFilled`.
+        Raises :class:`~longlink.model.IdsUnavailable` (nothing done),
+        :class:`StoreUnavailable` or :class:`QueueFilled`.
         """
+        # Ids first: IdsUnavailable (no id number held, docs/message-ids.md) leaves nothing done.
+        msg_ids = [self.ids.next_id() for _ in pushes]
         accepted_us = self._clock_ns() // 1000  # µs: ordered against JOIN/LEAVE (dispatch)
         accepted_ms = accepted_us // 1000
         messages = [
             Message(
-                msg_id=self.ids.next_id(),
+                msg_id=msg_id,
                 target=push.target,
                 payload=push.payload,
                 priority=push.priority,
@@ -110,7 +113,7 @@ class Pusher:
                 accepted_ms=accepted_ms,
                 accepted_us=accepted_us,
             )
-            for push in pushes
+            for push, msg_id in zip(pushes, msg_ids, strict=True)
         ]
         for message in messages:
             self.tracer.accepted(message)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.control.tokens import TokenIssuer
-from longlink.logic.base import SessionRegistry
+from longlink.logic.base import Registry
 from longlink.model import MsgIdGenerator
 from longlink.settings import Settings
 from longlink.store.base import OfflineStore
@@ -44,7 +44,7 @@ class Services:
 
     settings: Settings
     queue: MessageQueue
-    registry: SessionRegistry
+    registry: Registry
     ids: MsgIdGenerator
     tokens: TokenIssuer
     kick: KickFunc | None = None

@@ -47,6 +47,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import msgspec
 from prometheus_client import CollectorRegistry
@@ -56,7 +57,7 @@ from longlink.dispatch.aggregator import Aggregator, FanoutTime, Output, RoomFlu
 from longlink.dispatch.compression import BatchEncoder
 from longlink.dispatch.metrics import DispatchMetrics
 from longlink.lifetime import cancel_requested, stop_tasks
-from longlink.logic.base import SessionRegistry
+from longlink.logic.base import RoomDirectory, Sessions
 from longlink.model import Envelope, Message, Priority, Target
 from longlink.settings import Settings
 from longlink.trace import Tracer
@@ -74,13 +75,17 @@ CLOSE_FLUSH_S = 1.0  # on close, how long pending windows get to go out
 Pace = Callable[[], Awaitable[None]]
 
 
+class Routes(Sessions, RoomDirectory, Protocol):
+    """What dispatch reads: the nodes targets reach (``nodes_for_many``) and areas' rooms."""
+
+
 class Dispatcher:
     """Runs the consumers until closed (see the module docstring)."""
 
     def __init__(
         self,
         queue: MessageQueue,
-        registry: SessionRegistry,
+        registry: Routes,
         channel: NodeChannel,
         metrics: CollectorRegistry | None = None,
         tracer: Tracer | None = None,

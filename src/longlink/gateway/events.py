@@ -43,7 +43,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from longlink.bus.base import NodeChannel
 from longlink.gateway.hub import Hub
-from longlink.logic.base import SessionRegistry
+from longlink.logic.base import Registry
 from longlink.logic.events import ENTER, EXIT, UPSTREAM, EventSink, WebhookEvent
 from longlink.logic.presence import on_close, on_leave, to_enter
 from longlink.model import NodeCommand, Target
@@ -98,7 +98,7 @@ class Presence:
     def __init__(
         self,
         hub: Hub,
-        registry: SessionRegistry,
+        registry: Registry,
         channel: NodeChannel,
         sink: EventSink | None,
         spawn: Callable[[Coroutine[Any, Any, None]], None],

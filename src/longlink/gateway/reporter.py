@@ -18,7 +18,7 @@ from collections.abc import Callable
 from longlink.gateway.hub import Hub
 from longlink.gateway.sessions import Sessions
 from longlink.lifetime import cancel_requested
-from longlink.logic.base import NodeInfo, SessionRegistry
+from longlink.logic.base import NodeInfo, Registry
 
 log = logging.getLogger("longlink.gateway")
 
@@ -30,7 +30,7 @@ class NodeReporter:
 
     def __init__(
         self,
-        registry: SessionRegistry,
+        registry: Registry,
         hub: Hub,
         sessions: Sessions,
         endpoints: Callable[[], tuple[str, str]],

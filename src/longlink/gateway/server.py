@@ -53,7 +53,7 @@ from longlink.gateway.reporter import NodeReporter
 from longlink.gateway.sessions import Sessions
 from longlink.gateway.tcp import TcpConnection
 from longlink.gateway.websocket import WsConnection
-from longlink.logic.base import SessionRegistry
+from longlink.logic.base import Registry
 from longlink.logic.events import EventSink
 from longlink.protocol.ids import IdRule
 from longlink.protocol.limits import RateLimit
@@ -88,7 +88,7 @@ class Gateway:
     def __init__(
         self,
         settings: Settings,
-        registry: SessionRegistry,
+        registry: Registry,
         channel: NodeChannel,
         tokens: TokenIssuer,
         metrics: CollectorRegistry | None = None,

@@ -45,7 +45,7 @@ from longlink.gateway.heartbeats import Heartbeats
 from longlink.gateway.hub import Hub
 from longlink.gateway.metrics import GatewayMetrics
 from longlink.gateway.outbox import Outbox
-from longlink.logic.base import SessionInfo, SessionRegistry
+from longlink.logic.base import Registry, SessionInfo
 from longlink.protocol import ErrorCode, ProtocolError
 from longlink.protocol.server import (
     Acked,
@@ -75,7 +75,7 @@ class Sessions:
         rules: SessionRules,
         outbox: Outbox,
         tokens: TokenIssuer,
-        registry: SessionRegistry,
+        registry: Registry,
         hub: Hub,
         presence: Presence,
         guarantee: Guarantee,

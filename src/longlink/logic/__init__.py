@@ -1,5 +1,23 @@
-"""Logic layer: session registry, presence (online counts) and node registry."""
+"""Logic layer: sessions, room directory and nodes (the registry seams), presence."""
 
-from longlink.logic.base import NodeInfo, Online, SessionInfo, SessionRegistry
+from longlink.logic.base import (
+    NodeDirectory,
+    NodeInfo,
+    NodeSweep,
+    Online,
+    Registry,
+    RoomDirectory,
+    SessionInfo,
+    Sessions,
+)
 
-__all__ = ["NodeInfo", "Online", "SessionInfo", "SessionRegistry"]
+__all__ = [
+    "NodeDirectory",
+    "NodeInfo",
+    "NodeSweep",
+    "Online",
+    "Registry",
+    "RoomDirectory",
+    "SessionInfo",
+    "Sessions",
+]

@@ -1,11 +1,38 @@
-"""The registry seam: who is connected where, and which gateway nodes exist.
+"""The registry seams: who is connected where, what rooms are, which gateway nodes exist.
 
-:class:`SessionRegistry` is written to by gateways (a session is added after
-its AUTH is accepted and before AUTH_OK is sent, so AUTH_OK means routable)
-and read by dispatch (which nodes must see a push), control (which nodes are
-healthy) and the API (online counts, a user's connections).
+Three small Protocols, each taken alone by the code that needs it:
 
-Counts are kept incrementally: no query scans all sessions.
+* :class:`Sessions`: the live connections, their rooms and the counts and
+  routes derived from them. Written by gateways (a session is added after
+  its AUTH is accepted and before AUTH_OK is sent, so AUTH_OK means
+  routable); read by dispatch (which nodes must see a push) and the API
+  (online counts, a user's connections).
+* :class:`RoomDirectory`: what the business set on rooms (their area,
+  whether they announce enters and exits). Written by the API; read by
+  dispatch (areas to rooms) and gateways (announce).
+* :class:`NodeDirectory`: the gateway nodes and their health. Written by
+  gateways (reports) and the API (drain); read by control (which nodes are
+  healthy).
+
+:class:`NodeSweep` is optional: a backend shared by processes that can die
+without notice (``kill -9``) offers it, and the composition root runs a
+sweeper on whatever offers it (:class:`~longlink.logic.sweep.RegistrySweeper`).
+
+:class:`Registry` is all three at once, what one backend implements (the
+embedded :class:`~longlink.logic.memory.MemoryRegistry`, the shared
+:class:`~longlink.logic.redis.RedisRegistry`) and what a caller that needs
+all three (the gateway, the HTTP API) takes.
+
+Guarantees every backend keeps (``tests/contracts/test_registry.py`` checks
+them on each):
+
+* Counts are exact and kept incrementally: no query scans all sessions.
+* A call's effect is visible to every later call on the same backend, from
+  any process sharing it (read your writes; nothing is cached but the
+  shared backend's list of live nodes, for at most ``live_cache_s``).
+* One connection's calls come from its one gateway, in order: the registry
+  does not order concurrent calls about the same connection.
+* Calls about different connections, rooms or nodes commute.
 """
 
 from __future__ import annotations
@@ -50,31 +77,56 @@ class Online(msgspec.Struct):
     areas: dict[str, int]
 
 
-class SessionRegistry(Protocol):
-    """Sessions, rooms, areas and nodes. All counts are exact and incremental."""
+class Sessions(Protocol):
+    """The live connections, their rooms, and the counts and routes derived from them.
+
+    Only sessions of live nodes count: a shared backend leaves out, within
+    its node TTL, the sessions of a node whose reports stopped
+    (:class:`NodeDirectory`), until :meth:`NodeDirectory.forget_node` or a
+    sweep (:class:`NodeSweep`) removes them. The embedded backend's one
+    process never loses a node that way.
+    """
 
     async def add_session(self, session: SessionInfo) -> None:
-        """Register a connection with its initial rooms."""
+        """Register a connection with its initial rooms (repeated rooms count once).
+
+        On return the connection is routable (:meth:`nodes_for`) and counted.
+        A ``conn_id`` already registered is removed first, then added anew.
+        """
         ...
 
     async def remove_session(self, conn_id: str) -> SessionInfo | None:
-        """Forget a connection and take it out of its rooms; idempotent."""
+        """Forget a connection and take it out of its rooms; idempotent.
+
+        Returns the session as it was (with its rooms, for exit events), or
+        None when it was not registered (removed already, or never added).
+        """
         ...
 
     async def join(self, conn_id: str, room: str) -> int:
-        """Put the connection in ``room``; returns the room's online count."""
+        """Put the connection in ``room``; returns the room's online count after.
+
+        Idempotent; an unknown connection changes nothing (the count is
+        still returned).
+        """
         ...
 
     async def leave(self, conn_id: str, room: str) -> int:
-        """Take the connection out of ``room``; returns the room's online count."""
+        """Take the connection out of ``room``; returns the room's online count after.
+
+        Idempotent; an unknown connection changes nothing.
+        """
         ...
 
     async def user_sessions(self, user: str) -> list[SessionInfo]:
-        """The user's live connections."""
+        """The user's live connections, by ``conn_id``."""
         ...
 
     async def nodes_for(self, target: Target) -> set[str]:
-        """The nodes that hold at least one connection ``target`` reaches."""
+        """The nodes that hold at least one connection ``target`` reaches.
+
+        Areas reach the rooms the :class:`RoomDirectory` puts in them.
+        """
         ...
 
     async def nodes_for_many(self, targets: Sequence[Target]) -> list[set[str]]:
@@ -91,19 +143,31 @@ class SessionRegistry(Protocol):
         ...
 
     async def online(self) -> Online:
-        """Total, per-room and per-area counts."""
+        """Total, per-room and per-area counts (rooms and areas nobody is in are left out)."""
         ...
 
+
+class RoomDirectory(Protocol):
+    """What the business set on rooms: their area and whether they announce.
+
+    A room's settings do not depend on anyone being in it: they stay until
+    changed (the last write wins), whether or not the room has connections.
+    A room is in at most one area.
+    """
+
     async def set_room_area(self, room: str, area: str | None) -> None:
-        """Put ``room`` in ``area`` (None takes it out of any area)."""
+        """Put ``room`` in ``area`` (None takes it out of any area).
+
+        The room's online count moves to the new area's count at once.
+        """
         ...
 
     async def room_area(self, room: str) -> str | None:
-        """The area ``room`` belongs to."""
+        """The area ``room`` belongs to (None: none)."""
         ...
 
     async def rooms_in_areas(self, areas: list[str]) -> list[str]:
-        """Every room put in one of ``areas``."""
+        """Every room put in one of ``areas``, sorted, each once."""
         ...
 
     async def set_room_announce(self, room: str, announce: bool) -> None:
@@ -114,23 +178,60 @@ class SessionRegistry(Protocol):
         """Those of ``rooms`` set to announce enters and exits (a gateway asks per event)."""
         ...
 
-    async def report_node(self, info: NodeInfo) -> bool:
-        """A gateway node's periodic report (keeps it healthy).
 
-        Returns False when the registry did not know the node: its first
-        report, or a shared registry that lost its data (Redis restarted
-        empty). The gateway then registers its live sessions again.
+class NodeDirectory(Protocol):
+    """The gateway nodes: their reports, health and draining mark.
+
+    A node is listed from its first report until it is forgotten. Whether a
+    listed node is healthy is the reader's call, from ``reported_ms``
+    (control leaves out a node silent for ``node_ttl_ms``).
+    """
+
+    async def report_node(self, info: NodeInfo) -> bool:
+        """A gateway node's periodic report (keeps it, and its sessions, live).
+
+        A draining mark set on the node survives its reports. Returns False
+        when the registry did not know the node: its first report, or a
+        shared registry that lost its data (Redis restarted empty). The
+        gateway then registers its live sessions again.
         """
         ...
 
     async def nodes(self) -> list[NodeInfo]:
-        """Every node that has reported, healthy or not."""
+        """Every node that has reported and was not forgotten, healthy or not."""
         ...
 
     async def set_draining(self, node: str, draining: bool) -> bool:
-        """Mark a node draining; False when the node is unknown."""
+        """Mark a node draining (or not); False when the node is unknown."""
         ...
 
     async def forget_node(self, node: str) -> None:
-        """Drop a node and every session it held (node shut down or died)."""
+        """Drop a node and every session it held (node shut down or died); idempotent."""
         ...
+
+
+class NodeSweep(Protocol):
+    """What a registry offers when a node can vanish without :meth:`~NodeDirectory.forget_node`.
+
+    A registry shared by processes (Redis) loses a gateway killed outright:
+    its sessions stop counting when its reports stop, but stay stored until
+    swept. The embedded registry lives and dies with its one process and
+    does not offer this.
+    """
+
+    async def sweep(self, stale_after_ms: int) -> list[SessionInfo]:
+        """Forget nodes silent for ``stale_after_ms``; return the sessions they held.
+
+        Any number of processes may call this periodically: exactly one of
+        them forgets a given node and returns its sessions (so each lost
+        session's exit event is fired once).
+        """
+        ...
+
+
+class Registry(Sessions, RoomDirectory, NodeDirectory, Protocol):
+    """Sessions, room directory and nodes in one backend (what a backend implements).
+
+    Take it only where all three are needed (the gateway, the HTTP API);
+    everything else takes the one Protocol it uses.
+    """

@@ -1,6 +1,8 @@
 """The embedded registry: dicts in one process, counts kept incrementally.
 
 Limit: one process only; a multi-process deployment uses the Redis registry.
+Its nodes live and die with the process, so it offers no
+:class:`~longlink.logic.base.NodeSweep`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from longlink.model import Target
 
 
 class MemoryRegistry:
-    """Sessions, rooms, areas and nodes held in dicts."""
+    """:class:`~longlink.logic.base.Registry` (sessions, room directory, nodes) in dicts."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, SessionInfo] = {}
@@ -50,9 +52,10 @@ class MemoryRegistry:
         session = self._sessions.pop(conn_id, None)
         if session is None:
             return None
-        for room in list(session.rooms):
+        rooms = list(session.rooms)
+        for room in rooms:
             self._exit(session, room)
-        session.rooms = []
+        session.rooms = rooms  # returned as it was (the Sessions contract)
         _discard(self._by_user, session.user, conn_id)
         _discard(self._by_device, session.device, conn_id)
         _discard(self._node_sessions, session.node, conn_id)

@@ -12,7 +12,6 @@ Keys (prefix ``{ll}``):
 ``nodes``                   hash: node -> NodeInfo (msgpack)
 ``room_area`` / ``area:<a>``  hash room -> area / set of the area's rooms
 ``announce``                set: rooms whose enters and exits are sent as EVENT frames
-``announce``                set: rooms that announce enters and exits
 ==========================  =====================================================
 
 Counts are per node (``nrooms``) and are summed over live nodes when read, so
@@ -70,7 +69,10 @@ def _s(value: Any) -> str:
 
 
 class RedisRegistry:
-    """:class:`~longlink.logic.base.SessionRegistry` on Redis (see the module docstring)."""
+    """:class:`~longlink.logic.base.Registry` and :class:`~longlink.logic.base.NodeSweep` on Redis.
+
+    See the module docstring for the keys and how a dead node's counts vanish.
+    """
 
     def __init__(
         self, client: aioredis.Redis, *, node_ttl_ms: int = 5_000, live_cache_s: float = 0.5

@@ -1,8 +1,10 @@
 """Healing a shared registry after a gateway dies without saying goodbye (kill -9).
 
-A dead node's counts vanish by themselves when its ``alive`` key expires
-(see :mod:`longlink.logic.redis`). :class:`RegistrySweeper` then, after
-``sweep_after_s``, removes the node's sessions and fires an ``exit`` event
+A dead node's counts vanish by themselves when its reports stop (on Redis,
+when its ``alive`` key expires: :mod:`longlink.logic.redis`).
+:class:`RegistrySweeper` then, on a registry that offers
+:class:`~longlink.logic.base.NodeSweep`, after ``sweep_after_s``, removes the
+node's sessions and fires an ``exit`` event
 (reason ``node_lost``) for every room they were in, so the business learns
 that those users left. Event ids are derived from the connection and room,
 so the exit can be deduplicated against any the gateway itself had sent.
@@ -14,20 +16,20 @@ import logging
 import time
 
 from longlink.lifetime import Periodic
+from longlink.logic.base import NodeSweep
 from longlink.logic.events import EXIT, EventSink, WebhookEvent
-from longlink.logic.redis import RedisRegistry
 
 log = logging.getLogger("longlink.logic.sweep")
 
 
 class RegistrySweeper(Periodic):
-    """Runs :meth:`RedisRegistry.sweep` every ``interval_s`` (``async with``)."""
+    """Runs ``registry.sweep`` (:class:`~longlink.logic.base.NodeSweep`) every ``interval_s``."""
 
     task_name = "longlink-registry-sweep"
 
     def __init__(
         self,
-        registry: RedisRegistry,
+        registry: NodeSweep,
         events: EventSink | None,
         *,
         node: str,
