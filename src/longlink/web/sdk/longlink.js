@@ -236,7 +236,31 @@ export async function inflate(body, limit = DEFAULT_MAX_INFLATE) {
     if (error instanceof LonglinkError) throw error;
     throw new LonglinkError("bad_frame", `corrupt zlib body (${error?.message ?? error})`, { cause: error });
   }
-  return concat(chunks, size);
+  const out = concat(chunks, size);
+  // A zlib stream ends with the Adler-32 of its output. Some runtimes (Node 20) ignore
+  // bytes after the end of the stream; the server refuses them, so this SDK does too.
+  const bytes = asBytes(body);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length < 6 || view.getUint32(bytes.length - 4) !== adler32(out)) {
+    throw badFrame("bytes after the end of the zlib body");
+  }
+  return out;
+}
+
+/** Adler-32 (RFC 1950 §8.2) of `bytes`. */
+export function adler32(bytes) {
+  let a = 1;
+  let b = 0;
+  for (let i = 0; i < bytes.length; ) {
+    const end = Math.min(i + 5552, bytes.length); // the most bytes before the sums can overflow
+    for (; i < end; i++) {
+      a += bytes[i];
+      b += a;
+    }
+    a %= 65521;
+    b %= 65521;
+  }
+  return ((b << 16) | a) >>> 0;
 }
 
 function concat(chunks, size) {
@@ -566,10 +590,13 @@ export class Client {
       try {
         listener(...args);
       } catch (error) {
-        // A listener's bug must not break the connection: report it like EventTarget does.
-        queueMicrotask(() => {
-          throw error;
-        });
+        // A listener's bug must not break the connection: report it like EventTarget does
+        // (browsers: reportError; elsewhere an uncaught exception, after this frame).
+        if (typeof globalThis.reportError === "function") globalThis.reportError(error);
+        else
+          queueMicrotask(() => {
+            throw error;
+          });
       }
     }
   }
