@@ -73,7 +73,7 @@ test("options are checked: credentials, a WebSocket, known transports and events
   const gateway = new FakeGateway();
   const base = { WebSocket: gateway.WebSocket, fetch: gateway.fetch };
   assert.throws(() => new Client("http://x", base), TypeError);
-  assert.throws(() => new Client("http://x", { ...base, user: "u", WebSocket: null, transports: ["ws"] }), /WebSocket/);
+  assert.throws(() => new Client("http://x", { ...base, user: "u", WebSocket: "not a class", transports: ["ws"] }), /WebSocket/);
   assert.throws(() => new Client("http://x", { ...base, user: "u", transports: ["carrier-pigeon"] }), /transports/);
   const client = new Client("http://x", { ...base, user: "u", transports: ["stream", "ws"] });
   assert.deepEqual(client.transports, ["ws"]); // the HTTP stream is not implemented yet

@@ -279,6 +279,14 @@ export class Server {
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 
+  /** GET /v1/messages/{msgId}: the message's trace. */
+  async trace(msgId) {
+    const response = await fetch(`${this.base}/v1/messages/${msgId}`, {
+      headers: { authorization: `Bearer ${API_KEY}` },
+    });
+    return response.json();
+  }
+
   /** POST /v1/push; resolves with the msg_id string the API answered. */
   async push(to, data, extra = {}) {
     const response = await fetch(`${this.base}/v1/push`, {
