@@ -7,6 +7,7 @@ both sides agree byte for byte on PROTOCOL.md §1.1-1.4 rule 1.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ import pytest
 from longlink.client import unpack_pushes
 from longlink.protocol import Flag, Frame, ProtocolError, decode_frame
 
+ROOT = Path(__file__).parents[2]
 DOCUMENT: dict[str, Any] = json.loads(
-    (Path(__file__).parents[1] / "vectors" / "frames.json").read_text(encoding="utf-8")
+    (ROOT / "tests" / "vectors" / "frames.json").read_text(encoding="utf-8")
 )
 MAX_FRAME: int = DOCUMENT["limits"]["max_frame"]
 MAX_INFLATE: int = DOCUMENT["limits"]["max_inflate"]
@@ -97,3 +99,14 @@ def test_invalid_frame_is_refused_with_its_code(vector: dict[str, Any]) -> None:
         assert vector["stage"] == "body", "the header and length should have been refused"
         frame.inner_frames(MAX_INFLATE) if frame.flags & Flag.BATCH else frame.payload(MAX_INFLATE)
     assert caught.value.code == vector["error"]
+
+
+def test_the_worked_example_in_docs_is_made_of_vectors() -> None:
+    """docs/protocol.md's hex dumps are byte for byte the vectors they say they are."""
+    text = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    dumps = []
+    for block in re.findall(r"```\n(0000  .*?)```", text, flags=re.S):
+        rows = [line[6:53].split() for line in block.splitlines() if line.strip()]
+        dumps.append(bytes.fromhex("".join("".join(row) for row in rows)).hex())
+    by_name = {v["name"]: v["hex"] for v in VALID}
+    assert dumps == [by_name[n] for n in ("auth", "auth_ok", "batch_room", "ack_header")]
