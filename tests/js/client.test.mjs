@@ -146,6 +146,19 @@ test("server_busy on the first endpoint: the next endpoint is tried", async () =
   client.close();
 });
 
+test("close() during the handshake: connect rejects with closed and the socket is closed", async () => {
+  const { gateway, client, rec } = setup();
+  const connecting = client.connect();
+  const socket = await gateway.socket(1);
+  socket.accept();
+  await socket.nextFrame(); // AUTH sent, no AUTH_OK yet
+  client.close();
+  await assert.rejects(connecting, (e) => e.code === "closed");
+  assert.ok(socket.closedByClient);
+  assert.equal(client.state, "closed");
+  assert.deepEqual(rec.states.map((s) => s.state), ["connecting", "closed"]);
+});
+
 // ------------------------------------------------------------------ messages
 
 test("messages: exact msgId strings, room from the ROOM tag (room or area), null without", async () => {

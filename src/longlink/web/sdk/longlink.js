@@ -561,7 +561,7 @@ export class Client {
     this._closed = false;
     this._stopped = null;
     this._seq = 0;
-    this._pending = new Map(); // seq → {resolve, reject, timer, op}
+    this._pending = new Map(); // seq → {resolve, reject, timer}
     this._sleep = null;
   }
 
@@ -783,7 +783,11 @@ export class Client {
   async _handshake(link, token) {
     const auth = { token, rooms: [...this.rooms].sort(), codecs: ["zlib"] };
     if (this.options.heartbeatS != null) auth.heartbeat_s = this.options.heartbeatS;
-    link.transport.send(encodeFrame(Op.AUTH, JSON.stringify(auth)));
+    try {
+      link.transport.send(encodeFrame(Op.AUTH, JSON.stringify(auth)));
+    } catch (error) {
+      throw new LonglinkError("connect_failed", `AUTH not sent: ${error.message}`, { cause: error });
+    }
     const timer = setTimeout(
       () => link.handshake.reject(new LonglinkError("connect_failed", `no AUTH_OK within ${this.options.connectTimeoutMs} ms`)),
       this.options.connectTimeoutMs,
@@ -797,6 +801,7 @@ export class Client {
 
   /** The link authenticated: it is the client's connection from now on. */
   _attach(link) {
+    if (link.ended) throw new LonglinkError("connect_failed", "the connection closed right after AUTH_OK");
     this._link = link;
     this.authOk = link.authOk;
     if (this.options.ticket == null && this._device === null) this._device = link.authOk.device;
@@ -886,7 +891,8 @@ export class Client {
             return;
           }
           this._attach(link);
-          return;
+          // Lost again already (a send failed as it attached)? Then this loop goes on.
+          if (this._link === link || this._closed) return;
         } catch (error) {
           if (this._closed) return;
           this._emit("error", error);
@@ -987,8 +993,10 @@ export class Client {
       switch (frame.op) {
         case Op.PUSH: {
           const messages = await unpackPushes(frame, this.options.maxInflate);
-          if (link.ended) return;
-          for (const message of messages) this._deliver(message);
+          for (const message of messages) {
+            if (link.ended || this._closed) return; // e.g. a listener called close()
+            this._deliver(message);
+          }
           return;
         }
         case Op.HEARTBEAT_OK: {
