@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean venv
+.PHONY: run test lint typecheck pytest jstest bench clean venv
 
 venv: $(STAMP)
 
@@ -31,7 +31,16 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+# The JavaScript SDK's tests (node --test, Node 20+; end-to-end ones start .venv/bin/longlink).
+# Node 20 has a global WebSocket only behind --experimental-websocket; later versions by default.
+NODE ?= node
+jstest: $(STAMP)
+	@$(NODE) -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+		|| { echo "make jstest needs Node.js 20 or later as '$(NODE)'"; exit 1; }
+	$(NODE) $$($(NODE) -e 'typeof WebSocket === "function" || console.log("--experimental-websocket")') \
+		--test tests/js/
+
+test: lint typecheck pytest jstest
 
 bench: $(STAMP)
 	$(BIN)/python bench/ws_memory.py

@@ -73,6 +73,7 @@ from longlink.model import IdsUnavailable, NodeCommand
 from longlink.protocol.ids import id_problem
 from longlink.settings import Settings
 from longlink.trace import LocalTraceView, TraceView
+from longlink.web.sdk_file import sdk_route
 
 __all__ = ["BODY_LIMIT", "RELOADABLE_SETTINGS", "build_app", "read_body", "reload_app"]
 
@@ -431,6 +432,7 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.prometheus, methods=["GET"]),
         Route("/openapi.json", api.openapi_json, methods=["GET"]),
+        sdk_route(),
     ]
     app = Starlette(
         routes=routes,

@@ -291,6 +291,19 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/sdk/longlink.js": {
+            "get": {
+                "summary": "The JavaScript SDK, an ES module (docs/protocol.md)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the module; ETag, re-validated with If-None-Match",
+                        "content": {"text/javascript": {"schema": {"type": "string"}}},
+                    },
+                    "304": {"description": "not modified"},
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document",
