@@ -61,6 +61,9 @@ class Settings:
     token_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     token_ttl_s: int = 600
     demo: bool = False
+    # Browser origins allowed (CORS, WebSocket Origin; PROTOCOL.md §1.5): comma-separated or
+    # "*"; None: "*" in demo mode, none otherwise (control/origins.py).
+    allowed_origins: str | None = None
     auth_timeout_s: float = 5.0
     heartbeat_s: int = 30
     min_heartbeat_s: int = 1

@@ -187,7 +187,7 @@ class Sessions:
             return
         conn.user = claims.user
         conn.device = claims.device
-        self.spawn(self._step(conn, self._open(conn, request)))
+        self.spawn(self._step(conn, self._open(conn, request), request.seq))
 
     async def _open(self, conn: Connection, request: AuthRequest) -> None:
         """Register the session, then index it (AUTH_OK follows at once: routable)."""
@@ -236,7 +236,7 @@ class Sessions:
             conn.apply(conn.joined(request.room, online, request.seq, self.clock))
             self.presence.entered(conn, (request.room,))
 
-        await self._step(conn, join())
+        await self._step(conn, join(), request.seq)
 
     def _leave(self, conn: Connection, request: LeaveRequest) -> None:
         room = request.room
@@ -247,16 +247,17 @@ class Sessions:
             self.online[room] = await self.registry.leave(conn.conn_id, room)
             conn.apply(conn.left(room, request.seq, self.clock))
 
-        self.spawn(self._step(conn, leave()))
+        self.spawn(self._step(conn, leave(), request.seq))
 
-    async def _step(self, conn: Connection, step: Coroutine[Any, Any, None]) -> None:
-        """Run one asynchronous step of ``conn``'s session; a failure closes it."""
+    async def _step(self, conn: Connection, step: Coroutine[Any, Any, None], seq: int) -> None:
+        """Run one asynchronous step of ``conn``'s session; a failure closes it with
+        ``server_busy`` answering the request ``seq`` (the client reconnects)."""
         try:
             await step
         except Exception:
             log.exception("conn %s: step failed", conn.conn_id)
             error = ProtocolError(ErrorCode.SERVER_BUSY, "internal error, try again")
-            conn.apply(conn.fail(error))
+            conn.apply(conn.fail(error, seq))
 
     # ------------------------------------------------------------------ close
 
