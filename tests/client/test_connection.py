@@ -202,32 +202,28 @@ async def test_no_gateway_is_a_retryable_control_error(tmp_path: object) -> None
         await client.close()
 
 
-async def test_endpoints_are_tried_in_order(
-    make_client: ClientFactory, server: Node, transport: str
-) -> None:
-    # A node that reported a moment ago with no load ranks first, but is not there.
-    dead = NodeInfo(
+def dead_node() -> NodeInfo:
+    """A node that reported a moment ago with no load (it ranks first) but is not there."""
+    return NodeInfo(
         node="dead",
         region="local",
         ws="ws://127.0.0.1:9/ws",
         tcp="127.0.0.1:9",
         reported_ms=int(time.time() * 1000),
     )
-    await server.registry.report_node(dead)
+
+
+async def test_endpoints_are_tried_in_order(
+    make_client: ClientFactory, server: Node, transport: str
+) -> None:
+    await server.registry.report_node(dead_node())
     client = await make_client()
     assert client.auth_ok is not None and client.auth_ok.node == "g1"
 
 
 async def test_no_reachable_endpoint_raises_connect_failed(tmp_path: object) -> None:
     async with Node(node_settings(tmp_path, roles=("api", "control"))) as node:
-        dead = NodeInfo(
-            node="dead",
-            region="local",
-            ws="ws://127.0.0.1:9/ws",
-            tcp="127.0.0.1:9",
-            reported_ms=int(time.time() * 1000),
-        )
-        await node.registry.report_node(dead)
+        await node.registry.report_node(dead_node())
         client = Client(node.http_url, user="u1", connect_timeout_s=WAIT)
         with pytest.raises(ConnectFailed, match="no endpoint could be reached"):
             await client.connect()

@@ -77,7 +77,7 @@ from longlink.client.errors import (
 from longlink.client.inbox import Inbox
 from longlink.client.messages import ClientEvent, Disconnected, Message, Reconnected
 from longlink.client.transport import Transport
-from longlink.protocol import ErrorCode, Op, ProtocolError
+from longlink.protocol import Codec, ErrorCode, Op, ProtocolError
 from longlink.protocol.client import (
     ClientSession,
     Lost,
@@ -142,7 +142,7 @@ class Client:
         ticket: str | None = None,
         transport: Literal["ws", "tcp"] = "ws",
         rooms: Iterable[str] = (),
-        codecs: Sequence[str] = ("br", "zlib"),
+        codecs: Sequence[str] = (Codec.BROTLI.label, Codec.ZLIB.label),
         heartbeat_s: int | None = None,
         region: str | None = None,
         auto_ack: bool = True,

@@ -8,6 +8,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from longlink.dispatch.compression import EncodeStats
 from longlink.model import Priority
+from longlink.protocol import Codec
+
+ZLIB, BROTLI = Codec.ZLIB.label, Codec.BROTLI.label
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -112,12 +115,12 @@ class DispatchMetrics:
         self.batch_messages.observe(messages)
         raw = stats.raw_bytes
         self.batch_bytes.labels("none").inc(raw)
-        self.batch_bytes.labels("zlib").inc(stats.zlib_bytes or raw)
-        self.batch_bytes.labels("br").inc(stats.brotli_bytes or raw)
+        self.batch_bytes.labels(ZLIB).inc(stats.zlib_bytes or raw)
+        self.batch_bytes.labels(BROTLI).inc(stats.brotli_bytes or raw)
         if stats.zlib_s:
-            self.compress_seconds.labels("zlib").inc(stats.zlib_s)
+            self.compress_seconds.labels(ZLIB).inc(stats.zlib_s)
         if stats.brotli_s:
-            self.compress_seconds.labels("br").inc(stats.brotli_s)
+            self.compress_seconds.labels(BROTLI).inc(stats.brotli_s)
 
     def _ratio(self) -> float:
         return self._batched_messages / self._batch_count if self._batch_count else 0.0

@@ -54,7 +54,7 @@ from typing import Any
 import msgspec
 
 from longlink.protocol.errors import FATAL_CODES, ErrorCode, ProtocolError
-from longlink.protocol.frames import Flag, Frame, Op, encode_frame
+from longlink.protocol.frames import Codec, Flag, Frame, Op, encode_frame
 from longlink.protocol.liveness import GONE_AFTER
 from longlink.protocol.messages import (
     AckBody,
@@ -242,7 +242,7 @@ class ClientSession:
         self,
         *,
         rooms: Iterable[str] = (),
-        codecs: Iterable[str] = ("br", "zlib"),
+        codecs: Iterable[str] = (Codec.BROTLI.label, Codec.ZLIB.label),
         heartbeat_s: int | None = None,
         dedup_size: int = 10_000,
         auto_ack: bool = True,
