@@ -198,7 +198,7 @@ def test_zlib_room_batch_and_area_tag() -> None:
 
 
 def test_heartbeats_both_ways_and_liveness_on_each_side() -> None:
-    pair = Pair(client=ClientSession(rooms=["r"], heartbeat_s=10), online={"r": 7})
+    pair = Pair(client=ClientSession(rooms=["r"], heartbeat_s=10, report=False), online={"r": 7})
     opened(pair)
     assert pair.tick(9.9) == ([], [])  # not yet
     _, out = pair.tick(0.1)
@@ -214,7 +214,7 @@ def test_heartbeats_both_ways_and_liveness_on_each_side() -> None:
 
 
 def test_a_silent_server_loses_the_connection_on_the_client() -> None:
-    pair = Pair(client=ClientSession(heartbeat_s=10))
+    pair = Pair(client=ClientSession(heartbeat_s=10, report=False))
     opened(pair)
     for _ in range(2):
         _, out = pair.tick(10)
@@ -309,3 +309,53 @@ def test_auth_deadline() -> None:
 
 def decode(data: bytes) -> Frame:
     return decode_frame(data)
+
+
+def test_heartbeats_lengthen_while_answered_and_fall_back_on_a_miss() -> None:
+    pair = Pair(
+        rules=SessionRules(max_heartbeat_s=20),
+        client=ClientSession(heartbeat_s=10, report=False),
+    )
+    opened(pair)
+    sent: list[bytes] = []
+    for _ in range(5):
+        _, out = pair.tick(pair.client.heartbeat.interval)  # type: ignore[union-attr]
+        sent.extend(out)  # type: ignore[arg-type]
+        pair.run()
+    bodies = [decode_frame(f).body for f in sent]
+    assert bodies[:3] == [b"", b"", b""]  # three answered at the base interval ...
+    assert bodies[3] == b'{"heartbeat_s":15}'  # ... then a longer one is asked for
+    assert pair.server.heartbeat_s == 15 and pair.client.heartbeat.interval == 15  # type: ignore[union-attr]
+    # The server's deadline follows: 2.5 x 15 s of silence is still alive.
+    assert pair.server.check(pair.now + 37)[1] is not None
+    # A heartbeat goes unanswered: back to the base at once, and the server is told.
+    _, out = pair.tick(15)
+    pair.to_server = b""  # lost on the way
+    _, out = pair.tick(pair.client.heartbeat.reply_timeout_s + 0.01)  # type: ignore[union-attr]
+    assert [decode_frame(f).body for f in out] == [b'{"heartbeat_s":10}']  # type: ignore[arg-type]
+    assert pair.client.heartbeat.interval == 10  # type: ignore[union-attr]
+    pair.run()
+    assert pair.server.heartbeat_s == 10
+
+
+def test_a_report_after_connecting_then_once_a_minute() -> None:
+    pair = Pair(client=ClientSession(heartbeat_s=10, adaptive_heartbeat=False))
+    pair.send(pair.client.connect("good-token", pair.now, transport="ws", steps={"control": 12}))
+    pair.now += 0.05
+    pair.run()
+    _, out = pair.tick(0)
+    [report_frame] = out
+    first = msgspec.json.decode(decode_frame(report_frame).body)  # type: ignore[arg-type]
+    assert first["transport"] == "ws" and first["connect_ms"] >= 50
+    assert first["connect_steps"]["control"] == 12 and first["reconnects"] == 0
+    frames: list[bytes] = []
+    for _ in range(6):  # a minute of answered heartbeats
+        frames.extend(pair.tick(10)[1])  # type: ignore[arg-type]
+        pair.run()
+    reports = [
+        msgspec.json.decode(decode_frame(f).body) for f in frames if decode_frame(f).op == Op.REPORT
+    ]
+    assert len(reports) == 1 and "connect_ms" not in reports[0]
+    assert len(reports[0]["rtt_ms"]) == 5  # the sixth heartbeat is still in flight
+    out = pair.server.receive(decode_frame(report_frame), pair.now)  # type: ignore[arg-type]
+    assert out[0].report is not None  # type: ignore[union-attr]

@@ -123,7 +123,10 @@ class Client:
     every reconnect, each with the last msg id received from it so the server
     sends what was missed (a :class:`~longlink.client.Recovery` event tells
     whether it could). ``heartbeat_s`` asks the server for an interval (it
-    clamps it).
+    clamps it); with ``adaptive_heartbeat`` the interval grows while the
+    connection stays healthy and falls back at once on a missed reply
+    (PROTOCOL.md §1.6 rule 2); with ``report`` a connection-quality REPORT
+    goes after connecting and once a minute (§1.6 rule 1).
 
     Extensions beyond the contract: ``request_timeout_s`` bounds JOIN, LEAVE
     and UPSTREAM (then :class:`TimeoutError`); ``max_queue`` bounds received
@@ -144,6 +147,8 @@ class Client:
         rooms: Iterable[str] = (),
         codecs: Sequence[str] = (Codec.BROTLI.label, Codec.ZLIB.label),
         heartbeat_s: int | None = None,
+        adaptive_heartbeat: bool = True,
+        report: bool = True,
         region: str | None = None,
         auto_ack: bool = True,
         reconnect: bool = True,
@@ -170,6 +175,8 @@ class Client:
             heartbeat_s=heartbeat_s,
             dedup_size=dedup_size,
             auto_ack=auto_ack,
+            adaptive_heartbeat=adaptive_heartbeat,
+            report=report,
         )
         self._dialer = Dialer(
             url,

@@ -50,13 +50,18 @@ class Dialer:
         Returns the transport and what the session made of the AUTH_OK
         (:class:`Opened` first, then e.g. recovery results).
         """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            return await self._try_endpoints(await self._grant(), session)
+            grant = await self._grant()
+            return await self._try_endpoints(grant, session, started, loop.time() - started)
         except AuthError as exc:
             if exc.code != ErrorCode.TOKEN_EXPIRED:
                 raise
         # PROTOCOL §1.3 rule 2: the token expired on the way; one fresh grant.
-        return await self._try_endpoints(await self._grant(), session)
+        started = loop.time()
+        grant = await self._grant()
+        return await self._try_endpoints(grant, session, started, loop.time() - started)
 
     async def _grant(self) -> Grant:
         body = connect_request(
@@ -71,13 +76,16 @@ class Dialer:
         return await fetch_grant(self.http, self.url, body, timeout_s=self.timeout_s)
 
     async def _try_endpoints(
-        self, grant: Grant, session: ClientSession
+        self, grant: Grant, session: ClientSession, started: float, control_s: float
     ) -> tuple[Transport, Output]:
+        """``started``: when this attempt began; ``control_s``: what the grant took (REPORT)."""
+        loop = asyncio.get_running_loop()
         failures: list[str] = []
         for endpoint in grant.endpoints:  # best first (§2.1)
             address = endpoint.address(self.kind)
             if not address:
                 continue
+            opening = loop.time()
             try:
                 transport = await open_transport(
                     self.kind, address, ssl=self.ssl, timeout_s=self.timeout_s
@@ -85,8 +93,12 @@ class Dialer:
             except ConnectFailed as exc:
                 failures.append(str(exc))
                 continue
+            steps = {
+                "control": round(control_s * 1000),
+                "transport": round((loop.time() - opening) * 1000),
+            }
             try:
-                opened = await self._handshake(transport, grant.token, session)
+                opened = await self._handshake(transport, grant.token, session, started, steps)
             except AuthError as exc:
                 await transport.close()
                 if exc.code != ErrorCode.SERVER_BUSY:
@@ -104,10 +116,20 @@ class Dialer:
         detail = "; ".join(failures) or f"no endpoint serves {self.kind}"
         raise ConnectFailed(f"no endpoint could be reached ({detail})")
 
-    async def _handshake(self, transport: Transport, token: str, session: ClientSession) -> Output:
+    async def _handshake(
+        self,
+        transport: Transport,
+        token: str,
+        session: ClientSession,
+        started: float,
+        steps: dict[str, int],
+    ) -> Output:
         """Send AUTH and wait for AUTH_OK (PROTOCOL §1.3 rules 1-2)."""
         loop = asyncio.get_running_loop()
-        await transport.send(session.connect(token, loop.time()))
+        auth = session.connect(
+            token, loop.time(), transport=self.kind, started=started, steps=steps
+        )
+        await transport.send(auth)
         async with asyncio.timeout(self.timeout_s):
             while True:
                 out = session.receive(await transport.recv(), loop.time())

@@ -24,8 +24,12 @@ Rules kept here, for every connection of the client:
    its own :meth:`ClientSession.ack` calls); a duplicate whose original is
    no longer owed is acked at once. ACKs wait in a bounded queue and leave
    as frames: the header's msg id for one, ``{"msg_ids": [...]}`` for more.
-3. Heartbeats every interval of AUTH_OK; nothing received for 2.5 intervals
-   loses the connection (reconnect).
+3. Heartbeats, adaptive (§1.6 rule 2, :mod:`longlink.protocol.heartbeat`):
+   from AUTH_OK's interval, longer while every one is answered, back at once
+   when one is not; nothing received for 2.5 intervals loses the connection
+   (reconnect). A REPORT (§1.6 rule 1: heartbeat round trips, connect time
+   and its steps, transport, reconnects, failed transports) goes after
+   connecting and then once a minute.
 4. Rooms: those of :attr:`ClientSession.rooms` go in every AUTH, so a
    reconnect re-joins them; the last msg id received from each room goes in
    AUTH and JOIN as ``since`` (§1.4 rule 3), and AUTH_OK / JOIN_OK say
@@ -55,12 +59,14 @@ import msgspec
 
 from longlink.protocol.errors import FATAL_CODES, ErrorCode, ProtocolError
 from longlink.protocol.frames import Codec, Flag, Frame, Op, encode_frame
+from longlink.protocol.heartbeat import AdaptiveHeartbeat
 from longlink.protocol.liveness import GONE_AFTER
 from longlink.protocol.messages import (
     AckBody,
     Auth,
     AuthOk,
     ErrorBody,
+    HeartbeatBody,
     HeartbeatOk,
     JoinBody,
     JoinOk,
@@ -100,6 +106,11 @@ TERMINAL_CODES = frozenset({ErrorCode.AUTH_FAILED.value})
 _MAX_SEQ = 0xFFFFFFFF
 _REPLY_OPS = frozenset({Op.JOIN_OK, Op.LEAVE_OK, Op.UPSTREAM_OK})
 _HEARTBEAT = encode_frame(Op.HEARTBEAT)
+_json = msgspec.json.Encoder()
+#: Seconds between two REPORTs (the first goes right after connecting, §1.6 rule 1).
+REPORT_EVERY_S = 60.0
+#: Round-trip samples kept for the next REPORT (the server reads at most 64).
+MAX_RTT_SAMPLES = 64
 
 
 # ---------------------------------------------------------------- what the application gets
@@ -247,6 +258,8 @@ class ClientSession:
         dedup_size: int = 10_000,
         auto_ack: bool = True,
         max_frame: int = MAX_SERVER_FRAME,
+        adaptive_heartbeat: bool = True,
+        report: bool = True,
     ) -> None:
         #: Rooms sent in every AUTH; kept up to date by join and leave.
         self.rooms: set[str] = set(rooms)
@@ -267,14 +280,45 @@ class ClientSession:
         self._pending: dict[int, int] = {}  # seq -> op of requests awaiting their reply
         self._seq = 0
         self._fatal: str | None = None  # the fatal ERROR code the server sent before closing
-        self._interval = 0.0
+        self._auth_sent = 0.0
+        self.adaptive_heartbeat = adaptive_heartbeat
+        self.reporting = report
+        #: Transports that failed since the last connect (the bridge fills it; sent in REPORT).
+        self.failed: list[str] = []
+        #: The network type, where the platform tells it (sent in REPORT).
+        self.network: str | None = None
+        self.heartbeat: AdaptiveHeartbeat | None = None
+        self.connections = 0  # connections opened (reconnects = connections - 1)
+        self.heartbeats_sent = 0
         self._last_rx = 0.0
         self._next_beat = 0.0
+        self._beat_sent: float | None = None  # the HEARTBEAT in flight, sent at
+        self._ask_next: int | None = None  # a fall-back the next HEARTBEAT must carry
+        self._span = 0.0  # the interval liveness is judged by (the longest in flight)
+        self._rtts: list[int] = []
+        self._transport = ""
+        self._connect_started = 0.0
+        self._steps: dict[str, int] = {}
+        self._connect_ms: int | None = None
+        self._report_at = float("inf")
 
     # -------------------------------------------------------------- connection life
 
-    def connect(self, token: str, now: float) -> bytes:
-        """Begin a connection: the AUTH frame to send first (rooms and ``since`` included)."""
+    def connect(
+        self,
+        token: str,
+        now: float,
+        *,
+        transport: str = "",
+        started: float | None = None,
+        steps: dict[str, int] | None = None,
+    ) -> bytes:
+        """Begin a connection: the AUTH frame to send first (rooms and ``since`` included).
+
+        ``transport`` names it, ``started`` is when the attempt began (before
+        the control call) and ``steps`` the milliseconds each step took so far
+        (``control``, ``transport``): the REPORT carries them with AUTH's own.
+        """
         rooms = sorted(self.rooms)
         since = {room: str(self.last_ids[room]) for room in rooms if room in self.last_ids}
         auth = Auth(token, rooms, self.codecs, self.heartbeat_s, since)
@@ -283,6 +327,10 @@ class ClientSession:
         self._fatal = None
         self._pending.clear()
         self._last_rx = now
+        self._transport = transport
+        self._connect_started = now if started is None else started
+        self._steps = dict(steps or {})
+        self._auth_sent = now
         return encode_frame(Op.AUTH, encode_body(auth))
 
     def lost(self) -> list[int]:
@@ -306,7 +354,9 @@ class ClientSession:
         if op == Op.PUSH:
             return list(self._admit(unpack_pushes(frame, self.max_frame)))
         if op == Op.HEARTBEAT_OK:
-            self.online.update(decode_body(frame.body, HeartbeatOk).online)
+            answer = decode_body(frame.body, HeartbeatOk)
+            self.online.update(answer.online)
+            self._heartbeat_answered(answer.heartbeat_s, now)
             return []
         if op == Op.AUTH_OK:
             return self._opened(decode_body(frame.body, AuthOk), now)
@@ -340,8 +390,19 @@ class ClientSession:
     def _opened(self, auth_ok: AuthOk, now: float) -> Output:
         self.state = State.OPEN
         self.auth_ok = auth_ok
-        self._interval = float(auth_ok.heartbeat_s)
-        self._next_beat = now + self._interval if self._interval > 0 else float("inf")
+        self.connections += 1
+        interval = auth_ok.heartbeat_s
+        self.heartbeat = None
+        self._beat_sent = None
+        self._ask_next = None
+        self._span = float(interval)
+        self._next_beat = float("inf")
+        if interval > 0:
+            self.heartbeat = AdaptiveHeartbeat(interval, adaptive=self.adaptive_heartbeat)
+            self._next_beat = now + interval
+        self._steps["auth"] = round((now - self._auth_sent) * 1000)
+        self._connect_ms = round((now - self._connect_started) * 1000)
+        self._report_at = now if self.reporting else float("inf")
         out: Output = [Opened(auth_ok)]
         for room, ok in sorted((auth_ok.recovered or {}).items()):
             out.append(Recovery(room, ok))
@@ -446,16 +507,67 @@ class ClientSession:
     # -------------------------------------------------------------- time
 
     def poll(self, now: float) -> tuple[list[bytes | Lost], float]:
-        """Heartbeat and liveness at ``now``: what to do, and when to call again."""
-        if self.state != State.OPEN or self._interval <= 0:
+        """Heartbeats, liveness and REPORT at ``now``: what to send, and when to call again."""
+        beat = self.heartbeat
+        if self.state != State.OPEN or beat is None:
             return [], float("inf")
-        if now < self._next_beat:
-            return [], self._next_beat
-        silence = now - self._last_rx
-        if silence > GONE_AFTER * self._interval:
-            return [Lost(f"silent for {silence:.1f}s", reconnect=True)], float("inf")
-        self._next_beat = now + self._interval
-        return [_HEARTBEAT], self._next_beat
+        out: list[bytes | Lost] = []
+        if self._beat_sent is not None and now - self._beat_sent >= beat.reply_timeout_s:
+            self._beat_sent = None  # missed: back to the base interval, and beat again now
+            self._ask_next = beat.missed()
+            self._next_beat = now
+        if now >= self._next_beat:
+            silence = now - self._last_rx
+            if silence > GONE_AFTER * self._span:
+                return [Lost(f"silent for {silence:.1f}s", reconnect=True)], float("inf")
+            ask, self._ask_next = self._ask_next or beat.ask(), None
+            beat.sent(ask)
+            body = encode_body(HeartbeatBody(ask)) if ask is not None else b""
+            out.append(encode_frame(Op.HEARTBEAT, body) if body else _HEARTBEAT)
+            self.heartbeats_sent += 1
+            self._beat_sent = now
+            self._span = max(self._span, float(beat.interval))
+            self._next_beat = now + beat.interval
+        if now >= self._report_at:
+            out.append(self._report())
+            self._report_at = now + REPORT_EVERY_S
+        wake = min(self._next_beat, self._report_at)
+        if self._beat_sent is not None:
+            wake = min(wake, self._beat_sent + beat.reply_timeout_s)
+        return out, wake
+
+    def _heartbeat_answered(self, granted: int | None, now: float) -> None:
+        beat, sent = self.heartbeat, self._beat_sent
+        if beat is None or sent is None:
+            return  # an answer to nothing in flight (a late one after a miss): only counts
+        self._beat_sent = None
+        rtts = self._rtts
+        rtts.append(round((now - sent) * 1000))
+        if len(rtts) > MAX_RTT_SAMPLES:
+            del rtts[0]
+        beat.answered(granted)
+        self._span = float(beat.interval)
+        self._next_beat = sent + beat.interval
+
+    def _report(self) -> bytes:
+        """A REPORT with what was measured since the last one (§1.6 rule 1)."""
+        report: dict[str, object] = {
+            "rtt_ms": self._rtts,
+            "transport": self._transport or "unknown",
+            "reconnects": max(0, self.connections - 1),
+        }
+        if self._connect_ms is not None:
+            report["connect_ms"] = self._connect_ms
+            report["connect_steps"] = self._steps
+        if self.failed:
+            report["failed"] = list(self.failed)
+        if self.network is not None:
+            report["network"] = self.network
+        self._rtts = []
+        self._connect_ms = None  # a connection's connect time is reported once
+        self._steps = {}
+        self.failed = []
+        return encode_frame(Op.REPORT, _json.encode(report))
 
 
 def ack_frames(ids: list[int]) -> list[bytes]:

@@ -37,7 +37,7 @@ class AuthOk(msgspec.Struct, frozen=True, omit_defaults=True):
     recovered: dict[str, bool] | None = None
 
 
-class HeartbeatBody(msgspec.Struct, frozen=True):
+class HeartbeatBody(msgspec.Struct, frozen=True, omit_defaults=True):
     """HEARTBEAT (op 3): empty, or the interval the client asks for from now on (§1.6 rule 2)."""
 
     heartbeat_s: int | None = None
@@ -95,6 +95,8 @@ class Report(msgspec.Struct, frozen=True, omit_defaults=True):
     reconnects: int = 0
     failed: list[str] = []
     network: str | None = None
+    #: Extension: milliseconds of each step of the connect (``control``, ``transport``, ``auth``).
+    connect_steps: dict[str, int] | None = None
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True):

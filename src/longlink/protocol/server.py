@@ -572,6 +572,8 @@ def _report(frame: Frame) -> Report | None:
         or any(not 0 <= rtt <= 600_000 for rtt in report.rtt_ms)
         or (report.connect_ms is not None and not 0 <= report.connect_ms <= 600_000)
         or not 0 <= report.reconnects <= 1_000_000
+        or len(steps := report.connect_steps or {}) > 8
+        or any(len(k) > MAX_REPORT_TEXT or not 0 <= v <= 600_000 for k, v in steps.items())
     ):
         return None
     return report
