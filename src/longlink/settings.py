@@ -56,6 +56,10 @@ class Settings:
     node_id: str = "g1"
     id_node: int | None = None  # message-id node number (0..1023); None: lease a free one
     region: str = "local"
+    node_cost: float = 1.0  # this node's price: control prefers cheaper nodes until they are full
+    node_full: float = 0.8  # the load (CPU share of a core) from which this node counts as full
+    quality_samples_per_s: int = 50  # TCP_INFO samples per second (a rotating pass, no timers)
+    quality_bad_rtt_ms: int = 300  # a node whose clients' RTT p90 exceeds this ranks after others
     api_key: str | None = None
     ticket_secret: str | None = None
     token_secret: str = field(default_factory=lambda: secrets.token_hex(32))

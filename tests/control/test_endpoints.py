@@ -1,4 +1,4 @@
-"""Endpoint choice: healthy nodes only, same region first, then least loaded (§2.1)."""
+"""Endpoint choice: healthy nodes only; region, quality, price until full, load (§2.1, §1.6)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from longlink.control.endpoints import choose_endpoints, node_healthy
 from longlink.logic.base import NodeInfo
+from longlink.logic.quality import QualityWindow
 
 NOW = 1_000_000
 
@@ -35,7 +36,7 @@ def test_same_region_first_then_connections_then_load() -> None:
     nodes = [
         node("far-idle", region="us", connections=0),
         node("busy", connections=50),
-        node("light-hot", connections=10, load=0.9),
+        node("light-hot", connections=10, load=0.5),
         node("light-cool", connections=10, load=0.1),
     ]
     got = choose_endpoints(nodes, region="eu", now_ms=NOW, transports=None, limit=10)
@@ -115,3 +116,31 @@ def test_nodes_sharing_a_port_are_listed_once_the_best_first() -> None:
     assert names(got) == ["g3", "g1"]
     only_tcp = choose_endpoints(nodes, region=None, now_ms=NOW, transports=["tcp"])
     assert names(only_tcp) == ["g3", "g1"]
+
+
+def window_with(rtts_ms: list[int]) -> dict[str, Any]:
+    window = QualityWindow()
+    window.report(100.0, rtts_ms, None, 0, 0)
+    return {"ws": window.snapshot(100.0, connections=len(rtts_ms))}
+
+
+def test_a_node_whose_clients_suffer_ranks_after_healthy_ones() -> None:
+    nodes = [
+        node("slow", connections=0, quality=window_with([900] * 20)),
+        node("fine", connections=500, quality=window_with([20] * 20)),
+        node("unmeasured", connections=900, quality=window_with([900] * 3)),  # too few samples
+    ]
+    got = choose_endpoints(nodes, region=None, now_ms=NOW, transports=None, limit=10)
+    assert names(got) == ["fine", "unmeasured", "slow"]
+    lenient = choose_endpoints(nodes, region=None, now_ms=NOW, transports=None, bad_rtt_ms=5000)
+    assert names(lenient)[0] == "slow"  # within the limit it is the least loaded again
+
+
+def test_cheaper_nodes_first_until_they_are_full() -> None:
+    nodes = [
+        node("cloud", cost=3.0, connections=0),
+        node("own", cost=1.0, connections=800, load=0.5),
+        node("own-full", cost=1.0, connections=100, load=0.85, full=0.8),
+    ]
+    got = choose_endpoints(nodes, region=None, now_ms=NOW, transports=None, limit=10)
+    assert names(got) == ["own", "cloud", "own-full"]

@@ -47,6 +47,7 @@ from longlink.api.responses import (
     RoomStatus,
     UserConnection,
     UserConnections,
+    quality_report,
 )
 from longlink.api.schemas import (
     DrainBody,
@@ -151,6 +152,7 @@ class _Api:
             tickets=TicketVerifier(settings.ticket_secret) if settings.ticket_secret else None,
             demo=settings.demo,
             heartbeat_s=settings.heartbeat_s,
+            bad_rtt_ms=settings.quality_bad_rtt_ms,
         )
         self.pusher = Pusher(
             queue=services.queue, ids=services.ids, tracer=services.tracer, store=services.store
@@ -336,6 +338,13 @@ class _Api:
         ]
         return _json(NodeList(nodes))
 
+    async def quality(self, request: Request) -> Response:
+        """``GET /v1/quality``: connection quality per region, node and transport (§1.6)."""
+        self._key(request)
+        now_ms = _now_ms()
+        nodes = [n for n in await self.services.registry.nodes() if node_healthy(n, now_ms)]
+        return _json(quality_report(nodes))
+
     async def drain(self, request: Request) -> Response:
         """``POST /v1/nodes/{node}/drain`` (``{"draining": false}`` undoes it)."""
         self._key(request)
@@ -426,6 +435,7 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         Route("/v1/users/{user:path}/kick", api.kick_user, methods=["POST"]),
         Route("/v1/users/{user:path}", api.get_user, methods=["GET"]),
         Route("/v1/nodes", api.nodes, methods=["GET"]),
+        Route("/v1/quality", api.quality, methods=["GET"]),
         Route("/v1/nodes/{node}/drain", api.drain, methods=["POST"]),
         Route("/v1/messages/{msg_id}", api.message_trace, methods=["GET"]),
         Route("/v1/stats/reach", api.reach, methods=["GET"]),

@@ -30,6 +30,7 @@ from longlink.api.responses import (
     NodeList,
     PushAccepted,
     PushBatchAccepted,
+    QualityReport,
     RoomStatus,
     UserConnections,
 )
@@ -65,6 +66,7 @@ STRUCTS: tuple[type[msgspec.Struct], ...] = (
     KickBody,
     Kicked,
     NodeList,
+    QualityReport,
     DrainBody,
     Drained,
     Health,
@@ -237,6 +239,18 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Gateway nodes with load and health",
                 "responses": {"200": _ok(NodeList, "every reporting node"), **_errors(401)},
+            }
+        },
+        "/v1/quality": {
+            "get": {
+                "summary": "Connection quality per region, node and transport (last minute)",
+                "description": "RTT quantiles from the clients' REPORTs (heartbeat round trips;"
+                " the kernel's TCP_INFO when no client reported), connect times, reconnects and"
+                " failed transports per hour (PROTOCOL.md §1.6 rule 3; docs/quality.md).",
+                "responses": {
+                    "200": _ok(QualityReport, "one row per node and transport"),
+                    **_errors(401),
+                },
             }
         },
         "/v1/nodes/{node}/drain": {

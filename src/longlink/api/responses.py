@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from longlink.logic.base import NodeInfo
+from longlink.logic.quality import CONNECT_BUCKETS_MS, RTT_BUCKETS_MS, SLOT_S, SLOTS, percentile
 from longlink.trace import EVENTS
 
 __all__ = [
@@ -27,10 +28,14 @@ __all__ = [
     "NodeStatus",
     "PushAccepted",
     "PushBatchAccepted",
+    "QualityReport",
+    "QualityRow",
+    "Quantiles",
     "RoomStatus",
     "TraceStep",
     "UserConnection",
     "UserConnections",
+    "quality_report",
 ]
 
 #: A message id as JSON carries it: decimal digits in a string (64 bits do not fit a double).
@@ -96,6 +101,71 @@ class NodeList(msgspec.Struct, frozen=True):
     """``GET /v1/nodes``: every node that has reported."""
 
     nodes: list[NodeStatus]
+
+
+class Quantiles(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Quantiles of a distribution in milliseconds (null: nothing measured)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+
+class QualityRow(msgspec.Struct, frozen=True):
+    """One transport of one node over the quality window (PROTOCOL.md §1.6 rule 3)."""
+
+    region: str
+    node: str
+    transport: str
+    connections: int
+    #: Heartbeat round trips the clients reported (the kernel's when none was).
+    rtt_ms: Quantiles
+    #: The kernel's smoothed RTT of sampled sockets (TCP_INFO).
+    kernel_rtt_ms: Quantiles
+    connect_ms: Quantiles
+    reconnects_per_hour: float
+    failures_per_hour: float
+    rtt_samples: int
+    kernel_samples: int
+
+
+class QualityReport(msgspec.Struct, frozen=True):
+    """``GET /v1/quality``: per region, node and transport."""
+
+    window_s: float
+    rows: list[QualityRow]
+
+
+def _quantiles(counts: list[int], bounds: tuple[int, ...], *qs: float) -> Quantiles:
+    values = [percentile(counts, bounds, q) for q in qs]
+    return Quantiles(**dict(zip(("p50", "p90", "p99"), values, strict=False)))
+
+
+def quality_report(nodes: list[NodeInfo]) -> QualityReport:
+    """The rows of ``GET /v1/quality`` from the nodes' reports (every process's, merged
+    by the registry), ordered by region, node and transport."""
+    rows: list[QualityRow] = []
+    window = 0.0
+    for node in sorted(nodes, key=lambda n: (n.region, n.node)):
+        for transport, snap in sorted(node.quality.items()):
+            window = max(window, snap.window_s)
+            client_rtt = snap.rtt if sum(snap.rtt) else snap.kernel_rtt
+            rows.append(
+                QualityRow(
+                    region=node.region,
+                    node=node.node,
+                    transport=transport,
+                    connections=snap.connections,
+                    rtt_ms=_quantiles(client_rtt, RTT_BUCKETS_MS, 0.5, 0.9, 0.99),
+                    kernel_rtt_ms=_quantiles(snap.kernel_rtt, RTT_BUCKETS_MS, 0.5, 0.9, 0.99),
+                    connect_ms=_quantiles(snap.connect, CONNECT_BUCKETS_MS, 0.5, 0.9),
+                    reconnects_per_hour=snap.per_hour(snap.reconnects),
+                    failures_per_hour=snap.per_hour(snap.failures),
+                    rtt_samples=sum(snap.rtt),
+                    kernel_samples=sum(snap.kernel_rtt),
+                )
+            )
+    return QualityReport(window_s=window or SLOTS * SLOT_S, rows=rows)
 
 
 class Drained(msgspec.Struct, frozen=True):

@@ -11,7 +11,8 @@ the refusal.
    (:class:`~longlink.control.tickets.TicketVerifier`); or, in demo mode
    only, a bare user name. A ticket wins when both are given.
 2. Endpoints: :func:`~longlink.control.endpoints.choose_endpoints` over the
-   nodes' reports (region first, then least load, healthy only).
+   nodes' reports (region first, then measured quality, then price until
+   full, then least load; healthy only).
 3. Token: for the user and the device the ticket or the client named, or a
    fresh ``dev-…`` id when neither did.
 
@@ -36,7 +37,7 @@ from typing import Protocol
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from longlink.control.endpoints import choose_endpoints
+from longlink.control.endpoints import DEFAULT_BAD_RTT_MS, choose_endpoints
 from longlink.control.tickets import TicketError, TicketVerifier
 from longlink.control.tokens import TokenIssuer
 from longlink.logic.base import NodeInfo
@@ -138,7 +139,7 @@ class Connector:
     ``clock`` (unix seconds) decides which node reports are fresh.
     """
 
-    __slots__ = ("_clock", "_nodes", "demo", "heartbeat_s", "tickets", "tokens")
+    __slots__ = ("_clock", "_nodes", "bad_rtt_ms", "demo", "heartbeat_s", "tickets", "tokens")
 
     def __init__(
         self,
@@ -149,8 +150,10 @@ class Connector:
         demo: bool,
         heartbeat_s: int,
         clock: Callable[[], float] = time.time,
+        bad_rtt_ms: int = DEFAULT_BAD_RTT_MS,
     ) -> None:
         self._nodes = nodes
+        self.bad_rtt_ms = bad_rtt_ms
         self.tokens = tokens
         self.tickets = tickets
         self.demo = demo
@@ -165,6 +168,7 @@ class Connector:
             region=request.region,
             now_ms=int(self._clock() * 1000),
             transports=list(request.transports) if request.transports is not None else None,
+            bad_rtt_ms=self.bad_rtt_ms,
         )
         if not endpoints:
             raise NoNodes("no healthy gateway node offers the requested transports")

@@ -4,8 +4,17 @@ Pure policy, no I/O: the caller passes the registry's node reports and the
 current time. A node is healthy when it reported within ``stale_ms`` (so a
 node that stops reporting is left out within 5 s by default), is not
 draining, and offers a transport the client asked for. Healthy nodes are
-ordered best first: same region, then fewest connections, then lowest load
-(the node id breaks ties, so the order is stable).
+ordered best first (PROTOCOL.md §1.6 rule 3):
+
+1. same region as the client;
+2. measured quality: a node whose clients' round trips (p90 over the last
+   minute, from REPORTs, else the kernel's TCP_INFO samples) exceed
+   ``bad_rtt_ms`` goes after the others — within a minute of its clients
+   suffering, and back as soon as the minute's figures recover;
+3. price: nodes below their full mark (``NodeInfo.full``, a CPU load) by
+   ``cost``, cheapest first; full nodes after them;
+4. fewest connections, then lowest load (the node id breaks ties, so the
+   order is stable).
 """
 
 from __future__ import annotations
@@ -13,18 +22,46 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from longlink.logic.base import NodeInfo
+from longlink.logic.quality import QualitySnapshot
 
-__all__ = ["DEFAULT_STALE_MS", "TRANSPORTS", "choose_endpoints", "node_healthy"]
+__all__ = [
+    "DEFAULT_BAD_RTT_MS",
+    "DEFAULT_STALE_MS",
+    "TRANSPORTS",
+    "choose_endpoints",
+    "node_healthy",
+    "node_quality",
+]
 
 #: A node whose last report is older than this is not offered (PROTOCOL.md §2.1).
 DEFAULT_STALE_MS = 5000
 #: Transports a client may ask for, in the order they appear in an endpoint.
 TRANSPORTS = ("ws", "tcp")
+#: Round trips (p90, ms) past which a node counts as suffering.
+DEFAULT_BAD_RTT_MS = 300
+#: Samples a window needs before its p90 is trusted.
+MIN_SAMPLES = 5
 
 
 def node_healthy(node: NodeInfo, now_ms: int, stale_ms: int = DEFAULT_STALE_MS) -> bool:
     """True when ``node`` reported within ``stale_ms`` of ``now_ms`` and is not draining."""
     return not node.draining and now_ms - node.reported_ms <= stale_ms
+
+
+def node_quality(node: NodeInfo) -> QualitySnapshot:
+    """The node's quality window, all transports merged."""
+    total = QualitySnapshot()
+    for snapshot in node.quality.values():
+        total = total.merge(snapshot)
+    return total
+
+
+def _suffering(node: NodeInfo, bad_rtt_ms: int) -> bool:
+    quality = node_quality(node)
+    if sum(quality.rtt) + sum(quality.kernel_rtt) < MIN_SAMPLES:
+        return False  # too little measured to judge
+    p90 = quality.rtt_ms(0.9)
+    return p90 is not None and p90 > bad_rtt_ms
 
 
 def _offered(node: NodeInfo, wanted: Iterable[str]) -> dict[str, str]:
@@ -40,6 +77,7 @@ def choose_endpoints(
     transports: list[str] | None,
     limit: int = 3,
     stale_ms: int = DEFAULT_STALE_MS,
+    bad_rtt_ms: int = DEFAULT_BAD_RTT_MS,
 ) -> list[dict[str, str]]:
     """Up to ``limit`` endpoints, best first, for a client in ``region``.
 
@@ -49,14 +87,23 @@ def choose_endpoints(
     out. An empty list means no healthy node can take the client.
     """
     wanted = TRANSPORTS if transports is None else tuple(t for t in TRANSPORTS if t in transports)
-    candidates: list[tuple[tuple[bool, int, float, str], tuple[str, str], dict[str, str]]] = []
+    candidates: list[tuple[tuple[object, ...], tuple[str, str], dict[str, str]]] = []
     for node in nodes:
         if not node_healthy(node, now_ms, stale_ms):
             continue
         offered = _offered(node, wanted)
         if not offered:
             continue
-        key = (region is not None and node.region != region, node.connections, node.load, node.node)
+        full = node.load >= node.full
+        key = (
+            region is not None and node.region != region,
+            _suffering(node, bad_rtt_ms),
+            full,
+            0.0 if full else node.cost,
+            node.connections,
+            node.load,
+            node.node,
+        )
         endpoint = {"node": node.node, "region": node.region, **offered}
         candidates.append((key, (node.ws or "", node.tcp or ""), endpoint))
     candidates.sort(key=lambda item: item[0])

@@ -1,7 +1,8 @@
 """The node reporter: the gateway tells the registry it is alive, with its load, every second.
 
-Each report carries the node's endpoints, connection count and CPU load
-(control ranks endpoints by them, PROTOCOL.md §2.1). The same loop refreshes
+Each report carries the node's endpoints, connection count, CPU load, price
+and full mark, and its connection-quality window (control ranks endpoints by
+them, PROTOCOL.md §2.1, §1.6 rule 3). The same loop refreshes
 the online counts of the rooms held here (HEARTBEAT_OK carries them), and
 when the registry answers that it did not know the node — a shared registry
 that lost its data (Redis restarted empty) — every live session is
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from longlink.gateway.hub import Hub
+from longlink.gateway.quality import Quality
 from longlink.gateway.sessions import Sessions
 from longlink.lifetime import cancel_requested
 from longlink.logic.base import NodeInfo, Registry
@@ -33,14 +35,20 @@ class NodeReporter:
         registry: Registry,
         hub: Hub,
         sessions: Sessions,
+        quality: Quality,
         endpoints: Callable[[], tuple[str, str]],
         *,
         node: str,
         region: str,
+        cost: float = 1.0,
+        full: float = 0.8,
     ) -> None:
         self.registry = registry
         self.hub = hub
         self.sessions = sessions
+        self.quality = quality
+        self.cost = cost
+        self.full = full
         self.endpoints = endpoints
         self.node = node
         self.region = region
@@ -73,6 +81,9 @@ class NodeReporter:
                 connections=len(self.hub.conns) + len(self.sessions.unauthenticated),
                 load=round(load, 3),
                 reported_ms=int(time.time() * 1000),
+                cost=self.cost,
+                full=self.full,
+                quality=self.quality.snapshot(now),
             )
         )
         if not known and self.hub.conns:

@@ -14,6 +14,7 @@ part                does
 ``sessions``        the host of every connection's session (AUTH, JOIN, …)
 ``commands``        the node channel's handler (messages and commands)
 ``reporter``        the node's report to the registry every second
+``quality``         clients' REPORTs and TCP_INFO samples, windows per transport
 ==================  ==========================================================
 
 Lifetime (``async with Gateway(...)``):
@@ -49,6 +50,7 @@ from longlink.gateway.heartbeats import Heartbeats
 from longlink.gateway.hub import Hub
 from longlink.gateway.metrics import GatewayMetrics
 from longlink.gateway.outbox import Outbox
+from longlink.gateway.quality import Quality
 from longlink.gateway.reporter import NodeReporter
 from longlink.gateway.sessions import Sessions
 from longlink.gateway.tcp import TcpConnection
@@ -106,6 +108,8 @@ class Gateway:
         self.hub = Hub()
         self.outbox = Outbox(s.outbox_soft_kib, s.outbox_hard_kib, self.metrics)
         self.heartbeats = Heartbeats()
+        # Connection quality: REPORTs and TCP_INFO samples (docs/quality.md).
+        self.quality = Quality(self.hub, registry_metrics, per_second=s.quality_samples_per_s)
         # Enter/exit, upstream and kicks; ``events`` is the webhook sender (or None).
         self.presence = Presence(
             self.hub, registry, channel, events, self.spawn, node=node, metrics=registry_metrics
@@ -143,13 +147,22 @@ class Gateway:
             self.presence,
             self.guarantee,
             self.heartbeats,
+            self.quality,
             self.metrics,
             self.spawn,
             kick_same_device=s.kick_same_device,
         )
         self.commands = NodeCommands(self.hub, self.delivery, self.presence)
         self.reporter = NodeReporter(
-            registry, self.hub, self.sessions, lambda: self.endpoints, node=node, region=s.region
+            registry,
+            self.hub,
+            self.sessions,
+            self.quality,
+            lambda: self.endpoints,
+            node=node,
+            region=s.region,
+            cost=s.node_cost,
+            full=s.node_full,
         )
         self.tcp_port = 0
         self.ws_port = 0
@@ -192,6 +205,7 @@ class Gateway:
             asyncio.create_task(self.heartbeats.run(), name="gateway-tick"),
             asyncio.create_task(self.reporter.run(), name="gateway-report"),
             asyncio.create_task(self.guarantee.run(), name="gateway-retries"),
+            asyncio.create_task(self.quality.run(), name="gateway-quality"),
         ]
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ output                 work
 ``HeartbeatRequest``   HEARTBEAT_OK with the rooms' online counts; re-enter
 ``Acked``              guaranteed delivery's ACK (gateway/guarantee.py)
 ``UpstreamRequest``    to the event sink (gateway/events.py)
-``ReportReceived``     counted (connection quality)
+``ReportReceived``     counted, and into the quality windows (gateway/quality.py)
 ``LivenessChanged``    counted (suspect connections)
 ``ErrorSent``          counted by code
 ``Closed``             unindex, exit every room (with the reason), forget
@@ -45,6 +45,7 @@ from longlink.gateway.heartbeats import Heartbeats
 from longlink.gateway.hub import Hub
 from longlink.gateway.metrics import GatewayMetrics
 from longlink.gateway.outbox import Outbox
+from longlink.gateway.quality import Quality
 from longlink.logic.base import Registry, SessionInfo
 from longlink.protocol import ErrorCode, ProtocolError
 from longlink.protocol.server import (
@@ -80,6 +81,7 @@ class Sessions:
         presence: Presence,
         guarantee: Guarantee,
         heartbeats: Heartbeats,
+        quality: Quality,
         metrics: GatewayMetrics,
         spawn: Spawn,
         *,
@@ -93,6 +95,7 @@ class Sessions:
         self.presence = presence
         self.guarantee = guarantee
         self.heartbeats = heartbeats
+        self.quality = quality
         self.metrics = metrics
         self.spawn = spawn
         self.kick_same_device = kick_same_device
@@ -159,8 +162,10 @@ class Sessions:
         elif kind is LivenessChanged:
             self.presence.liveness_changed(event.change)  # type: ignore[union-attr]
         elif kind is ReportReceived:
-            outcome = "dropped" if event.report is None else "accepted"  # type: ignore[union-attr]
-            self.metrics.reports.labels(outcome).inc()
+            report = event.report  # type: ignore[union-attr]
+            self.metrics.reports.labels("dropped" if report is None else "accepted").inc()
+            if report is not None:
+                self.quality.report(conn, report, self.clock)
 
     def _heartbeat(self, conn: Connection, event: HeartbeatRequest) -> None:
         # PROTOCOL §1.3 rule 3: answer with the online counts of the rooms.

@@ -42,6 +42,7 @@ from typing import Protocol
 
 import msgspec
 
+from longlink.logic.quality import QualitySnapshot
 from longlink.model import Target
 
 
@@ -57,7 +58,13 @@ class SessionInfo(msgspec.Struct):
 
 
 class NodeInfo(msgspec.Struct):
-    """What a gateway node reports about itself every second."""
+    """What a gateway node reports about itself every second.
+
+    ``cost`` and ``full`` are the node's price and the load at which it counts
+    as full (``LONGLINK_NODE_COST``, ``LONGLINK_NODE_FULL``): control prefers
+    cheaper nodes until they are full. ``quality`` is its connection-quality
+    window per transport (logic/quality.py).
+    """
 
     node: str
     region: str
@@ -67,6 +74,9 @@ class NodeInfo(msgspec.Struct):
     load: float = 0.0
     reported_ms: int = 0
     draining: bool = False
+    cost: float = 1.0
+    full: float = 0.8
+    quality: dict[str, QualitySnapshot] = {}
 
 
 class Online(msgspec.Struct):
