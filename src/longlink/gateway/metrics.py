@@ -36,6 +36,9 @@ class GatewayMetrics:
             "Connections closed with server_busy: over the hard write-buffer limit",
             registry=registry,
         )
+        self.heartbeats = Counter(
+            "longlink_heartbeats", "HEARTBEAT frames answered", registry=registry
+        )
         self.reports = Counter(
             "longlink_quality_reports",
             "REPORT frames received, by outcome (accepted, dropped: malformed or too big)",

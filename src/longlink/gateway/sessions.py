@@ -170,6 +170,7 @@ class Sessions:
     def _heartbeat(self, conn: Connection, event: HeartbeatRequest) -> None:
         # PROTOCOL §1.3 rule 3: answer with the online counts of the rooms.
         counts = self.room_counts(conn.rooms)
+        self.metrics.heartbeats.inc()
         conn.apply([conn.heartbeat_ok(event.seq, counts, interval=event.asked)])
         self.presence.heartbeat(conn)  # re-asserts the rooms (idempotent enter)
 
