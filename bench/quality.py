@@ -80,6 +80,26 @@ async def metric(http: httpx.AsyncClient, name: str) -> float:
     return total
 
 
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``longlink serve`` on free ports, pinned to the server core; its HTTP URL."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "longlink", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout is not None
+    line = ""
+    while "longlink ready" not in line:
+        line = server.stdout.readline()
+        if not line:
+            raise RuntimeError("the server did not start")
+    pin(SERVER_CORE, server.pid)
+    http_port = int(re.search(r"http=(\d+)", line).group(1))  # type: ignore[union-attr]
+    return server, f"http://127.0.0.1:{http_port}"
+
+
 async def idle_run(conns: int, seconds: float, base: int, quality: bool) -> dict[str, Any]:
     env = dict(
         os.environ,
@@ -94,23 +114,8 @@ async def idle_run(conns: int, seconds: float, base: int, quality: bool) -> dict
         LONGLINK_CONTROL_BURST="1000",
         LONGLINK_DATA_DIR=tempfile.mkdtemp(prefix="ll-quality-"),
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "longlink", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    server, url = start_server(env)
     try:
-        assert server.stdout is not None
-        line = ""
-        while "longlink ready" not in line:
-            line = server.stdout.readline()
-            if not line:
-                raise RuntimeError("the server did not start")
-        pin(SERVER_CORE, server.pid)
-        http_port = int(re.search(r"http=(\d+)", line).group(1))  # type: ignore[union-attr]
-        url = f"http://127.0.0.1:{http_port}"
         clients: list[Client] = []
         http = httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64))
         sem = asyncio.Semaphore(64)
