@@ -130,7 +130,9 @@ class Presence:
         # the next heartbeat asserts the room again.
         committed = [room for room in fresh if self._fire(conn, ENTER, room)]
         if committed:
-            conn.entered = (*conn.entered, *committed)
+            entered = (*conn.entered, *committed)
+            # Usually every room is entered: share the session's tuple (one less per connection).
+            conn.entered = conn.rooms if entered == conn.rooms else entered
             self._announce(ENTER, conn.user, committed)
 
     def heartbeat(self, conn: Connection) -> None:

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TypeVar
 
 from longlink.gateway.connection import Connection
+from longlink.logic.multimap import MultiMap
 from longlink.model import Target
 
 GROUP_CODECS = 3  # codecs 0 none, 1 zlib, 2 brotli (PROTOCOL.md §1.1)
@@ -45,8 +46,9 @@ class Hub:
 
     def __init__(self) -> None:
         self.conns: dict[str, Connection] = {}
-        self.users: dict[str, set[Connection]] = {}
-        self.devices: dict[str, set[Connection]] = {}
+        # One connection per user and per device is the rule: no set for it (logic/multimap.py).
+        self.users: MultiMap[str, Connection] = MultiMap()
+        self.devices: MultiMap[str, Connection] = MultiMap()
         self.rooms: dict[str, set[Connection]] = {}
         #: room -> group key (:func:`group_key`) -> members of the room in that group.
         self.groups: dict[str, dict[int, set[Connection]]] = {}
@@ -57,8 +59,8 @@ class Hub:
     def add(self, conn: Connection, rooms: Iterable[str]) -> None:
         """Index an authenticated connection with its initial rooms."""
         self.conns[conn.conn_id] = conn
-        self.users.setdefault(conn.user, set()).add(conn)
-        self.devices.setdefault(conn.device, set()).add(conn)
+        self.users.add(conn.user, conn)
+        self.devices.add(conn.device, conn)
         for room in rooms:
             # Not remembered as a change: a new connection may get messages accepted
             # up to one window before its AUTH_OK (and a connect storm costs nothing).
@@ -69,8 +71,8 @@ class Hub:
         if self.conns.get(conn.conn_id) is not conn:
             return
         del self.conns[conn.conn_id]
-        _discard(self.users, conn.user, conn)
-        _discard(self.devices, conn.device, conn)
+        self.users.discard(conn.user, conn)
+        self.devices.discard(conn.device, conn)
         for room in conn.rooms:
             _discard(self.rooms, room, conn)
             self._ungroup(room, conn)
@@ -157,16 +159,16 @@ class Hub:
         """
         if target.all:
             return list(self.conns.values())
-        groups: list[set[Connection]] = []
-        for name, index in (
-            (target.users, self.users),
-            (target.devices, self.devices),
-            (target.rooms, self.rooms),
-        ):
-            for key in name:
-                members = index.get(key)
-                if members:
-                    groups.append(members)
+        groups: list[Collection[Connection]] = []
+        for key in target.users:
+            if members := self.users.get(key):
+                groups.append(members)
+        for key in target.devices:
+            if members := self.devices.get(key):
+                groups.append(members)
+        for key in target.rooms:
+            if room := self.rooms.get(key):
+                groups.append(room)
         if not groups:
             return ()
         if len(groups) == 1:

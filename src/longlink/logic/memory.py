@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from longlink.logic.base import NodeInfo, Online, SessionInfo
+from longlink.logic.multimap import MultiMap
 from longlink.model import Target
 
 
@@ -20,8 +21,9 @@ class MemoryRegistry:
 
     def __init__(self) -> None:
         self._sessions: dict[str, SessionInfo] = {}
-        self._by_user: defaultdict[str, set[str]] = defaultdict(set)
-        self._by_device: defaultdict[str, set[str]] = defaultdict(set)
+        # One connection per user and per device is the rule: no set for it (logic/multimap.py).
+        self._by_user: MultiMap[str, str] = MultiMap()
+        self._by_device: MultiMap[str, str] = MultiMap()
         # room -> node -> number of that node's connections in the room
         self._room_nodes: defaultdict[str, defaultdict[str, int]] = defaultdict(
             lambda: defaultdict(int)
@@ -42,8 +44,8 @@ class MemoryRegistry:
         rooms = list(dict.fromkeys(session.rooms))
         session.rooms = []
         self._sessions[session.conn_id] = session
-        self._by_user[session.user].add(session.conn_id)
-        self._by_device[session.device].add(session.conn_id)
+        self._by_user.add(session.user, session.conn_id)
+        self._by_device.add(session.device, session.conn_id)
         self._node_sessions[session.node].add(session.conn_id)
         for room in rooms:
             self._enter(session, room)
@@ -56,8 +58,8 @@ class MemoryRegistry:
         for room in rooms:
             self._exit(session, room)
         session.rooms = rooms  # returned as it was (the Sessions contract)
-        _discard(self._by_user, session.user, conn_id)
-        _discard(self._by_device, session.device, conn_id)
+        self._by_user.discard(session.user, conn_id)
+        self._by_device.discard(session.device, conn_id)
         _discard(self._node_sessions, session.node, conn_id)
         return session
 

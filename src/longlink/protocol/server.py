@@ -49,6 +49,7 @@ handles them in order and stops at :class:`Closed`.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -341,7 +342,7 @@ class ServerSession:
             return [HeartbeatRequest(frame.seq)]
         if op == Op.JOIN:
             join = decode_body(frame.body, JoinBody)
-            room = join.room
+            room = sys.intern(join.room)
             since = parse_msg_id(join.since) if join.since is not None else None
             if room not in self.rooms:
                 self._check_room(room)
@@ -394,7 +395,8 @@ class ServerSession:
     def _auth(self, frame: Frame) -> Output:
         rules = self.rules
         auth = decode_body(frame.body, Auth)
-        rooms = tuple(dict.fromkeys(auth.rooms))
+        # Interned: a room's name is held once however many connections are in it.
+        rooms = tuple(dict.fromkeys(sys.intern(room) for room in auth.rooms))
         for room in rooms:
             self._check_room(room)
         if len(rooms) > rules.max_rooms:
