@@ -146,7 +146,8 @@ _ERROR_RESPONSES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "E403": (
         "outside the key's scopes (forbidden); the message names the scope: targets,"
-        " room_prefixes, high_priority, guaranteed or max_ttl_s",
+        " room_prefixes, high_priority, guaranteed or max_ttl_s; or, on /v1/connect, a"
+        " browser origin not in LONGLINK_ALLOWED_ORIGINS",
         {},
     ),
     "E404": ("not found (not_found)", {}),
@@ -178,9 +179,20 @@ def _paths() -> dict[str, Any]:
                 "requestBody": _body(ConnectBody),
                 "responses": {
                     "200": _ok(Connected, "token and endpoints, best first"),
-                    **_errors(400, 401, 413, 503),
+                    **_errors(400, 401, 403, 413, 503),
                 },
-            }
+            },
+            "options": {
+                "summary": "CORS preflight (browsers; origins in LONGLINK_ALLOWED_ORIGINS)",
+                "security": [],
+                "responses": {
+                    "204": {
+                        "description": "allowed: Access-Control-Allow-Origin, -Methods, -Headers,"
+                        " -Max-Age (no Origin header: Allow)"
+                    },
+                    **_errors(403),
+                },
+            },
         },
         "/v1/push": {
             "post": {
