@@ -62,6 +62,7 @@ from longlink.api.schemas import (
     parse_push_batch,
 )
 from longlink.api.services import Services
+from longlink.api.stats import read_stats
 from longlink.control.connect import (
     ConnectDenied,
     ConnectError,
@@ -276,6 +277,12 @@ class _Api:
             window = int(raw)
         return _json(await self.trace_view.reach(window))
 
+    async def stats(self, request: Request) -> Response:
+        """``GET /v1/stats``: this process's counters (the admin dashboard's figures)."""
+        self._key(request)
+        settings = self.settings
+        return _json(read_stats(self.services.metrics, node=settings.node_id, roles=settings.roles))
+
     # -------------------------------------------------------------- queries
 
     async def online(self, request: Request) -> Response:
@@ -455,6 +462,7 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         Route("/v1/nodes/{node}/drain", api.drain, methods=["POST"]),
         Route("/v1/messages/{msg_id}", api.message_trace, methods=["GET"]),
         Route("/v1/stats/reach", api.reach, methods=["GET"]),
+        Route("/v1/stats", api.stats, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.prometheus, methods=["GET"]),
         Route("/openapi.json", api.openapi_json, methods=["GET"]),

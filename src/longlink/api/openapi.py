@@ -32,6 +32,7 @@ from longlink.api.responses import (
     PushBatchAccepted,
     QualityReport,
     RoomStatus,
+    Stats,
     UserConnections,
 )
 from longlink.api.schemas import (
@@ -72,6 +73,7 @@ STRUCTS: tuple[type[msgspec.Struct], ...] = (
     Health,
     MessageTraceAnswer,
     Reach,
+    Stats,
     ErrorBody,
 )
 
@@ -296,6 +298,13 @@ def _paths() -> dict[str, Any]:
                     }
                 ],
                 "responses": {"200": _ok(Reach, "reach figures"), **_errors(400, 401)},
+            }
+        },
+        "/v1/stats": {
+            "get": {
+                "summary": "This process's counters since start (rates: the difference of two"
+                " reads); the admin dashboard's figures",
+                "responses": {"200": _ok(Stats, "counters"), **_errors(401)},
             }
         },
         "/healthz": {
