@@ -9,7 +9,8 @@ in and out through msgspec. Every refusal is an
 
 Every route needs an API key (``Authorization: Bearer``) except
 ``/v1/connect`` (clients, authenticated by their ticket), ``/healthz``,
-``/metrics`` and ``/openapi.json``. ``/v1/connect`` answers CORS, preflight
+``/metrics``, ``/openapi.json``, the SDK and the pages (``/``, ``/admin``,
+``/web/*``: the dashboard asks for the key itself). ``/v1/connect`` answers CORS, preflight
 included, for the allowed browser origins (:mod:`longlink.api.cors`).
 
 The push routes never wait for delivery: a message is answered 202 once the
@@ -78,6 +79,7 @@ from longlink.model import IdsUnavailable, NodeCommand
 from longlink.protocol.ids import id_problem
 from longlink.settings import Settings
 from longlink.trace import LocalTraceView, TraceView
+from longlink.web.pages import page_routes
 from longlink.web.sdk_file import sdk_route
 
 __all__ = ["BODY_LIMIT", "RELOADABLE_SETTINGS", "build_app", "read_body", "reload_app"]
@@ -467,6 +469,7 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         Route("/metrics", api.prometheus, methods=["GET"]),
         Route("/openapi.json", api.openapi_json, methods=["GET"]),
         sdk_route(),
+        *page_routes(),  # the demo at /, the dashboard at /admin (web/pages.py)
     ]
     app = Starlette(
         routes=routes,

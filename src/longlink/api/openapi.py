@@ -47,6 +47,7 @@ from longlink.api.schemas import (
 from longlink.control.connect import Connected
 from longlink.logic.base import Online
 from longlink.trace import Reach
+from longlink.web.pages import ASSETS
 
 __all__ = ["STRUCTS", "openapi_document"]
 
@@ -123,6 +124,10 @@ def _body(cls: type[msgspec.Struct], *, required: bool = True) -> dict[str, Any]
 
 def _ok(cls: type[msgspec.Struct], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(cls)}}}
+
+
+def _page(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -338,6 +343,45 @@ def _paths() -> dict[str, Any]:
                     "304": {"description": "not modified"},
                 },
             }
+        },
+        "/": {
+            "get": {
+                "summary": "The live-room demo page (docs/demo.md); needs demo mode to connect",
+                "security": [],
+                "responses": {"200": _page("the page"), "304": {"description": "not modified"}},
+            }
+        },
+        "/admin": {
+            "get": {
+                "summary": "The admin dashboard; it asks for an API key and keeps it in the page",
+                "security": [],
+                "responses": {"200": _page("the page"), "304": {"description": "not modified"}},
+            }
+        },
+        "/web/{name}": {
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": list(ASSETS)},
+                }
+            ],
+            "get": {
+                "summary": "A script or style sheet of the pages",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the file (ETag, re-validated with If-None-Match)",
+                        "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "304": {"description": "not modified"},
+                    **_errors(404),
+                },
+            },
         },
         "/openapi.json": {
             "get": {
