@@ -169,15 +169,17 @@ function fly(text, user, msgId) {
   item.addEventListener("animationend", () => item.remove());
 }
 
+/** A free lane at random (the stage fills evenly), or the one that frees first. */
 function pickLane() {
   const lanes = Math.max(1, Math.floor((stage.clientHeight - 40) / 34));
   const now = performance.now();
-  let best = 0;
+  const free = [];
+  let first = 0;
   for (let lane = 0; lane < lanes; lane++) {
-    if ((laneFreeAt[lane] ?? 0) <= now) return lane;
-    if ((laneFreeAt[lane] ?? 0) < (laneFreeAt[best] ?? 0)) best = lane;
+    if ((laneFreeAt[lane] ?? 0) <= now) free.push(lane);
+    else if (laneFreeAt[lane] < (laneFreeAt[first] ?? 0)) first = lane;
   }
-  return best;
+  return free.length ? free[Math.floor(Math.random() * free.length)] : first;
 }
 
 function clearStage() {
