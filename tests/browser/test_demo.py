@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -13,6 +14,9 @@ from longlink.web.echo import DEMO_ROOMS
 from tests.conftest import API_KEY, WAIT, node_settings
 
 from .conftest import ARTIFACTS, WAIT_MS, Browser
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 LOBBY, MUSIC = DEMO_ROOMS
 
@@ -32,7 +36,7 @@ async def push(node: Node, room: str, data: object) -> str:
     return str(response.json()["msg_id"])
 
 
-async def open_demo(browser: Browser, node: Node, user: str):  # type: ignore[no-untyped-def]
+async def open_demo(browser: Browser, node: Node, user: str) -> Page:
     from playwright.async_api import expect
 
     page = await browser.open(f"{node.http_url}/?user={user}")
@@ -41,7 +45,7 @@ async def open_demo(browser: Browser, node: Node, user: str):  # type: ignore[no
     return page
 
 
-async def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
+async def send(page: Page, text: str) -> None:
     await page.fill("#text", text)
     await page.press("#text", "Enter")
 
