@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest jstest bench clean venv
+.PHONY: run test lint typecheck pytest jstest browsertest bench clean venv
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ jstest: $(STAMP)
 		|| { echo "make jstest needs Node.js 20 or later as '$(NODE)'"; exit 1; }
 	$(NODE) $$($(NODE) -e 'typeof WebSocket === "function" || console.log("--experimental-websocket")') \
 		--test tests/js/
+
+# The pages in headless Chromium (part of pytest too): Debian's chromium, driven by Playwright.
+browsertest: $(STAMP)
+	$(BIN)/pytest -q tests/browser
 
 test: lint typecheck pytest jstest
 

@@ -78,6 +78,9 @@ async def _serve(settings: Any, reread: Callable[[], Any]) -> None:
             url = node.http_url
             click.echo(f"  push API:  {url}/v1/push   (OpenAPI: {url}/openapi.json)", err=True)
             click.echo(f"  connect:   {url}/v1/connect   metrics: {url}/metrics", err=True)
+            if settings.demo:
+                click.echo(f"  demo page: {url}/   (a live room: open it in two tabs)", err=True)
+            click.echo(f"  dashboard: {url}/admin   (asks for the API key)", err=True)
         if node.gateway is not None:
             ws, tcp = node.gateway.endpoints
             click.echo(f"  clients:   {ws}   tcp://{tcp}", err=True)

@@ -4,11 +4,12 @@ A node runs the roles named in ``settings.roles`` on the backends named by
 ``settings.bus`` (``memory``: the embedded, single-process backends).
 
 Start order: backends → trace responder (on Redis) → webhook sender (when
-``webhook_url`` is set) → registry sweeper (on a registry that offers
+``webhook_url`` is set) → demo echo (demo mode: upstream pushed back to the
+room, web/echo.py) → registry sweeper (on a registry that offers
 :class:`~longlink.logic.base.NodeSweep`) → gateway (listeners, node report)
 → dispatch → id lease (api, control) → HTTP. Shutdown runs the other way: HTTP
 stops taking pushes; the message-id node number is given back; dispatch
-stops; the gateway drains its clients; the webhook sender delivers what is
+stops; the gateway drains its clients; the demo echo stops; the webhook sender delivers what is
 queued; the trace responder stops answering; the queue closes.
 """
 
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from longlink.api.app import RELOADABLE_SETTINGS, build_app, reload_app
+from longlink.api.push import Pusher
 from longlink.api.server import HttpServer
 from longlink.api.services import Services
 from longlink.bus.base import MessageQueue, NodeChannel
@@ -39,6 +41,7 @@ from longlink.idlease import IdLease, NodeNumbers
 from longlink.idlease.memory import MemoryNumbers
 from longlink.idlease.redis import RedisNumbers
 from longlink.logic.base import NodeSweep, Registry
+from longlink.logic.events import EventSink
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
 from longlink.logic.sweep import RegistrySweeper
@@ -50,6 +53,7 @@ from longlink.store.sqlite import SqliteStore
 from longlink.store.sweep import Sweeper
 from longlink.trace import LocalTraceView, Tracer, TraceView
 from longlink.trace.redis import RedisTraceView
+from longlink.web.echo import DEMO_ROOMS, DemoEcho
 from longlink.webhook import WebhookSender
 
 
@@ -147,6 +151,7 @@ class Node:
         self.tokens = TokenIssuer(settings.token_secret, settings.token_ttl_s)
         self.gateway: Gateway | None = None
         self.webhook: WebhookSender | None = None
+        self.echo: DemoEcho | None = None
         self.dispatcher: Dispatcher | None = None
         self.http: HttpServer | None = None
         self.app: Starlette | None = None
@@ -199,6 +204,24 @@ class Node:
             self.webhook = await self._stack.enter_async_context(
                 WebhookSender.from_settings(settings, self.metrics)
             )
+        events: EventSink | None = self.webhook
+        if (
+            settings.demo
+            and settings.demo_echo
+            and "gateway" in roles
+            and roles & {"api", "control"}
+        ):
+            # Demo mode: upstream is pushed back to the sender's room (web/echo.py), through
+            # the push path with this process's ids; a webhook still gets every event.
+            pusher = Pusher(queue=self.queue, ids=self.ids, tracer=self.tracer, store=self.store)
+            self.echo = await self._stack.enter_async_context(
+                DemoEcho(pusher, metrics=self.metrics, forward=self.webhook)
+            )
+            events = self.echo
+        if settings.demo:
+            # The demo page's rooms announce enters and exits (EVENT frames).
+            for room in DEMO_ROOMS:
+                await self.registry.set_room_announce(room, True)
         sweep = self.backends.sweep
         if sweep is not None and roles & {"control", "api"}:
             # A gateway killed outright leaves sessions behind: remove them, fire exits.
@@ -218,7 +241,7 @@ class Node:
                     self.channel,
                     self.tokens,
                     self.metrics,
-                    events=self.webhook,
+                    events=events,
                     store=self.store,
                     tracer=self.tracer,
                 )

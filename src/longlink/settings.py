@@ -65,6 +65,7 @@ class Settings:
     token_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     token_ttl_s: int = 600
     demo: bool = False
+    demo_echo: bool = True  # demo mode: UPSTREAM re-broadcast to the sender's room (web/echo.py)
     # Browser origins allowed (CORS, WebSocket Origin; PROTOCOL.md §1.5): comma-separated or
     # "*"; None: "*" in demo mode, none otherwise (control/origins.py).
     allowed_origins: str | None = None

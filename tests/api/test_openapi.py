@@ -10,7 +10,7 @@ from longlink.api.openapi import openapi_document
 
 from .conftest import Harness
 
-HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options"}
 
 
 async def test_served(h: Harness) -> None:

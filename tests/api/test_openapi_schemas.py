@@ -178,6 +178,7 @@ async def test_every_answer_is_valid_by_its_schema() -> None:
             ("post", "/v1/nodes/g1/drain", "/v1/nodes/{node}/drain"),
             ("get", f"/v1/messages/{msg_id}", "/v1/messages/{msg_id}"),
             ("get", "/v1/stats/reach", "/v1/stats/reach"),
+            ("get", "/v1/stats", "/v1/stats"),
             ("get", "/healthz", "/healthz"),
         ]
         for method, url, path in calls:

@@ -36,7 +36,8 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def server(tmp_path: Any) -> AsyncIterator[Node]:
-    async with Node(node_settings(tmp_path, min_heartbeat_s=1)) as node:
+    # No webhook and no demo echo: UPSTREAM is refused (not_allowed).
+    async with Node(node_settings(tmp_path, min_heartbeat_s=1, demo_echo=False)) as node:
         yield node
 
 

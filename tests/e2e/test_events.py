@@ -204,7 +204,8 @@ async def test_upstream_rate_limit_then_close(tmp_path: Any, bus: str) -> None:
 
 async def test_upstream_without_a_webhook_is_not_allowed(tmp_path: Any, bus: str) -> None:
     await fresh_bus(bus)
-    async with Node(node_settings(tmp_path, bus=bus)) as node:
+    # (Nor a demo echo: in demo mode it would take upstream, web/echo.py.)
+    async with Node(node_settings(tmp_path, bus=bus, demo_echo=False)) as node:
         raw, _ = await open_session(node, "wes")
         reply = await request(raw, Op.UPSTREAM, b"x")
         assert json.loads(reply.body)["code"] == "not_allowed"
@@ -215,7 +216,7 @@ async def test_upstream_without_a_webhook_is_not_allowed(tmp_path: Any, bus: str
 @pytest.fixture
 async def plain_node(tmp_path: Any, bus: str) -> AsyncIterator[Node]:
     await fresh_bus(bus)
-    async with Node(node_settings(tmp_path, bus=bus)) as node:
+    async with Node(node_settings(tmp_path, bus=bus, demo_echo=False)) as node:
         yield node
 
 

@@ -9,7 +9,9 @@ in and out through msgspec. Every refusal is an
 
 Every route needs an API key (``Authorization: Bearer``) except
 ``/v1/connect`` (clients, authenticated by their ticket), ``/healthz``,
-``/metrics`` and ``/openapi.json``.
+``/metrics``, ``/openapi.json``, the SDK and the pages (``/``, ``/admin``,
+``/web/*``: the dashboard asks for the key itself). ``/v1/connect`` answers CORS, preflight
+included, for the allowed browser origins (:mod:`longlink.api.cors`).
 
 The push routes never wait for delivery: a message is answered 202 once the
 queue holds it (ARCHITECTURE.md, service layer "must not block on delivery").
@@ -32,6 +34,7 @@ from starlette.routing import Route
 
 from longlink.api import errors
 from longlink.api.admission import RELOADABLE_SETTINGS, PushGate
+from longlink.api.cors import Cors
 from longlink.api.errors import ApiError, encode_error
 from longlink.api.keys import ApiKey
 from longlink.api.openapi import openapi_document
@@ -60,6 +63,7 @@ from longlink.api.schemas import (
     parse_push_batch,
 )
 from longlink.api.services import Services
+from longlink.api.stats import read_stats
 from longlink.control.connect import (
     ConnectDenied,
     ConnectError,
@@ -69,11 +73,13 @@ from longlink.control.connect import (
     NoNodes,
 )
 from longlink.control.endpoints import node_healthy
+from longlink.control.origins import Origins
 from longlink.control.tickets import TicketVerifier
 from longlink.model import IdsUnavailable, NodeCommand
 from longlink.protocol.ids import id_problem
 from longlink.settings import Settings
 from longlink.trace import LocalTraceView, TraceView
+from longlink.web.pages import page_routes
 from longlink.web.sdk_file import sdk_route
 
 __all__ = ["BODY_LIMIT", "RELOADABLE_SETTINGS", "build_app", "read_body", "reload_app"]
@@ -88,8 +94,8 @@ RETRY_AFTER_S = 1
 _encoder = msgspec.json.Encoder()
 
 
-def _json(content: Any, status: int = 200) -> Response:
-    return Response(_encoder.encode(content), status_code=status, media_type=JSON)
+def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(content), status_code=status, media_type=JSON, headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -157,6 +163,8 @@ class _Api:
         self.pusher = Pusher(
             queue=services.queue, ids=services.ids, tracer=services.tracer, store=services.store
         )
+        # Browsers (PROTOCOL §1.5): the one origin policy, also the gateway's.
+        self.cors = Cors(Origins.parse(settings.allowed_origins, demo=settings.demo))
         self.openapi = _encoder.encode(openapi_document())
 
     def _key(self, request: Request) -> ApiKey:
@@ -165,20 +173,31 @@ class _Api:
     # -------------------------------------------------------------- control
 
     async def connect(self, request: Request) -> Response:
-        """``POST /v1/connect`` (PROTOCOL.md §2.1)."""
-        body = parse_connect(await read_body(request, BODY_LIMIT))
-        wanted = ConnectRequest(
-            ticket=body.ticket,
-            user=body.user,
-            device=body.device,
-            region=body.region,
-            transports=tuple(body.transports) if body.transports is not None else None,
-        )
+        """``POST /v1/connect`` (PROTOCOL.md §2.1); CORS for the allowed origins (§1.5).
+
+        ``OPTIONS`` is the CORS preflight: 204, or 403 for an origin not allowed.
+        """
+        origin = request.headers.get("origin")
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=self.cors.preflight(origin))
+        cors = self.cors.headers(origin)
         try:
-            connected = await self.connector.connect(wanted)
-        except ConnectError as exc:
-            raise _connect_refusal(exc) from exc
-        return _json(connected)
+            body = parse_connect(await read_body(request, BODY_LIMIT))
+            wanted = ConnectRequest(
+                ticket=body.ticket,
+                user=body.user,
+                device=body.device,
+                region=body.region,
+                transports=tuple(body.transports) if body.transports is not None else None,
+            )
+            try:
+                connected = await self.connector.connect(wanted)
+            except ConnectError as exc:
+                raise _connect_refusal(exc) from exc
+        except ApiError as exc:
+            exc.headers.update(cors)  # the page may read why it was refused
+            raise
+        return _json(connected, headers=cors)
 
     # -------------------------------------------------------------- push
 
@@ -259,6 +278,12 @@ class _Api:
                 raise ApiError(400, errors.BAD_REQUEST, "window_s: expected whole seconds >= 1")
             window = int(raw)
         return _json(await self.trace_view.reach(window))
+
+    async def stats(self, request: Request) -> Response:
+        """``GET /v1/stats``: this process's counters (the admin dashboard's figures)."""
+        self._key(request)
+        settings = self.settings
+        return _json(read_stats(self.services.metrics, node=settings.node_id, roles=settings.roles))
 
     # -------------------------------------------------------------- queries
 
@@ -426,7 +451,7 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
     """
     api = _Api(services, trace_view or LocalTraceView(services.tracer))
     routes = [
-        Route("/v1/connect", api.connect, methods=["POST"]),
+        Route("/v1/connect", api.connect, methods=["POST", "OPTIONS"]),
         Route("/v1/push", api.push, methods=["POST"]),
         Route("/v1/push/batch", api.push_batch, methods=["POST"]),
         Route("/v1/online", api.online, methods=["GET"]),
@@ -439,10 +464,12 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         Route("/v1/nodes/{node}/drain", api.drain, methods=["POST"]),
         Route("/v1/messages/{msg_id}", api.message_trace, methods=["GET"]),
         Route("/v1/stats/reach", api.reach, methods=["GET"]),
+        Route("/v1/stats", api.stats, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.prometheus, methods=["GET"]),
         Route("/openapi.json", api.openapi_json, methods=["GET"]),
         sdk_route(),
+        *page_routes(),  # the demo at /, the dashboard at /admin (web/pages.py)
     ]
     app = Starlette(
         routes=routes,

@@ -32,6 +32,7 @@ from longlink.api.responses import (
     PushBatchAccepted,
     QualityReport,
     RoomStatus,
+    Stats,
     UserConnections,
 )
 from longlink.api.schemas import (
@@ -46,6 +47,7 @@ from longlink.api.schemas import (
 from longlink.control.connect import Connected
 from longlink.logic.base import Online
 from longlink.trace import Reach
+from longlink.web.pages import ASSETS
 
 __all__ = ["STRUCTS", "openapi_document"]
 
@@ -72,6 +74,7 @@ STRUCTS: tuple[type[msgspec.Struct], ...] = (
     Health,
     MessageTraceAnswer,
     Reach,
+    Stats,
     ErrorBody,
 )
 
@@ -123,6 +126,10 @@ def _ok(cls: type[msgspec.Struct], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(cls)}}}
 
 
+def _page(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
 
@@ -146,7 +153,8 @@ _ERROR_RESPONSES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "E403": (
         "outside the key's scopes (forbidden); the message names the scope: targets,"
-        " room_prefixes, high_priority, guaranteed or max_ttl_s",
+        " room_prefixes, high_priority, guaranteed or max_ttl_s; or, on /v1/connect, a"
+        " browser origin not in LONGLINK_ALLOWED_ORIGINS",
         {},
     ),
     "E404": ("not found (not_found)", {}),
@@ -178,9 +186,20 @@ def _paths() -> dict[str, Any]:
                 "requestBody": _body(ConnectBody),
                 "responses": {
                     "200": _ok(Connected, "token and endpoints, best first"),
-                    **_errors(400, 401, 413, 503),
+                    **_errors(400, 401, 403, 413, 503),
                 },
-            }
+            },
+            "options": {
+                "summary": "CORS preflight (browsers; origins in LONGLINK_ALLOWED_ORIGINS)",
+                "security": [],
+                "responses": {
+                    "204": {
+                        "description": "allowed: Access-Control-Allow-Origin, -Methods, -Headers,"
+                        " -Max-Age (no Origin header: Allow)"
+                    },
+                    **_errors(403),
+                },
+            },
         },
         "/v1/push": {
             "post": {
@@ -286,6 +305,13 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _ok(Reach, "reach figures"), **_errors(400, 401)},
             }
         },
+        "/v1/stats": {
+            "get": {
+                "summary": "This process's counters since start (rates: the difference of two"
+                " reads); the admin dashboard's figures",
+                "responses": {"200": _ok(Stats, "counters"), **_errors(401)},
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "Liveness",
@@ -317,6 +343,45 @@ def _paths() -> dict[str, Any]:
                     "304": {"description": "not modified"},
                 },
             }
+        },
+        "/": {
+            "get": {
+                "summary": "The live-room demo page (docs/demo.md); needs demo mode to connect",
+                "security": [],
+                "responses": {"200": _page("the page"), "304": {"description": "not modified"}},
+            }
+        },
+        "/admin": {
+            "get": {
+                "summary": "The admin dashboard; it asks for an API key and keeps it in the page",
+                "security": [],
+                "responses": {"200": _page("the page"), "304": {"description": "not modified"}},
+            }
+        },
+        "/web/{name}": {
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": list(ASSETS)},
+                }
+            ],
+            "get": {
+                "summary": "A script or style sheet of the pages",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "the file (ETag, re-validated with If-None-Match)",
+                        "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "304": {"description": "not modified"},
+                    **_errors(404),
+                },
+            },
         },
         "/openapi.json": {
             "get": {

@@ -32,6 +32,7 @@ __all__ = [
     "QualityRow",
     "Quantiles",
     "RoomStatus",
+    "Stats",
     "TraceStep",
     "UserConnection",
     "UserConnections",
@@ -199,3 +200,44 @@ class MessageTraceAnswer(msgspec.Struct, frozen=True):
     events: list[TraceStep]
     #: Events past the per-message cap, not kept.
     dropped_events: int
+
+
+#: Figures of one counter by label value (``{"none": …, "zlib": …, "br": …}``).
+Counts = dict[str, int]
+
+
+class Stats(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/stats``: this process's counters since it started (its ``/metrics``, summed).
+
+    Rates are differences between two reads over their ``at_ms``. A figure of
+    a role this process does not run stays 0; several processes each answer
+    for themselves (Prometheus is the place to sum a deployment).
+    """
+
+    #: Unix ms of the read.
+    at_ms: int
+    node: str
+    roles: list[str]
+    #: Messages queued by the push API (all keys).
+    accepted: int
+    #: Messages taken from the queues by dispatch (API pushes, and the demo's echoes).
+    messages_in: int
+    #: Messages whose target had no connection anywhere.
+    unrouted: int
+    #: Messages written to connections (a batch of n written to c connections: n x c).
+    deliveries: int
+    #: Frames carrying pushes written to connections (a room batch is one).
+    frames_written: int
+    #: Open client connections on this process's gateway.
+    connections: int
+    #: Room batches made by dispatch, and the messages in them (their ratio: aggregation).
+    room_batches: int
+    batched_messages: int
+    #: Bytes of room batch bodies by encoding: ``none`` before compression, ``zlib``, ``br``.
+    batch_bytes: Counts
+    #: Messages waiting in the queues, by priority.
+    queue_depth: Counts
+    #: Pushes dropped because a client's write buffer was full.
+    slow_drops: int
+    #: UPSTREAM messages taken from clients.
+    upstream: int

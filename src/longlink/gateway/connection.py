@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
+from longlink.control.origins import Origins
 from longlink.protocol import Frame, ProtocolError
 from longlink.protocol.server import Event, Output, ServerSession, SessionRules
 
@@ -40,6 +41,8 @@ class SessionHost(Protocol):
 
     rules: SessionRules
     outbox: Outbox
+    #: Browser origins allowed to open a WebSocket (PROTOCOL §1.5).
+    origins: Origins
 
     @property
     def clock(self) -> float:

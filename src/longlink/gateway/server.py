@@ -40,6 +40,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from longlink.bus.base import NodeChannel
+from longlink.control.origins import Origins
 from longlink.control.tokens import TokenIssuer
 from longlink.gateway.commands import NodeCommands
 from longlink.gateway.connection import Connection
@@ -151,6 +152,7 @@ class Gateway:
             self.metrics,
             self.spawn,
             kick_same_device=s.kick_same_device,
+            origins=Origins.parse(s.allowed_origins, demo=s.demo),
         )
         self.commands = NodeCommands(self.hub, self.delivery, self.presence)
         self.reporter = NodeReporter(

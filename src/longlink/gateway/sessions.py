@@ -22,7 +22,8 @@ output                 work
                        unacked messages, unregister; close the transport
 =====================  =====================================================
 
-It also owns the connections' ids, the set of connections not yet
+It also holds the browser origins the transports serve (their handshakes
+ask it), owns the connections' ids, the set of connections not yet
 authenticated, the transports still open (what a drain waits for) and the
 online counts of the rooms held here (refreshed every second by the node
 reporter).
@@ -37,6 +38,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from longlink.control.origins import Origins
 from longlink.control.tokens import TokenExpired, TokenInvalid, TokenIssuer
 from longlink.gateway.connection import KINDS, Connection
 from longlink.gateway.events import Presence
@@ -86,8 +88,11 @@ class Sessions:
         spawn: Spawn,
         *,
         kick_same_device: bool,
+        origins: Origins | None = None,
     ) -> None:
         self.rules = rules
+        #: Browser origins whose WebSocket upgrades are served (PROTOCOL §1.5); none by default.
+        self.origins = origins if origins is not None else Origins()
         self.outbox = outbox
         self.tokens = tokens
         self.registry = registry

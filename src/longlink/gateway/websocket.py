@@ -2,7 +2,9 @@
 
 The framing is longlink's own sans-I/O code (:mod:`longlink.protocol.websocket`)
 on a plain asyncio protocol: a library connection object per client would
-cost 10–30 KiB each (docs/websocket.md has the figures).
+cost 10–30 KiB each (docs/websocket.md has the figures). An upgrade whose
+``Origin`` header names an origin the host's policy does not allow is refused
+with 403 (PROTOCOL.md §1.5).
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ class WsConnection(Connection):
                 return b""
             if request.path.split("?", 1)[0] != WS_PATH:
                 raise wsp.HandshakeError(404, f"no WebSocket endpoint at {request.path}")
+            # PROTOCOL §1.5: a browser page from an origin not allowed gets 403.
+            origin = request.headers.get("origin")
+            if not self.host.origins.allows(origin):
+                raise wsp.HandshakeError(403, f"origin {origin} is not allowed")
         except wsp.HandshakeError as exc:
             self.transport.write(wsp.reject_response(exc.status, exc.reason))
             self.handshake = None

@@ -9,12 +9,11 @@ origin needs CORS, and the SDK is public code that carries no credentials.
 
 from __future__ import annotations
 
-import hashlib
-from importlib import resources
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from longlink.web.files import StaticFile, package_file
 
 __all__ = ["SDK_PATH", "sdk_route", "sdk_source"]
 
@@ -25,23 +24,14 @@ MEDIA_TYPE = "text/javascript; charset=utf-8"
 
 def sdk_source() -> bytes:
     """The bytes of ``longlink.js`` as installed with the package."""
-    return resources.files("longlink.web").joinpath("sdk", "longlink.js").read_bytes()
+    return package_file("sdk", "longlink.js")
 
 
 def sdk_route() -> Route:
     """The route serving the SDK at :data:`SDK_PATH` (GET, and HEAD with it)."""
-    body = sdk_source()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {
-        "ETag": etag,
-        "Cache-Control": "no-cache",  # re-validate: an upgraded server serves its own SDK
-        "Access-Control-Allow-Origin": "*",
-        "X-Content-Type-Options": "nosniff",
-    }
+    sdk = StaticFile(sdk_source(), MEDIA_TYPE, {"Access-Control-Allow-Origin": "*"})
 
     async def serve(request: Request) -> Response:
-        if etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers=headers)
-        return Response(body, media_type=MEDIA_TYPE, headers=headers)
+        return sdk.response(request)
 
     return Route(SDK_PATH, serve, methods=["GET"])
