@@ -51,6 +51,12 @@ class Message(msgspec.Struct, frozen=True, array_like=True, tag="msg"):
     # The same instant in unix µs (0: unknown): orders a push against a connection's
     # JOIN or LEAVE of its room when dispatch held it in a window (docs/dispatch.md).
     accepted_us: int = 0
+    # Kept in its rooms' history (PROTOCOL.md §1.4 rule 2): False for a push with
+    # "history": false, and for an area push once dispatch made it a room push.
+    history: bool = True
+    # The payload is the JSON encoding of the push's "data" (not "data_b64" bytes):
+    # the history API answers it as "data".
+    data_json: bool = False
 
     @property
     def accepted_at_us(self) -> int:

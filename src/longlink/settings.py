@@ -86,6 +86,10 @@ class Settings:
     dedup_size: int = 100_000  # ... and how many ids at most
     outbox_soft_kib: int = 256  # client write buffer past which low-priority batches drop
     outbox_hard_kib: int = 1024  # ... past which a high-priority push closes with server_busy
+    # Room history and recovery (PROTOCOL.md §1.4 rules 2-4; docs/rooms.md).
+    history_size: int = 100  # messages kept per room; 0: history off
+    history_ttl_s: int = 300  # seconds a room message is kept after its acceptance
+    history_max_bytes: int = 64 << 20  # embedded history: all rooms together, oldest dropped first
     data_dir: str = "./data"
     store_sync: str = "full"  # offline store fsync: full (power-loss safe) or normal
     trace_scope: str = "all"  # messages traced: all, guaranteed, off
@@ -263,6 +267,9 @@ def load_settings(
             values[name] = _coerce(var, env[var], fields[name].type)
     values.update(overrides)
     settings = Settings(**values)
+    for name in ("history_size", "history_ttl_s", "history_max_bytes"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{ENV_NAMES[name]}: must be >= 0 (0 turns room history off)")
     bad_roles = set(settings.roles) - set(ROLES)
     if bad_roles:
         raise ConfigError(f"unknown roles {sorted(bad_roles)}; choose from {', '.join(ROLES)}")

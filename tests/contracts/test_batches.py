@@ -24,6 +24,7 @@ from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
 from longlink.bus.redis import RedisNodeChannel, RedisQueue, node_key, queue_key
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
+from longlink.history.base import Kept
 from longlink.logic.base import NodeInfo, Registry, SessionInfo
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
@@ -340,10 +341,12 @@ class GatedChannel:
     async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
         await self.send_many({node_id: envelopes})
 
-    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
+    async def send_many(
+        self, batches: Mapping[str, Sequence[Envelope]], history: Sequence[Kept] = ()
+    ) -> None:
         self.waiting.set()
         await self.gate.wait()
-        await self.channel.send_many(batches)
+        await self.channel.send_many(batches, history)
 
     async def attach(self, node_id: str, handler: Any) -> None:
         await self.channel.attach(node_id, handler)

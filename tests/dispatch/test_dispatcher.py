@@ -12,6 +12,7 @@ import pytest
 from longlink.bus.base import DeliveryHandler
 from longlink.bus.memory import MemoryQueue
 from longlink.dispatch import Dispatcher
+from longlink.history.base import Kept
 from longlink.logic.base import SessionInfo
 from longlink.logic.memory import MemoryRegistry
 from longlink.model import Envelope, Message, Priority, RoomBatch, Target
@@ -24,15 +25,21 @@ class RecordingChannel:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, Envelope]] = []
+        self.kept: list[Kept] = []  # the room history appends, in order
         self.changed = asyncio.Event()
 
     async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
         self.sent.extend((node_id, envelope) for envelope in envelopes)
         self.changed.set()
 
-    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
+    async def send_many(
+        self, batches: Mapping[str, Sequence[Envelope]], history: Sequence[Kept] = ()
+    ) -> None:
+        self.kept.extend(history)
         for node_id, envelopes in batches.items():
             await self.send(node_id, envelopes)
+        if history:
+            self.changed.set()
 
     async def attach(self, node_id: str, handler: DeliveryHandler) -> None:
         pass
@@ -219,3 +226,58 @@ async def test_an_area_push_keeps_the_instant_it_was_accepted(harness: Harness) 
     assert isinstance(message, Message) and message.msg_id == msg_id
     assert message.target == Target(rooms=["s"])
     assert message.accepted_us == 1_700_000_000_123_456
+
+
+# ------------------------------------------------------------------ room history
+
+
+async def until_kept(channel: RecordingChannel, count: int) -> None:
+    async with asyncio.timeout(WAIT):
+        while len(channel.kept) < count:
+            channel.changed.clear()
+            await channel.changed.wait()
+
+
+async def test_room_messages_are_kept_in_the_order_the_nodes_get_them(harness: Harness) -> None:
+    ids = [await harness.publish(ROOM) for _ in range(6)]
+    await until_kept(harness.channel, len(ids))
+    assert [(room, entry.msg_id) for room, entry in harness.channel.kept] == [
+        ("r", i) for i in ids
+    ]
+    entry = harness.channel.kept[0][1]
+    assert entry.payload == b"m%d" % ids[0] and entry.at_ms > 0 and not entry.json
+
+
+async def test_a_room_nobody_listens_to_is_kept_all_the_same(harness: Harness) -> None:
+    msg_id = await harness.publish(Target(rooms=["empty"]), data_json=True)
+    await until_kept(harness.channel, 1)
+    assert [(room, e.msg_id, e.json) for room, e in harness.channel.kept] == [
+        ("empty", msg_id, True)
+    ]
+    assert harness.channel.sent == []
+
+
+async def test_what_is_not_kept(harness: Harness) -> None:
+    await harness.publish(Target(rooms=["r"]), history=False)
+    await harness.publish(Target(areas=["area-s"]))
+    await harness.publish(Target(users=["u1"]))
+    await harness.publish(Target(all=True))
+    last = await harness.publish(Target(rooms=["r", "s"]), priority=Priority.HIGH)
+    await harness.channel.until(2 + 1 + 1 + 2 + 2 * 2)  # high: twice (two paths) per node
+    await until_kept(harness.channel, 2)
+    # Only the high room push, once per room (the second path's copy is not kept again).
+    assert [(room, e.msg_id) for room, e in harness.channel.kept] == [("r", last), ("s", last)]
+
+
+@pytest.mark.parametrize("harness", [{"aggregate_ms": 0}], indirect=True)
+async def test_kept_without_aggregation_too(harness: Harness) -> None:
+    ids = [await harness.publish(ROOM) for _ in range(3)]
+    await until_kept(harness.channel, 3)
+    assert [e.msg_id for _, e in harness.channel.kept] == ids
+
+
+@pytest.mark.parametrize("harness", [{"history_size": 0}], indirect=True)
+async def test_nothing_is_kept_with_history_off(harness: Harness) -> None:
+    ids = [await harness.publish(ROOM) for _ in range(3)]
+    await harness.channel.until(2 * len(ids))
+    assert harness.channel.kept == []

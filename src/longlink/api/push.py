@@ -112,6 +112,8 @@ class Pusher:
                 ttl_s=push.ttl_s,
                 accepted_ms=accepted_ms,
                 accepted_us=accepted_us,
+                history=push.history,
+                data_json=push.data_json,
             )
             for push, msg_id in zip(pushes, msg_ids, strict=True)
         ]

@@ -157,6 +157,13 @@ class PushBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ]
         | UnsetType
     ) = UNSET
+    history: Annotated[
+        bool,
+        Meta(
+            description="false: a room push is not kept in the room's history (not recovered"
+            " after a reconnect, not in GET /v1/rooms/{room}/history); only room pushes are kept"
+        ),
+    ] = True
 
     #: The rules checked after decoding, as JSON Schema (merged into the OpenAPI component).
     json_schema_rules: ClassVar[dict[str, Any]] = {
@@ -238,6 +245,10 @@ class PushRequest:
     guaranteed: bool
     ttl_s: int
     ttl_default: bool = False
+    #: Kept in the room history (rooms targets; PROTOCOL.md §1.4 rule 2).
+    history: bool = True
+    #: ``payload`` is the JSON encoding of ``data`` (not ``data_b64`` bytes).
+    data_json: bool = False
 
 
 #: The settings :class:`Limits` is made of (same names as its fields).
@@ -406,7 +417,8 @@ def _target(to: PushTarget, where: str, limits: Limits) -> Target:
     return Target(all=True)
 
 
-def _payload(push: PushBody, where: str, max_payload: int) -> bytes:
+def _payload(push: PushBody, where: str, max_payload: int) -> tuple[bytes, bool]:
+    """The payload bytes, and whether they are the JSON encoding of ``data``."""
     has_data = push.data is not UNSET
     has_b64 = push.data_b64 is not UNSET
     if has_data == has_b64:
@@ -429,7 +441,7 @@ def _payload(push: PushBody, where: str, max_payload: int) -> bytes:
         field = "data"
     if len(payload) > max_payload:
         _too_large(where + field, len(payload), max_payload)
-    return payload
+    return payload, field == "data"
 
 
 def _too_large(field: str, size: int, limit: int) -> None:
@@ -447,7 +459,7 @@ def _request(push: PushBody, limits: Limits, where: str = "") -> PushRequest:
             BAD_REQUEST,
             f"{where}guaranteed: only for users and devices targets, not {target.kind}",
         )
-    payload = _payload(push, where, limits.max_payload)
+    payload, data_json = _payload(push, where, limits.max_payload)
     if isinstance(push.ttl_s, int):
         if push.ttl_s > limits.max_ttl_s:
             raise ApiError(
@@ -457,9 +469,24 @@ def _request(push: PushBody, limits: Limits, where: str = "") -> PushRequest:
             raise ApiError(
                 400, BAD_REQUEST, f"{where}ttl_s: must be at least {limits.min_ttl_s} (min_ttl_s)"
             )
-        return PushRequest(target, payload, push.priority, push.guaranteed, push.ttl_s)
+        return PushRequest(
+            target,
+            payload,
+            push.priority,
+            push.guaranteed,
+            push.ttl_s,
+            history=push.history,
+            data_json=data_json,
+        )
     return PushRequest(
-        target, payload, push.priority, push.guaranteed, limits.default_ttl_s, ttl_default=True
+        target,
+        payload,
+        push.priority,
+        push.guaranteed,
+        limits.default_ttl_s,
+        ttl_default=True,
+        history=push.history,
+        data_json=data_json,
     )
 
 

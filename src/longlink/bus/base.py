@@ -7,7 +7,9 @@ Two small protocols:
   message is held by the queue; a full queue raises :class:`QueueFull`
   instead of blocking the API.
 * :class:`NodeChannel` — dispatch hands each gateway node the messages it
-  must write. Per node, messages arrive in the order they were sent.
+  must write. Per node, messages arrive in the order they were sent. The
+  room messages of a step are kept in their rooms' history
+  (:mod:`longlink.history`) by the same call, before any node gets them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from longlink.history.base import Kept
 from longlink.model import Envelope, Message, Priority
 from longlink.protocol.errors import LonglinkError
 
@@ -72,11 +75,20 @@ class NodeChannel(Protocol):
         """Hand ``envelopes`` (messages, commands) to ``node_id``; unattached: dropped."""
         ...
 
-    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
+    async def send_many(
+        self, batches: Mapping[str, Sequence[Envelope]], history: Sequence[Kept] = ()
+    ) -> None:
         """:meth:`send` to each node of ``batches`` (order kept per node), in one go.
 
         Dispatch hands a whole step to its nodes this way: one round trip on a
         distributed channel, and every write done when it returns.
+
+        ``history`` (room, entry) pairs are appended to the rooms' history
+        (PROTOCOL.md §1.4 rule 2) in the same go, *before* any node gets the
+        envelopes: a gateway that receives a room message can count on its
+        room's history holding it, which recovery relies on
+        (:mod:`longlink.gateway.recovery`). A channel built without a history
+        keeps nothing.
         """
         ...
 

@@ -11,6 +11,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 from longlink.bus.base import DeliveryHandler, QueueFull
+from longlink.history.base import Kept
+from longlink.history.memory import MemoryHistory
 from longlink.model import Envelope, Message, Priority
 
 
@@ -66,17 +68,26 @@ class MemoryQueue:
 
 
 class MemoryNodeChannel:
-    """Calls the attached node's handler directly: in-process delivery costs one call."""
+    """Calls the attached node's handler directly: in-process delivery costs one call.
 
-    def __init__(self) -> None:
+    ``history`` keeps the room messages given to :meth:`send_many` (before
+    the handlers run); without one they are not kept.
+    """
+
+    def __init__(self, history: MemoryHistory | None = None) -> None:
         self._handlers: dict[str, DeliveryHandler] = {}
+        self.history = history
 
     async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
         handler = self._handlers.get(node_id)
         if handler is not None:
             handler(envelopes)
 
-    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
+    async def send_many(
+        self, batches: Mapping[str, Sequence[Envelope]], history: Sequence[Kept] = ()
+    ) -> None:
+        if history and self.history is not None:
+            self.history.keep(history)
         for node_id, envelopes in batches.items():
             await self.send(node_id, envelopes)
 

@@ -21,6 +21,12 @@ A push batch is appended to its queue by one command (:data:`XADD_MANY`, a
 Lua script on that one key) rather than one ``XADD`` per message: the cost
 that matters is redis-py's CPU per command, not Redis's.
 
+Room history: a channel built with a
+:class:`~longlink.history.redis.RedisHistory` queues the history appends of
+a :meth:`RedisNodeChannel.send_many` first in the pipeline that writes the
+node streams (one round trip; Redis runs a connection's commands in order,
+so the history holds a message before any node can read it).
+
 Redis Cluster: every operation touches one key but a node's ``XREAD`` (its
 two streams: they must share a hash tag); see docs/deployment.md.
 """
@@ -43,6 +49,8 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from longlink.bus.base import DeliveryHandler, QueueFull
+from longlink.history.base import Kept
+from longlink.history.redis import RedisHistory
 from longlink.model import Envelope, Message, Priority
 
 log = logging.getLogger("longlink.bus.redis")
@@ -311,12 +319,22 @@ class RedisQueue:
 
 
 class RedisNodeChannel:
-    """One capped stream per gateway node; the node reads new entries as they come."""
+    """One capped stream per gateway node; the node reads new entries as they come.
+
+    ``history`` keeps the room messages given to :meth:`send_many` (without
+    one they are not kept).
+    """
 
     def __init__(
-        self, client: aioredis.Redis, *, node_stream_max: int = 100_000, block_ms: int = 1_000
+        self,
+        client: aioredis.Redis,
+        *,
+        node_stream_max: int = 100_000,
+        block_ms: int = 1_000,
+        history: RedisHistory | None = None,
     ) -> None:
         self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
+        self.history = history
         self._max = node_stream_max
         self._block_ms = block_ms
         self._readers: dict[str, asyncio.Task[None]] = {}
@@ -325,12 +343,15 @@ class RedisNodeChannel:
     async def send(self, node_id: str, envelopes: Sequence[Envelope]) -> None:
         await self.send_many({node_id: envelopes})
 
-    async def send_many(self, batches: Mapping[str, Sequence[Envelope]]) -> None:
+    async def send_many(
+        self, batches: Mapping[str, Sequence[Envelope]], history: Sequence[Kept] = ()
+    ) -> None:
         """``send`` to each node of ``batches``, all in one pipelined round trip.
 
         At most one stream entry per node and priority; commands are applied
         in the order sent, so a caller that acks its queue entries afterwards
-        acks only what reached the node streams.
+        acks only what reached the node streams. The history appends of
+        ``history`` go first (one script call per room).
         """
         entries: list[tuple[str, bytes]] = []
         for node_id, envelopes in batches.items():
@@ -339,16 +360,27 @@ class RedisNodeChannel:
                 entries.append((node_key(node_id, Priority.HIGH), _encoder.encode(high)))
             if rest:
                 entries.append((node_key(node_id), _encoder.encode(rest)))
-        if len(entries) == 1:
+        kept = self.history.commands(history) if self.history is not None and history else []
+        if len(entries) == 1 and not kept:
             [(key, blob)] = entries
             await self._redis.xadd(key, {b"e": blob}, maxlen=self._max, approximate=True)
             return
-        if not entries:
+        if not entries and not kept:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
+            for command in kept:
+                pipe.execute_command(*command)
             for key, blob in entries:
                 pipe.xadd(key, {b"e": blob}, maxlen=self._max, approximate=True)
-            await pipe.execute()
+            results = await pipe.execute(raise_on_error=not kept)
+        if kept:
+            assert self.history is not None
+            for result in results[len(kept) :]:
+                if isinstance(result, Exception):
+                    raise result
+            # Scripts Redis forgot (it restarted) run again after the node writes: rare,
+            # and recovery then still finds the message (in a later read).
+            await self.history.settle(kept, results[: len(kept)])
 
     async def attach(self, node_id: str, handler: DeliveryHandler) -> None:
         await self.detach(node_id)

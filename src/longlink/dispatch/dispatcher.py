@@ -35,6 +35,15 @@ command sent on its own), so a step costs one round trip each way whatever
 its size; the embedded backends loop, where a call costs nothing. Nothing
 is cached between steps.
 
+Room history (PROTOCOL.md §1.4 rule 2): each step's room messages are
+handed to ``send_many`` with the envelopes, as (room, entry) pairs in the
+order the nodes get them, so the node channel keeps them in the rooms'
+history in the same round trip, before any node writes them (a room
+nobody listens to on any node is kept all the same). Not kept: pushes with
+``"history": false``, area pushes (made room pushes by
+``_expand_areas``), the second high-priority path's copies, and everything
+when ``history_size`` is 0.
+
 Messages are acked to the queue once handed over (for the low priority:
 once the batch holding them was sent).
 """
@@ -56,6 +65,7 @@ from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.dispatch.aggregator import Aggregator, FanoutTime, Output, RoomFlush
 from longlink.dispatch.compression import BatchEncoder
 from longlink.dispatch.metrics import DispatchMetrics
+from longlink.history.base import HistoryEntry, Kept
 from longlink.lifetime import cancel_requested, stop_tasks
 from longlink.logic.base import RoomDirectory, Sessions
 from longlink.model import Envelope, Message, Priority, Target
@@ -111,6 +121,7 @@ class Dispatcher:
                 fanout_s,
             )
         self.encoder = BatchEncoder(settings.compress_min_bytes, settings.brotli_quality)
+        self.keep_history = settings.history_size > 0 and settings.history_ttl_s > 0
         self.metrics.watch(queue.depth, self._pending)
         self._ready: deque[Output] = deque()
         self._wake = asyncio.Event()  # the emitter has work (or a new deadline)
@@ -264,6 +275,8 @@ class Dispatcher:
         per_node: defaultdict[str, list[Envelope]] = defaultdict(list)
         done: list[Message] = []
         routed: list[tuple[Sequence[Message], set[str], int]] = []
+        kept: list[Kept] = []
+        keep = self.keep_history
         for item, nodes in zip(items, resolved, strict=True):
             if isinstance(item, RoomFlush):
                 messages = item.messages
@@ -273,15 +286,20 @@ class Dispatcher:
                     per_node[node].append(batch)
                 routed.append((messages, nodes, batch.accepted_ms))
                 done.extend(messages)
+                if keep:
+                    room = item.room
+                    kept.extend((room, _entry(m)) for m in messages if m.history)
             else:
                 for node in nodes:
                     per_node[node].append(item)
                 routed.append(((item,), nodes, item.accepted_ms))
                 done.append(item)
+                if keep:
+                    _keep(kept, item)
         self._count(routed, time.time() * 1000)
         try:
-            if per_node:
-                await self.channel.send_many(per_node)
+            if per_node or kept:
+                await self.channel.send_many(per_node, kept)
         finally:
             # Acked after the node write, one XACK + XDEL for the step: a worker killed
             # before it leaves the step pending, for another to claim. (A write that
@@ -298,11 +316,15 @@ class Dispatcher:
         expanded = [await self._expand_areas(m) if m.target.areas else m for m in messages]
         resolved = await self.registry.nodes_for_many([m.target for m in expanded])
         now_ms = time.time() * 1000
+        kept: list[Kept] = []
+        keep = self.keep_history and path != "b"  # the second path's copies are not kept again
         for message, nodes in zip(expanded, resolved, strict=True):
             for node in nodes:
                 per_node[node].append(message)
-        if per_node:
-            await self.channel.send_many(per_node)
+            if keep:
+                _keep(kept, message)
+        if per_node or kept:
+            await self.channel.send_many(per_node, kept)
         if path:
             self.metrics.high_copies.labels(path).inc(len(messages))
         if trace or not path:
@@ -313,7 +335,10 @@ class Dispatcher:
         """The message with its areas replaced by their rooms (gateways know no areas)."""
         rooms = await self.registry.rooms_in_areas(message.target.areas)
         # Every other field kept: accepted_us orders the push against joins and leaves.
-        return msgspec.structs.replace(message, target=Target(rooms=sorted(set(rooms))))
+        # Area pushes are not kept in the rooms' history (PROTOCOL.md §1.4 rule 2).
+        return msgspec.structs.replace(
+            message, target=Target(rooms=sorted(set(rooms))), history=False
+        )
 
     def _count(
         self,
@@ -348,3 +373,15 @@ class Dispatcher:
             metrics.unrouted.labels(label).inc(unrouted)
         for reached, grouped in by_nodes.items():
             self.tracer.on_many(grouped, "dispatched", {"nodes": sorted(reached)})
+
+
+def _entry(message: Message) -> HistoryEntry:
+    """The history entry of a room message (PROTOCOL.md §1.4 rule 2)."""
+    return HistoryEntry(message.msg_id, message.accepted_ms, message.payload, message.data_json)
+
+
+def _keep(kept: list[Kept], message: Message) -> None:
+    """Add ``message`` to ``kept`` for each of its rooms, if it is a room push to keep."""
+    if message.history and message.target.rooms:
+        entry = _entry(message)
+        kept.extend((room, entry) for room in message.target.rooms)
