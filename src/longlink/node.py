@@ -37,6 +37,9 @@ from longlink.bus.redis import connect as redis_connect
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
 from longlink.gateway.server import Gateway
+from longlink.history.base import RoomHistory
+from longlink.history.memory import MemoryHistory
+from longlink.history.redis import RedisHistory
 from longlink.idlease import IdLease, NodeNumbers
 from longlink.idlease.memory import MemoryNumbers
 from longlink.idlease.redis import RedisNumbers
@@ -64,7 +67,9 @@ class Backends:
     :meth:`memory` builds the embedded ones (single process). A node closes
     the backends it built itself, never ones it was given. ``store`` keeps
     guaranteed messages (None: they are not durable, for tests); ``tracer``
-    is the message trace and reach figures. On Redis, a node that built its
+    is the message trace and reach figures; ``history`` keeps each room's
+    recent messages (the node channel writes it, the gateway and the API
+    read it). On Redis, a node that built its
     backends answers the trace queries of the other processes for its
     tracer and asks them for theirs (``longlink.trace.redis``); a node given
     backends reads its tracer only (several nodes may share that tracer).
@@ -83,16 +88,21 @@ class Backends:
     tracer: Tracer = field(default_factory=Tracer)
     numbers: NodeNumbers = field(default_factory=MemoryNumbers)
     sweep: NodeSweep | None = None
+    history: RoomHistory | None = None
     client: Any = None  # the Redis client of Backends.redis, closed with the backends
 
     @classmethod
     def memory(cls, settings: Settings) -> Backends:
+        history = MemoryHistory(
+            settings.history_size, settings.history_ttl_s, settings.history_max_bytes
+        )
         return cls(
             queue=MemoryQueue(settings.queue_size),
-            channel=MemoryNodeChannel(),
+            channel=MemoryNodeChannel(history=history),
             registry=MemoryRegistry(),
             store=SqliteStore.in_dir(settings.data_dir, synchronous=settings.store_sync),
             tracer=Tracer.from_settings(settings),
+            history=history,
         )
 
     @classmethod
@@ -100,6 +110,7 @@ class Backends:
         """Every seam on the Redis at ``settings.bus`` (``redis://host:port/db``)."""
         client = redis_connect(settings.bus)
         registry = RedisRegistry(client, node_ttl_ms=settings.node_ttl_ms)
+        history = RedisHistory(client, settings.history_size, settings.history_ttl_s)
         return cls(
             queue=RedisQueue(
                 client,
@@ -107,12 +118,13 @@ class Backends:
                 consumer=f"{settings.node_id}-{os.getpid()}",
                 claim_idle_ms=settings.claim_idle_ms,
             ),
-            channel=RedisNodeChannel(client),
+            channel=RedisNodeChannel(client, history=history),
             registry=registry,
             store=RedisStore(client),
             tracer=Tracer.from_settings(settings),
             numbers=RedisNumbers(client),
             sweep=registry,
+            history=history,
             client=client,
         )
 
@@ -244,6 +256,7 @@ class Node:
                     events=events,
                     store=self.store,
                     tracer=self.tracer,
+                    history=self.backends.history,
                 )
             )
         if "dispatch" in roles:
@@ -284,6 +297,7 @@ class Node:
                 metrics=self.metrics,
                 store=self.store,
                 tracer=self.tracer,
+                history=self.backends.history,
             )
             self.app = build_app(services, self.trace_view)
             self.http = await self._stack.enter_async_context(

@@ -15,6 +15,7 @@ from longlink.api.app import build_app
 from longlink.api.services import KickFunc, Services
 from longlink.bus.memory import MemoryQueue
 from longlink.control.tokens import TokenIssuer
+from longlink.history.memory import MemoryHistory
 from longlink.logic.base import NodeInfo
 from longlink.logic.memory import MemoryRegistry
 from longlink.model import MsgIdGenerator
@@ -53,6 +54,7 @@ class Harness:
     registry: MemoryRegistry
     app: Starlette
     client: httpx.AsyncClient
+    history: MemoryHistory
 
     async def push(self, body: Any, key: str = KEY) -> httpx.Response:
         return await self.client.post("/v1/push", json=body, headers=bearer(key))
@@ -82,13 +84,15 @@ async def open_harness(
         ids=MsgIdGenerator(1),
         tokens=TokenIssuer(settings.token_secret, settings.token_ttl_s),
         kick=kick,
+        history=MemoryHistory(settings.history_size, settings.history_ttl_s),
     )
     if clock is not None:
         services.clock = clock
     app = build_app(services)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-        yield Harness(services, queue, registry, app, client)
+        assert isinstance(services.history, MemoryHistory)
+        yield Harness(services, queue, registry, app, client, services.history)
     await queue.close()
 
 

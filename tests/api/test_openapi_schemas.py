@@ -173,6 +173,7 @@ async def test_every_answer_is_valid_by_its_schema() -> None:
         calls = [
             ("get", "/v1/online", "/v1/online"),
             ("get", "/v1/rooms/lobby", "/v1/rooms/{room}"),
+            ("get", "/v1/rooms/lobby/history", "/v1/rooms/{room}/history"),
             ("get", "/v1/users/alice", "/v1/users/{user}"),
             ("get", "/v1/nodes", "/v1/nodes"),
             ("post", "/v1/nodes/g1/drain", "/v1/nodes/{node}/drain"),

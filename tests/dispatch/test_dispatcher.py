@@ -241,9 +241,7 @@ async def until_kept(channel: RecordingChannel, count: int) -> None:
 async def test_room_messages_are_kept_in_the_order_the_nodes_get_them(harness: Harness) -> None:
     ids = [await harness.publish(ROOM) for _ in range(6)]
     await until_kept(harness.channel, len(ids))
-    assert [(room, entry.msg_id) for room, entry in harness.channel.kept] == [
-        ("r", i) for i in ids
-    ]
+    assert [(room, entry.msg_id) for room, entry in harness.channel.kept] == [("r", i) for i in ids]
     entry = harness.channel.kept[0][1]
     assert entry.payload == b"m%d" % ids[0] and entry.at_ms > 0 and not entry.json
 

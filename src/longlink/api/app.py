@@ -19,9 +19,11 @@ queue holds it (ARCHITECTURE.md, service layer "must not block on delivery").
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 from msgspec import UnsetType
@@ -37,16 +39,18 @@ from longlink.api.admission import RELOADABLE_SETTINGS, PushGate
 from longlink.api.cors import Cors
 from longlink.api.errors import ApiError, encode_error
 from longlink.api.keys import ApiKey
-from longlink.api.openapi import openapi_document
+from longlink.api.openapi import MAX_HISTORY_LIMIT, openapi_document
 from longlink.api.push import Pusher, PushNotQueued
 from longlink.api.responses import (
     Drained,
     Health,
+    HistoryMessage,
     Kicked,
     NodeList,
     NodeStatus,
     PushAccepted,
     PushBatchAccepted,
+    RoomHistoryAnswer,
     RoomStatus,
     UserConnection,
     UserConnections,
@@ -75,6 +79,7 @@ from longlink.control.connect import (
 from longlink.control.endpoints import node_healthy
 from longlink.control.origins import Origins
 from longlink.control.tickets import TicketVerifier
+from longlink.history.base import HistoryEntry, after
 from longlink.model import IdsUnavailable, NodeCommand
 from longlink.protocol.ids import id_problem
 from longlink.settings import Settings
@@ -135,6 +140,50 @@ def _path_id(request: Request, name: str, check: Callable[[str], str | None] = i
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _history_path(request: Request) -> tuple[str, bool]:
+    """(room, whether the path asks for its history) of ``/v1/rooms/{room}/history``.
+
+    Read from the raw path where the server gives it, so a slash written
+    ``%2F`` stays part of the room: ``/v1/rooms/a%2Fhistory`` is room
+    ``a/history`` itself, ``/v1/rooms/a%2Fb/history`` the history of ``a/b``.
+    """
+    raw = request.scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        return str(request.path_params["room"]), True
+    path = raw.split(b"?", 1)[0].decode("latin-1")
+    rest = path.split("/v1/rooms/", 1)[-1]
+    if rest.endswith("/history"):
+        return unquote(rest.removesuffix("/history")), True
+    return unquote(rest), False
+
+
+def _query_msg_id(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20 or int(raw) >= 1 << 64:
+        raise ApiError(400, errors.BAD_REQUEST, f"{name}: expected a decimal message id")
+    return int(raw)
+
+
+def _query_int(request: Request, name: str, low: int, high: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, errors.BAD_REQUEST, f"{name}: expected a whole number {low}..{high}")
+    return int(raw)
+
+
+def _history_message(entry: HistoryEntry) -> HistoryMessage:
+    if entry.json:
+        # The bytes the client got are the push's data JSON-encoded: put back as they are.
+        data = msgspec.Raw(entry.payload)
+        return HistoryMessage(msg_id=str(entry.msg_id), at=entry.at_ms, data=data)
+    text = base64.b64encode(entry.payload).decode("ascii")
+    return HistoryMessage(msg_id=str(entry.msg_id), at=entry.at_ms, data_b64=text)
 
 
 class _Api:
@@ -307,8 +356,12 @@ class _Api:
     async def room(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}`` ``{"room", "area", "online"}``; ``PUT`` ``{"area"}`` sets it."""
         self._key(request)
+        return await self._room_call(
+            request, _path_id(request, "room", self.gate.limits.id_problem)
+        )
+
+    async def _room_call(self, request: Request, room: str) -> Response:
         limits = self.gate.limits
-        room = _path_id(request, "room", limits.id_problem)
         if request.method == "PUT":
             body = decode_body(await read_body(request, BODY_LIMIT), RoomAreaBody)
             if isinstance(body.area, UnsetType) and isinstance(body.announce, UnsetType):
@@ -321,6 +374,33 @@ class _Api:
             if not isinstance(body.announce, UnsetType):
                 await self.services.registry.set_room_announce(room, body.announce)
         return await self._room(room)
+
+    async def room_history(self, request: Request) -> Response:
+        """``GET /v1/rooms/{room}/history?since=&limit=`` (PROTOCOL.md §1.4 rule 4).
+
+        The kept messages after ``since`` (all of them without it), oldest
+        first, at most ``limit``; ``recovered`` answers ``since``. The key
+        needs the push scope of the room (targets ``rooms``, room_prefixes).
+        A room whose id ends in ``/history`` is reached with its slash
+        percent-encoded: ``GET /v1/rooms/news%2Fhistory`` is that room itself.
+        """
+        key = self._key(request)
+        limits = self.gate.limits
+        room, history = _history_path(request)
+        problem = limits.id_problem(room)
+        if problem:
+            raise ApiError(400, errors.BAD_REQUEST, f"room: {problem}")
+        if not history:
+            return await self._room_call(request, room)
+        key.check_room(room)
+        since = _query_msg_id(request, "since")
+        limit = _query_int(request, "limit", 1, MAX_HISTORY_LIMIT)
+        store = self.services.history
+        kept = (await store.read([room]))[room] if store is not None and store.size > 0 else []
+        missed, recovered = after(kept, since)
+        if limit is not None:
+            missed = missed[:limit]
+        return _json(RoomHistoryAnswer([_history_message(e) for e in missed], recovered))
 
     async def get_user(self, request: Request) -> Response:
         """``GET /v1/users/{user}``: the user's live connections."""
@@ -455,6 +535,8 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         Route("/v1/push", api.push, methods=["POST"]),
         Route("/v1/push/batch", api.push_batch, methods=["POST"]),
         Route("/v1/online", api.online, methods=["GET"]),
+        # The history route comes first: a room id may contain "/" ({room:path}).
+        Route("/v1/rooms/{room:path}/history", api.room_history, methods=["GET"]),
         Route("/v1/rooms/{room:path}", api.room, methods=["GET", "PUT"]),
         # The kick route comes first: a user id may contain "/" ({user:path}).
         Route("/v1/users/{user:path}/kick", api.kick_user, methods=["POST"]),

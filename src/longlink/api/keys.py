@@ -101,6 +101,23 @@ class ApiKey:
             bucket=bucket,
         )
 
+    def check_room(self, room: str) -> None:
+        """403 ``forbidden`` unless this key may push to ``room`` (what reading its history
+        takes: scope ``targets`` with ``rooms``, and ``room_prefixes``)."""
+        if "rooms" not in self.targets:
+            raise ApiError(
+                403,
+                FORBIDDEN,
+                f"room {room!r}: key {self.name!r} may not push to rooms (scope targets)",
+            )
+        if self.room_prefixes and not room.startswith(self.room_prefixes):
+            raise ApiError(
+                403,
+                FORBIDDEN,
+                f"room {room!r} is outside key {self.name!r}'s scope room_prefixes"
+                f" ({', '.join(self.room_prefixes)})",
+            )
+
     def check_scope(self, push: PushRequest, where: str = "") -> PushRequest:
         """``push`` as this key may send it; 403 ``forbidden`` naming the scope it breaks.
 

@@ -31,6 +31,7 @@ from longlink.api.responses import (
     PushAccepted,
     PushBatchAccepted,
     QualityReport,
+    RoomHistoryAnswer,
     RoomStatus,
     Stats,
     UserConnections,
@@ -52,6 +53,8 @@ from longlink.web.pages import ASSETS
 __all__ = ["STRUCTS", "openapi_document"]
 
 REF = "#/components/schemas/{name}"
+#: Most messages one ``GET /v1/rooms/{room}/history`` answers.
+MAX_HISTORY_LIMIT = 10_000
 
 #: Every struct a route decodes or renders; their components are generated.
 STRUCTS: tuple[type[msgspec.Struct], ...] = (
@@ -64,6 +67,7 @@ STRUCTS: tuple[type[msgspec.Struct], ...] = (
     Online,
     RoomStatus,
     RoomAreaBody,
+    RoomHistoryAnswer,
     UserConnections,
     KickBody,
     Kicked,
@@ -237,6 +241,37 @@ def _paths() -> dict[str, Any]:
                 "summary": "Put a room in an area (null: in none); set whether it announces",
                 "requestBody": _body(RoomAreaBody),
                 "responses": {"200": _ok(RoomStatus, "the room"), **_errors(400, 401, 413)},
+            },
+        },
+        "/v1/rooms/{room}/history": {
+            "parameters": [_path_param("room")],
+            "get": {
+                "summary": "A room's kept messages, oldest first (PROTOCOL.md §1.4 rule 4)",
+                "description": "The room history: the last history_size room pushes within"
+                " history_ttl_s. With since, the messages after that one and recovered true"
+                " when the history still held it; otherwise every kept message and recovered"
+                " false. The key needs the rooms target and the room within its room_prefixes."
+                " A slash in the room id is percent-encoded (%2F) or written as is.",
+                "parameters": [
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": msgspec.json.schema(MsgId),
+                        "description": "the last message already had",
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT},
+                        "description": "at most this many messages (the oldest after since)",
+                    },
+                ],
+                "responses": {
+                    "200": _ok(RoomHistoryAnswer, "the kept messages"),
+                    **_errors(400, 401, 403),
+                },
             },
         },
         "/v1/users/{user}": {

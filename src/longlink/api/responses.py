@@ -10,10 +10,10 @@ imported from there: :class:`~longlink.control.connect.Connected` (control),
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from longlink.logic.base import NodeInfo
 from longlink.logic.quality import CONNECT_BUCKETS_MS, RTT_BUCKETS_MS, SLOT_S, SLOTS, percentile
@@ -22,6 +22,7 @@ from longlink.trace import EVENTS
 __all__ = [
     "Drained",
     "Health",
+    "HistoryMessage",
     "Kicked",
     "MessageTraceAnswer",
     "NodeList",
@@ -31,6 +32,7 @@ __all__ = [
     "QualityReport",
     "QualityRow",
     "Quantiles",
+    "RoomHistoryAnswer",
     "RoomStatus",
     "Stats",
     "TraceStep",
@@ -66,6 +68,43 @@ class RoomStatus(msgspec.Struct, frozen=True, omit_defaults=True):
     area: str | None
     online: int
     announce: bool = False
+
+
+class HistoryMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One kept room message: ``data`` as pushed (JSON), or ``data_b64`` (bytes)."""
+
+    msg_id: MsgId
+    at: Annotated[int, Meta(description="acceptance, unix ms")]
+    data: (
+        Annotated[Any, Meta(description="the push's data: the client got its JSON encoding")]
+        | UnsetType
+    ) = UNSET
+    data_b64: (
+        Annotated[
+            str,
+            Meta(
+                description="the pushed bytes, standard base64",
+                extra_json_schema={"contentEncoding": "base64"},
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+    #: Exactly one of data and data_b64 (as JSON Schema, merged into the OpenAPI component).
+    json_schema_rules: ClassVar[dict[str, Any]] = {
+        "oneOf": [{"required": ["data"]}, {"required": ["data_b64"]}]
+    }
+
+
+class RoomHistoryAnswer(msgspec.Struct, frozen=True):
+    """``GET /v1/rooms/{room}/history`` (PROTOCOL.md §1.4 rule 4): kept messages, oldest first.
+
+    With ``since``: the messages after that one, and ``recovered`` true when
+    the history still held it; otherwise every kept message and false.
+    """
+
+    messages: list[HistoryMessage]
+    recovered: bool
 
 
 class UserConnection(msgspec.Struct, frozen=True):

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.control.tokens import TokenIssuer
+from longlink.history.base import RoomHistory
 from longlink.logic.base import Registry
 from longlink.model import MsgIdGenerator
 from longlink.settings import Settings
@@ -39,7 +40,9 @@ class Services:
     ``clock`` (monotonic seconds) drives the API keys' rate limits.
     ``store`` keeps guaranteed messages before they are queued (without one,
     as in API-only tests, guaranteed messages are queued but not durable);
-    ``tracer`` records the message trace and serves the reach figures.
+    ``tracer`` records the message trace and serves the reach figures;
+    ``history`` is the room history ``GET /v1/rooms/{room}/history`` reads
+    (None: every room's history is empty).
     """
 
     settings: Settings
@@ -53,3 +56,4 @@ class Services:
     clock: Callable[[], float] = time.monotonic
     store: OfflineStore | None = None
     tracer: Tracer = field(default_factory=Tracer)
+    history: RoomHistory | None = None

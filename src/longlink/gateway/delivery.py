@@ -28,7 +28,10 @@ member. Order per connection is kept: jobs run in order, and a connection
 appears once in a job.
 
 What each connection gets is planned by :mod:`~longlink.gateway.fanout`
-(pure); every write goes through the outbox policy of
+(pure); every room message planned, whether the room has members here or
+not, is then told to :mod:`~longlink.gateway.recovery` (connections
+recovering the room get it from there). Every write goes through the outbox
+policy of
 :mod:`~longlink.gateway.outbox` (one budget per connection, shared with
 guaranteed messages and replies). A slow client never slows its room:
 nothing here waits for a connection.
@@ -51,6 +54,7 @@ from longlink.gateway.guarantee import Guarantee
 from longlink.gateway.hub import Hub
 from longlink.gateway.metrics import GatewayMetrics
 from longlink.gateway.outbox import Outbox
+from longlink.gateway.recovery import Recovery
 from longlink.model import Message, Priority, RoomBatch
 from longlink.protocol.server import SessionState
 from longlink.trace import Tracer
@@ -146,8 +150,10 @@ class Delivery:
         node: str,
         dedup_window_s: float,
         dedup_size: int,
+        recovery: Recovery,
     ) -> None:
         self.hub = hub
+        self.recovery = recovery
         self.outbox = outbox
         self.guarantee = guarantee
         self.tracer = tracer
@@ -218,7 +224,7 @@ class Delivery:
             if not all([seen.add(msg_id, now) for msg_id in item.msg_ids]):
                 self.stats.dedup_drops.inc()
                 return
-            self._finish([item], batch_parts(self.hub, [item]), _HIGH)
+            self._finish([item], self._plan_batches([item]), _HIGH)
             return
         if not seen.add(item.msg_id, now):
             self.stats.dedup_drops.inc()  # the other path's copy was written already
@@ -226,7 +232,7 @@ class Delivery:
         if item.guaranteed:  # ACK_REQUIRED, retries, offline store: gateway/guarantee.py
             self.guarantee.deliver(item)
             return
-        parts = message_parts(self.hub, item)
+        parts = self._plan_message(item)
         self._finish_message(item, self._write_parts(parts, 1, _HIGH))
 
     # ------------------------------------------------------------------ low priority
@@ -234,10 +240,14 @@ class Delivery:
     def _low_batch(self, batch: RoomBatch) -> None:
         groups = self.hub.groups.get(batch.room)
         if not groups:
+            if not self._writing and not self._low:
+                self.recovery.planned_batches([batch])  # no member here, maybe a recovery
+            else:
+                self._queue(_Job(0, batches=[batch]), len(batch.msg_ids))  # its turn
             return
         size = sum(len(members) for members in groups.values())
         if not self._writing and not self._low and size <= SLICE:
-            self._finish([batch], batch_parts(self.hub, [batch]), _LOW)
+            self._finish([batch], self._plan_batches([batch]), _LOW)
             return
         self._queue(_Job(size, batches=[batch]), len(batch.msg_ids))
 
@@ -253,7 +263,7 @@ class Delivery:
             else:
                 size = len(self.hub.rooms.get(message.target.rooms[0], ()))
             if size <= SLICE:
-                parts = message_parts(self.hub, message, conns)
+                parts = self._plan_message(message, conns)
                 self._finish_message(message, self._write_parts(parts, 1, _LOW))
                 return
             self._queue(_Job(size, message=message, conns=conns), 1)
@@ -299,7 +309,7 @@ class Delivery:
                         assert merged.batches is not None
                         batches.extend(merged.batches)
                         self.stats.coalesced.inc(len(merged.batches))
-                    parts = batch_parts(self.hub, batches)
+                    parts = self._plan_batches(batches)
                     messages = sum(len(b.msg_ids) for b in batches)
                     began = time.monotonic()
                 else:
@@ -309,7 +319,7 @@ class Delivery:
                         self.guarantee.deliver(job.message)
                         parts = []
                     else:
-                        parts = message_parts(self.hub, job.message, job.conns)
+                        parts = self._plan_message(job.message, job.conns)
                 written = 0
                 self._inflight = sum(len(conns) for conns, _ in parts)
                 for conns, data in parts:
@@ -344,6 +354,25 @@ class Delivery:
     def _wake_pacer(self) -> None:
         if self.backlog <= BACKLOG_PACE // 2 or not self._low:
             self._room.set()
+
+    # ------------------------------------------------------------------ planning
+
+    def _plan_batches(self, batches: list[RoomBatch]) -> list[Part]:
+        """The plan of a room's batches; then the recoveries of the room hear of them.
+
+        (In that order: a connection the recovery indexes in the room during
+        the call is not in this plan, so it is not written twice.)
+        """
+        parts = batch_parts(self.hub, batches)
+        self.recovery.planned_batches(batches)
+        return parts
+
+    def _plan_message(self, message: Message, conns: list[Connection] | None = None) -> list[Part]:
+        """The plan of one message; then the recoveries of its rooms hear of it."""
+        parts = message_parts(self.hub, message, conns)
+        if message.target.rooms:
+            self.recovery.planned_message(message)
+        return parts
 
     # ------------------------------------------------------------------ writing
 

@@ -10,6 +10,7 @@ part                does
 ``heartbeats``      the wheel of session deadlines and the clock
 ``presence``        enter/exit events, announcements, kicks, upstream
 ``guarantee``       ACK_REQUIRED, retries, redelivery from the store
+``recovery``        missed room messages before live ones (gateway/recovery.py)
 ``delivery``        the write paths (fan-out planned by gateway/fanout.py)
 ``sessions``        the host of every connection's session (AUTH, JOIN, …)
 ``commands``        the node channel's handler (messages and commands)
@@ -52,10 +53,12 @@ from longlink.gateway.hub import Hub
 from longlink.gateway.metrics import GatewayMetrics
 from longlink.gateway.outbox import Outbox
 from longlink.gateway.quality import Quality
+from longlink.gateway.recovery import Recovery
 from longlink.gateway.reporter import NodeReporter
 from longlink.gateway.sessions import Sessions
 from longlink.gateway.tcp import TcpConnection
 from longlink.gateway.websocket import WsConnection
+from longlink.history.base import RoomHistory
 from longlink.logic.base import Registry
 from longlink.logic.events import EventSink
 from longlink.protocol.ids import IdRule
@@ -98,6 +101,7 @@ class Gateway:
         events: EventSink | None = None,
         store: OfflineStore | None = None,
         tracer: Tracer | None = None,
+        history: RoomHistory | None = None,
     ) -> None:
         self.settings = s = settings
         self.registry = registry
@@ -127,6 +131,10 @@ class Gateway:
             max_retries=s.max_retries,
             metrics=registry_metrics,
         )
+        # Recovery from ``history`` (PROTOCOL.md §1.4 rule 3); without one, since gets false.
+        self.recovery = Recovery(
+            self.hub, history, registry_metrics, hold_max=self.outbox.hard_limit
+        )
         # Write paths, dedup (docs/dispatch.md).
         self.delivery = Delivery(
             self.hub,
@@ -138,6 +146,7 @@ class Gateway:
             node=node,
             dedup_window_s=s.dedup_window_s,
             dedup_size=s.dedup_size,
+            recovery=self.recovery,
         )
         self.sessions = Sessions(
             session_rules(settings, upstream_enabled=events is not None),
@@ -153,6 +162,7 @@ class Gateway:
             self.spawn,
             kick_same_device=s.kick_same_device,
             origins=Origins.parse(s.allowed_origins, demo=s.demo),
+            recovery=self.recovery,
         )
         self.commands = NodeCommands(self.hub, self.delivery, self.presence)
         self.reporter = NodeReporter(

@@ -7,10 +7,14 @@ of every connection. It receives the session outputs that are not frames
 =====================  =====================================================
 output                 work
 =====================  =====================================================
-``AuthRequest``        verify the token; register the session; index it in
-                       the hub; then ``opened`` (AUTH_OK); enter its rooms;
-                       redeliver its guaranteed messages
-``JoinRequest``        registry join, hub join, enter; then ``joined``
+``AuthRequest``        verify the token; register the session; hold the
+                       rooms named in ``since`` and read their history;
+                       index it in the hub; then ``opened`` (AUTH_OK with
+                       ``recovered``); replay what was missed; enter its
+                       rooms; redeliver its guaranteed messages
+``JoinRequest``        registry join; with ``since``: hold, read, ``joined``
+                       (JOIN_OK with ``recovered``), replay; else hub join
+                       and ``joined``; enter
 ``LeaveRequest``       hub leave, exit; registry leave; then ``left``
 ``HeartbeatRequest``   HEARTBEAT_OK with the rooms' online counts; re-enter
 ``Acked``              guaranteed delivery's ACK (gateway/guarantee.py)
@@ -26,7 +30,9 @@ It also holds the browser origins the transports serve (their handshakes
 ask it), owns the connections' ids, the set of connections not yet
 authenticated, the transports still open (what a drain waits for) and the
 online counts of the rooms held here (refreshed every second by the node
-reporter).
+reporter). Recovery (PROTOCOL.md §1.4 rule 3) is done by
+:mod:`~longlink.gateway.recovery`; the order of its steps around AUTH_OK and
+JOIN_OK is kept here.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from longlink.gateway.hub import Hub
 from longlink.gateway.metrics import GatewayMetrics
 from longlink.gateway.outbox import Outbox
 from longlink.gateway.quality import Quality
+from longlink.gateway.recovery import Plan, Recovery
 from longlink.logic.base import Registry, SessionInfo
 from longlink.protocol import ErrorCode, ProtocolError
 from longlink.protocol.server import (
@@ -89,6 +96,7 @@ class Sessions:
         *,
         kick_same_device: bool,
         origins: Origins | None = None,
+        recovery: Recovery,
     ) -> None:
         self.rules = rules
         #: Browser origins whose WebSocket upgrades are served (PROTOCOL §1.5); none by default.
@@ -104,6 +112,7 @@ class Sessions:
         self.metrics = metrics
         self.spawn = spawn
         self.kick_same_device = kick_same_device
+        self.recovery = recovery
         #: Online counts of rooms as last read from the registry.
         self.online: dict[str, int] = {}
         #: Connections not authenticated yet.
@@ -226,11 +235,22 @@ class Sessions:
             if conn.closed:
                 await registry.remove_session(conn.conn_id)
                 return
+        # PROTOCOL §1.4 rule 3: the rooms named in since are held, not indexed, until
+        # their missed messages are written (gateway/recovery.py).
+        plan = await self._recover(conn, request.since)
+        if conn.closed:
+            await registry.remove_session(conn.conn_id)
+            return
         self.unauthenticated.discard(conn)
-        self.hub.add(conn, rooms)
-        conn.apply(conn.opened(conn.conn_id, conn.user, conn.device, request.seq, self.clock))
+        self.hub.add(conn, [room for room in rooms if room not in request.since])
+        recovered = plan.recovered if plan is not None else None
+        conn.apply(
+            conn.opened(conn.conn_id, conn.user, conn.device, request.seq, self.clock, recovered)
+        )
         if conn.closed:
             return
+        if plan is not None:
+            self.recovery.replay(conn, plan)
         self.heartbeats.watch(conn)  # from now on: the liveness deadline
         self.presence.entered(conn, conn.rooms)
         self.guarantee.opened(conn)  # PROTOCOL §1.3 rule 5: stored messages, oldest first
@@ -238,19 +258,49 @@ class Sessions:
     # ------------------------------------------------------------------ rooms
 
     async def _join(self, conn: Connection, request: JoinRequest) -> None:
+        room = request.room
+
         async def join() -> None:
-            online = await self.registry.join(conn.conn_id, request.room)
-            self.online[request.room] = online
+            online = await self.registry.join(conn.conn_id, room)
+            self.online[room] = online
             if conn.closed:
                 return
-            self.hub.join(conn, request.room)
-            conn.apply(conn.joined(request.room, online, request.seq, self.clock))
-            self.presence.entered(conn, (request.room,))
+            if request.since is None:
+                self.hub.join(conn, room)
+                conn.apply(conn.joined(room, online, request.seq, self.clock))
+            elif room in conn.rooms:  # joined already: it missed nothing
+                conn.apply(conn.joined(room, online, request.seq, self.clock, recovered=True))
+            else:
+                plan = await self._recover(conn, {room: request.since})
+                if conn.closed or plan is None:
+                    return
+                recovered = plan.recovered[room]
+                conn.apply(conn.joined(room, online, request.seq, self.clock, recovered))
+                if conn.closed:
+                    return
+                self.recovery.replay(conn, plan)
+            self.presence.entered(conn, (room,))
 
         await self._step(conn, join(), request.seq)
 
+    async def _recover(self, conn: Connection, since: dict[str, int]) -> Plan | None:
+        """Hold the rooms of ``since`` and read their history (gateway/recovery.py steps 1-2).
+
+        None when ``since`` names no room. A failed read forgets the holds and raises.
+        """
+        if not since:
+            return None
+        recovery = self.recovery
+        recovery.hold(conn, since)
+        try:
+            return await recovery.read(since)
+        except BaseException:
+            recovery.forget(conn, since)
+            raise
+
     def _leave(self, conn: Connection, request: LeaveRequest) -> None:
         room = request.room
+        self.recovery.forget(conn, (room,))
         self.hub.leave(conn, room)
         self.presence.left(conn, room)
 
@@ -276,6 +326,7 @@ class Sessions:
         """The session is over (closed by either side): clean up once, close the transport."""
         self.heartbeats.forget(conn)
         self.unauthenticated.discard(conn)
+        self.recovery.forget(conn)
         self.metrics.connections.labels(KINDS[conn.kind]).dec()
         if self.hub.conns.get(conn.conn_id) is conn:
             self.hub.remove(conn)

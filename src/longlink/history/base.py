@@ -100,4 +100,3 @@ def after(entries: Sequence[HistoryEntry], since: int | None) -> tuple[list[Hist
             if entries[index].msg_id == since:
                 return list(entries[index + 1 :]), True
     return list(entries), False
-

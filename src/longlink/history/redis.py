@@ -52,7 +52,7 @@ end
 redis.call('PEXPIRE', key, ARGV[2])
 return #ARGV - 2
 """
-_APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()  # noqa: S324 (Redis names scripts so)
+_APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()  # Redis names scripts by SHA-1
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(HistoryEntry)
