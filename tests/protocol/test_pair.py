@@ -261,6 +261,24 @@ def test_recovery_since_travels_and_its_answer_comes_back() -> None:
     assert pair.since["other"] is None  # nothing received from it yet
 
 
+def test_a_reconnect_reports_rooms_it_could_not_name_a_since_for() -> None:
+    pair = Pair(client=ClientSession(rooms=["quiet", "live"]))
+    assert opened(pair) and pair.run() == []  # first connection: nothing to recover
+    pair.push(room_batch(room_tag("live"), [push_frame(b"1", 41)]))
+    pair.server = type(pair.server)(pair.rules, pair.now)
+    out = pair.connect()
+    assert pair.since == {"live": 41}  # nothing received from "quiet": no since for it
+    assert out[1:] == [Recovery("live", True), Recovery("quiet", False)]
+
+
+def test_the_last_id_moves_only_with_new_messages() -> None:
+    pair = Pair(client=ClientSession(rooms=["r"]))
+    opened(pair)
+    pair.push(room_batch(room_tag("r"), [push_frame(b"1", 41), push_frame(b"2", 42)]))
+    out = pair.push(room_batch(room_tag("r"), [push_frame(b"1", 41)]))  # a duplicate
+    assert out == [] and pair.client.last_ids == {"r": 42}
+
+
 def test_a_flood_of_requests_is_rate_limited_then_closed() -> None:
     pair = Pair(rules=SessionRules(control=RateLimit(1.0, 2)))
     opened(pair)

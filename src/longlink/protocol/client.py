@@ -34,6 +34,10 @@ Rules kept here, for every connection of the client:
    reconnect re-joins them; the last msg id received from each room goes in
    AUTH and JOIN as ``since`` (§1.4 rule 3), and AUTH_OK / JOIN_OK say
    whether the server could recover what was missed (:class:`Recovery`).
+   A room re-joined by a reconnect with no ``since`` (nothing received from
+   it yet) cannot be recovered: the session reports it ``Recovery(room,
+   False)`` itself, so every room the application may have missed messages
+   of is reported. The last id moves only with messages not seen before.
 5. What ends a connection and whether reconnecting can help:
 
    =================================  ===========================
@@ -273,6 +277,8 @@ class ClientSession:
         self.max_frame = max_frame
         self.state = State.IDLE
         self.auth_ok: AuthOk | None = None
+        self._opened_before = False  # a connection was up before: the next AUTH is a reconnect
+        self._unnamed: list[str] = []  # rooms of this AUTH a reconnect could not name a since for
         self._seen = RecentIds(dedup_size)
         self._limit = max(dedup_size, MAX_ACK_IDS)
         self._owed: OrderedDict[int, None] = OrderedDict()
@@ -321,6 +327,7 @@ class ClientSession:
         """
         rooms = sorted(self.rooms)
         since = {room: str(self.last_ids[room]) for room in rooms if room in self.last_ids}
+        self._unnamed = [room for room in rooms if room not in since] if self._opened_before else []
         auth = Auth(token, rooms, self.codecs, self.heartbeat_s, since)
         self.state = State.AUTHENTICATING
         self.auth_ok = None
@@ -404,8 +411,12 @@ class ClientSession:
         self._connect_ms = round((now - self._connect_started) * 1000)
         self._report_at = now if self.reporting else float("inf")
         out: Output = [Opened(auth_ok)]
-        for room, ok in sorted((auth_ok.recovered or {}).items()):
+        recovered = {room: False for room in self._unnamed}  # rule 4: nothing to name
+        recovered.update(auth_ok.recovered or {})
+        for room, ok in sorted(recovered.items()):
             out.append(Recovery(room, ok))
+        self._opened_before = True
+        self._unnamed = []
         return out
 
     def _error(self, error: ErrorBody, seq: int) -> Output:
@@ -426,8 +437,6 @@ class ClientSession:
         """Rule 1 and the ACK bookkeeping of rule 2; remembers each room's last id."""
         for message in messages:
             msg_id = message.msg_id
-            if message.room is not None and msg_id:
-                self.last_ids[message.room] = msg_id
             if not msg_id:
                 yield message  # not a message id (§1.1): nothing to deduplicate
                 continue
@@ -435,6 +444,8 @@ class ClientSession:
                 if message.guaranteed and msg_id not in self._owed:
                     self.queue_acks([msg_id])
                 continue
+            if message.room is not None:
+                self.last_ids[message.room] = msg_id
             if message.guaranteed:
                 self._owed[msg_id] = None
                 if len(self._owed) > self._limit:
