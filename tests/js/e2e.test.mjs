@@ -148,3 +148,34 @@ test("reconnect after a server restart resumes delivery", { timeout: TEST_TIMEOU
     await own.stop();
   }
 });
+
+test("a dropped connection: the missed room messages come first, in order, then live ones", { timeout: TEST_TIMEOUT }, async () => {
+  // /v1/connect waits while `gate` is set: the messages below are pushed while the client is away.
+  let gate = null;
+  const gatedFetch = async (url, init) => {
+    if (gate !== null) await gate.promise;
+    return fetch(url, init);
+  };
+  const { client, rec } = await open("recovering", { rooms: ["rec-room"], backoffInitialMs: 20, fetch: gatedFetch });
+  const before = [];
+  for (let i = 0; i < 2; i++) before.push(await server.push({ rooms: ["rec-room"] }, { i }));
+  await rec.until(() => rec.messages.length === 2, "the messages before the drop");
+  assert.deepEqual(client.lastIds, { "rec-room": before[1] });
+
+  let release;
+  gate = { promise: new Promise((resolve) => (release = resolve)) };
+  client._link.transport.close(); // the connection drops (as a network loss looks to the SDK)
+  await rec.state("disconnected");
+  const missed = [];
+  for (let i = 2; i < 6; i++) missed.push(await server.push({ rooms: ["rec-room"] }, { i }));
+  await server.keeps("rec-room", missed.at(-1));
+  gate = null;
+  release();
+  await rec.until(() => rec.messages.length === 6, "the missed messages");
+  assert.deepEqual(rec.recoveries, [{ room: "rec-room", recovered: true }]);
+  assert.deepEqual(rec.messages.slice(2).map((m) => [m.room, m.msgId]), missed.map((id) => ["rec-room", id]));
+  const live = await server.push({ rooms: ["rec-room"] }, { i: 6 });
+  await rec.until(() => rec.messages.length === 7, "the live message");
+  assert.equal(rec.messages[6].msgId, live);
+  client.close();
+});

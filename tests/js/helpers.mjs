@@ -61,7 +61,9 @@ export class Recorder extends Waiter {
     this.online = [];
     this.states = [];
     this.errors = [];
+    this.recoveries = [];
     client.on("message", (m) => this._add(this.messages, m));
+    client.on("recovery", (r) => this._add(this.recoveries, r));
     client.on("event", (e) => this._add(this.events, e));
     client.on("online", (o) => this._add(this.online, o));
     client.on("state", (s, reason) => this._add(this.states, { state: s, reason }));
@@ -285,6 +287,19 @@ export class Server {
       headers: { authorization: `Bearer ${API_KEY}` },
     });
     return response.json();
+  }
+
+  /** GET /v1/rooms/{room}/history until it holds `msgId` (each poll one request). */
+  async keeps(room, msgId) {
+    const deadline = Date.now() + WAIT_MS;
+    for (;;) {
+      const response = await fetch(`${this.base}/v1/rooms/${encodeURIComponent(room)}/history`, {
+        headers: { authorization: `Bearer ${API_KEY}` },
+      });
+      const body = await response.json();
+      if (body.messages?.some((m) => m.msg_id === msgId)) return body;
+      if (Date.now() > deadline) throw new Error(`${room} never kept ${msgId}: ${JSON.stringify(body)}`);
+    }
   }
 
   /** POST /v1/push; resolves with the msg_id string the API answered. */

@@ -206,7 +206,20 @@ export interface AuthOk {
   heartbeat_s: number;
   codec: "br" | "zlib" | "none";
   rooms: string[];
+  /** Answers AUTH's `since`, room by room (PROTOCOL.md §1.4 rule 3). */
+  recovered?: Record<string, boolean>;
   [extension: string]: unknown;
+}
+
+/**
+ * Whether the messages a room sent while the client was away were recovered
+ * (PROTOCOL.md §1.4 rule 3). `recovered: false`: the server's history no longer held
+ * the last message the client had (or the client had none from that room yet), it
+ * sent what it keeps; refresh the room's state from your backend.
+ */
+export interface RecoveryResult {
+  room: string;
+  recovered: boolean;
 }
 
 /** An EVENT frame's JSON body, e.g. `{"type": "enter", "room": "lobby", "user": "bob"}`. */
@@ -276,13 +289,19 @@ export interface ClientEvents {
    * (code `kicked`), or a failed reconnect attempt. The client goes on unless `state` says so.
    */
   error: (error: LonglinkError) => void;
+  /**
+   * After each reconnect, per room re-joined, before any message of the new connection
+   * (and after a `join()` that named a `since`): whether what was missed was recovered.
+   */
+  recovery: (result: RecoveryResult) => void;
 }
 
 /**
  * An end-user connection to longlink. `connect()` asks `/v1/connect` for a token and
  * endpoints, opens the first endpoint that answers and authenticates; then heartbeats,
  * acks, drops duplicates and reconnects (exponential backoff, full jitter, a fresh
- * `/v1/connect`, AUTH with `rooms`) by itself.
+ * `/v1/connect`, AUTH with `rooms` and their `since`: the missed room messages come
+ * first, and a `recovery` event says whether they could be) by itself.
  */
 export class Client {
   constructor(base: string, options: ClientOptions);
@@ -294,6 +313,8 @@ export class Client {
   readonly rooms: Set<string>;
   /** Online counts per room, from HEARTBEAT_OK and JOIN_OK. */
   readonly online: Record<string, number>;
+  /** The last msgId received from each room: `since` of AUTH (every reconnect) and JOIN. */
+  readonly lastIds: Record<string, string>;
   readonly state: State;
   /** The last AUTH_OK (null before the first connection). */
   readonly authOk: AuthOk | null;

@@ -16,7 +16,8 @@
 //   3. bodies: bounded zlib inflate, unpackPushes (BATCH + ROOM tag), Message
 //   4. small policies: RecentIds (dedup window), Backoff (full jitter)
 //   5. transports: "ws" (each binary message one frame); a second one plugs in TRANSPORTS
-//   6. Client: /v1/connect, AUTH, heartbeats and liveness, requests, ACKs, reconnects
+//   6. Client: /v1/connect, AUTH, heartbeats and liveness, requests, ACKs, reconnects,
+//      room recovery (the last msgId per room as `since`, `recovery` events)
 
 // ------------------------------------------------------------------ 1. constants
 
@@ -475,7 +476,7 @@ function openWebSocket(address, { WebSocket, timeoutMs, onFrame, onClose }) {
 
 // ------------------------------------------------------------------ 6. Client
 
-const EVENTS = ["message", "event", "online", "state", "error"];
+const EVENTS = ["message", "event", "online", "state", "error", "recovery"];
 const now = () => globalThis.performance?.now() ?? Date.now();
 
 /** One transport connection, from open to loss; frames are handled one at a time, in order. */
@@ -494,6 +495,7 @@ class Link {
     this.ended = false;
     this.timer = null;
     this.nextBeat = Infinity;
+    this.unnamed = []; // rooms of this AUTH with no since (a reconnect): not recoverable
     this.handshake = deferred(); // AUTH_OK or the reason there is none
     this.attached = deferred(); // the client took the link: later frames are its business
   }
@@ -542,6 +544,11 @@ export class Client {
     this.rooms = new Set(o.rooms ?? []);
     /** Online counts per room, from HEARTBEAT_OK and JOIN_OK. */
     this.online = {};
+    /**
+     * The last msgId received from each room (PROTOCOL §1.4 rule 3): sent as `since` in
+     * AUTH on every reconnect and in JOIN, so the server sends what was missed first.
+     */
+    this.lastIds = {};
     /** "connecting" | "connected" | "disconnected" | "closed" */
     this.state = "disconnected";
     /** The last AUTH_OK body (null before the first connection). */
@@ -560,6 +567,7 @@ export class Client {
     this._handshaking = null; // the link between transport open and AUTH_OK
     this._closed = false;
     this._stopped = null;
+    this._openedBefore = false; // a connection was up before: the next AUTH is a reconnect
     this._seq = 0;
     this._pending = new Map(); // seq → {resolve, reject, timer}
     this._sleep = null;
@@ -644,9 +652,15 @@ export class Client {
     return this._connecting;
   }
 
-  /** Join `room`; resolves with its online count. The room is re-joined on every reconnect. */
+  /**
+   * Join `room`; resolves with its online count. The room is re-joined on every reconnect.
+   * With a message received from it before, JOIN carries it as `since`: the missed ones
+   * come first, and a `recovery` event says whether the server could recover them.
+   */
   async join(room) {
-    const reply = await this._request(Op.JOIN, JSON.stringify({ room: checkName(room) }));
+    const body = { room: checkName(room) };
+    if (Object.hasOwn(this.lastIds, room)) body.since = this.lastIds[room];
+    const reply = await this._request(Op.JOIN, JSON.stringify(body));
     const ok = parseJson(reply.body, "JOIN_OK");
     this.rooms.add(room);
     return ok.online;
@@ -656,6 +670,7 @@ export class Client {
   async leave(room) {
     this.rooms.delete(checkName(room));
     delete this.online[room];
+    delete this.lastIds[room];
     await this._request(Op.LEAVE, JSON.stringify({ room }));
   }
 
@@ -781,7 +796,14 @@ export class Client {
   }
 
   async _handshake(link, token) {
-    const auth = { token, rooms: [...this.rooms].sort(), codecs: ["zlib"] };
+    const rooms = [...this.rooms].sort();
+    const auth = { token, rooms, codecs: ["zlib"] };
+    // PROTOCOL §1.4 rule 3: the last message of each room, so the server sends what followed.
+    const since = {};
+    for (const room of rooms) if (Object.hasOwn(this.lastIds, room)) since[room] = this.lastIds[room];
+    if (Object.keys(since).length > 0) auth.since = since;
+    // A reconnect cannot name a position in a room it got nothing from: not recoverable.
+    link.unnamed = this._openedBefore ? rooms.filter((room) => !Object.hasOwn(since, room)) : [];
     if (this.options.heartbeatS != null) auth.heartbeat_s = this.options.heartbeatS;
     try {
       link.transport.send(encodeFrame(Op.AUTH, JSON.stringify(auth)));
@@ -810,6 +832,13 @@ export class Client {
     link.nextBeat = link.interval ? now() + link.interval : Infinity;
     this._schedule(link);
     this._setState("connected");
+    this._openedBefore = true;
+    // Before any message of the new connection (they wait for link.attached).
+    const recovered = Object.fromEntries(link.unnamed.map((room) => [room, false]));
+    Object.assign(recovered, link.authOk.recovered ?? {});
+    for (const room of Object.keys(recovered).sort()) {
+      this._emit("recovery", { room, recovered: recovered[room] === true });
+    }
     link.attached.resolve();
     this._settleWaiters(link.authOk, null);
     this._flushAcks(); // ids acked while disconnected
@@ -1006,8 +1035,9 @@ export class Client {
           return;
         }
         case Op.JOIN_OK: {
-          const { room, online } = parseJson(frame.body, "JOIN_OK");
+          const { room, online, recovered } = parseJson(frame.body, "JOIN_OK");
           this.online[room] = online;
+          if (typeof recovered === "boolean") this._emit("recovery", { room, recovered });
           this._reply(frame);
           this._emit("online", { [room]: online });
           return;
@@ -1051,6 +1081,7 @@ export class Client {
       if (message.guaranteed && !this._owed.has(id)) this._queueAck(id);
       return;
     }
+    if (message.room !== null && id !== "0") this.lastIds[message.room] = id; // since, §1.4 rule 3
     if (message.guaranteed && id !== "0") {
       if (this.options.autoAck) this._queueAck(id);
       else {
