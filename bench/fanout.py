@@ -23,8 +23,13 @@ connection), publish for ``--seconds``, count deliveries between two marks (afte
 whole stream (aggregation on). Aggregation off is run above capacity (the server
 saturates) and compared with the hand-rolled server in the same invocation.
 
+``--history both`` runs each longlink window twice, room history off
+(``history_size`` 0) then on (100, the default; ``--history on``/``off`` runs one
+of them): the cost of keeping every room message for recovery (docs/rooms.md).
+
     python bench/fanout.py                         # bounded default run (about a minute)
     python bench/fanout.py --conns 10000 --rate 1000 --seconds 10 --windows 0 10 25 50 100
+    python bench/fanout.py --conns 10000 --windows 50 --history both --no-handroll
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ SCRIPT = os.path.abspath(__file__)
 # =========================================================================== servers
 
 
-async def serve_longlink(aggregate_ms: int, secret: str) -> None:
+async def serve_longlink(aggregate_ms: int, secret: str, history_size: int = 100) -> None:
     """The real thing: ``Node`` with every role on the embedded backends."""
     from longlink.node import Node
     from longlink.settings import Settings
@@ -93,6 +98,7 @@ async def serve_longlink(aggregate_ms: int, secret: str) -> None:
             api_key=API_KEY,
             token_secret=secret,
             aggregate_ms=aggregate_ms,
+            history_size=history_size,
             data_dir=data_dir,
             max_heartbeat_s=3600,
             drain_timeout_s=1.0,
@@ -539,8 +545,10 @@ def stats(server: Child, collect: bool = False) -> Stats:
     return Stats(server.expect("stats", 60))
 
 
-def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One run: ``name`` is ``longlink`` (with ``window_ms``) or ``handroll``."""
+def measure(
+    name: str, window_ms: int, args: argparse.Namespace, history_size: int = 100
+) -> dict[str, Any]:
+    """One run: ``name`` is ``longlink`` (with ``window_ms``, ``history_size``) or ``handroll``."""
     secret = secrets.token_hex(16)
     handroll = name == "handroll"
     handroll_agg = handroll and window_ms > 0
@@ -550,7 +558,16 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
     else:
         window = str(window_ms)
         server = Child(
-            SCRIPT, "--serve", "longlink", "--aggregate-ms", window, "--secret", secret, *nice
+            SCRIPT,
+            "--serve",
+            "longlink",
+            "--aggregate-ms",
+            window,
+            "--history-size",
+            str(history_size),
+            "--secret",
+            secret,
+            *nice,
         )
     gens: list[Child] = []
     try:
@@ -633,7 +650,8 @@ def measure(name: str, window_ms: int, args: argparse.Namespace) -> dict[str, An
     return {
         "name": (f"hand-rolled, window {window_ms} ms" if handroll_agg else "hand-rolled")
         if handroll
-        else f"longlink, window {window_ms} ms",
+        else f"longlink, window {window_ms} ms"
+        + ("" if args.history == "on" else f", history {'on' if history_size else 'off'}"),
         "conns": len(final),
         "connect_s": connect_s,
         "idle_kib": (idle.rss_kib - before.rss_kib) / (args.conns - WARM_CONNS),
@@ -698,14 +716,15 @@ def drive(args: argparse.Namespace) -> None:
         f"(aggregation off: past saturation); {args.seconds:.0f} s runs, "
         f"counted after {args.warmup:.0f} s" + (f"; niceness {args.nice}" if args.nice else "")
     )
-    runs = [("longlink", w) for w in args.windows]
+    sizes = {"on": [100], "off": [0], "both": [0, 100]}[args.history]
+    runs = [("longlink", w, size) for w in args.windows for size in sizes]
     if args.handroll:
-        runs.append(("handroll", 0))
-    runs.extend(("handroll", w) for w in args.handroll_windows)
+        runs.append(("handroll", 0, 0))
+    runs.extend(("handroll", w, 0) for w in args.handroll_windows)
     results = []
-    for name, window in runs:
+    for name, window, size in runs:
         say(f"... {name} {window if name == 'longlink' else ''}")
-        result = measure(name, window, args)
+        result = measure(name, window, args, size)
         results.append(result)
         say(
             "   ",
@@ -732,6 +751,20 @@ def drive(args: argparse.Namespace) -> None:
             f"| {r['server_cpu']:.0f} / {r['core0']:.0f} | {r['rss_mib']:.0f} "
             f"| {r['gen_cpu']:.0f} / {r['gen_core']:.0f} | {r['rest']:.2f} | {complete} |"
         )
+    if args.history == "both":
+        for window in args.windows:
+            without, with_ = (
+                next(r for r in results if r["name"] == f"longlink, window {window} ms, {h}")
+                for h in ("history off", "history on")
+            )
+            cost = [
+                1e6 * r["server_cpu"] / 100 / max(1.0, r["deliveries_s"]) for r in (without, with_)
+            ]
+            say(
+                f"history on vs off, window {window} ms: server CPU {without['server_cpu']:.1f} %"
+                f" → {with_['server_cpu']:.1f} %, per delivery {cost[0]:.3f} → {cost[1]:.3f} µs"
+                f" ({100 * (cost[1] / cost[0] - 1):+.1f} %)"
+            )
     hand = next((r for r in results if r["name"] == "hand-rolled"), None)
     off = next((r for r in results if r["name"] == "longlink, window 0 ms"), None)
     if hand and off:
@@ -760,6 +793,12 @@ def main() -> None:
         nargs="*",
         default=[0, 50],
         help="aggregate_ms of the longlink runs (0: aggregation off)",
+    )
+    parser.add_argument(
+        "--history",
+        choices=("on", "off", "both"),
+        default="on",
+        help="room history of the longlink runs (both: each window off, then on)",
     )
     parser.add_argument("--no-handroll", dest="handroll", action="store_false")
     parser.add_argument(
@@ -791,6 +830,7 @@ def main() -> None:
     parser.add_argument("--load", action="store_true")
     parser.add_argument("--role", choices=("counter", "sampler"), default="counter")
     parser.add_argument("--aggregate-ms", type=int, default=50)
+    parser.add_argument("--history-size", type=int, default=100)
     parser.add_argument("--secret", default="")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--http-port", type=int, default=0)
@@ -801,7 +841,7 @@ def main() -> None:
     if args.serve:
         pin(SERVER_CORE)
         if args.serve == "longlink":
-            uvloop.run(serve_longlink(args.aggregate_ms, args.secret))
+            uvloop.run(serve_longlink(args.aggregate_ms, args.secret, args.history_size))
         else:
             uvloop.run(serve_handroll(args.secret))
     elif args.load:

@@ -29,7 +29,7 @@ __all__ = ["ENTRY_OVERHEAD", "MemoryHistory"]
 
 #: Bytes an entry costs beside its payload (its objects and index slots; docs/rooms.md
 #: has the measurement: tests/history/test_memory_figures.py keeps it true).
-ENTRY_OVERHEAD = 200
+ENTRY_OVERHEAD = 220
 
 
 class _Slot:
