@@ -8,14 +8,16 @@ live ones; nothing missing, nothing twice. Both buses, both transports.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
 
 from longlink.client.raw import RawConnection
-from longlink.node import Node
+from longlink.history.base import HistoryEntry, Kept, RoomHistory
+from longlink.node import Backends, Node
 from longlink.protocol import Flag, Frame, Op
 from longlink.protocol.client import unpack_pushes
 from longlink.protocol.messages import Auth, AuthOk, JoinBody, JoinOk, decode_body, encode_body
@@ -196,3 +198,108 @@ async def test_no_gap_and_no_duplicate_while_messages_keep_coming(
         finally:
             task.cancel()
             await raw.close()
+
+
+# ------------------------------------------------------------------ races made deterministic
+
+
+class GatedHistory:
+    """The node's history, read through a gate the test opens: messages arrive meanwhile.
+
+    ``stale``: the read is taken when asked and returned when the gate opens (what
+    arrives meanwhile is missing from it); otherwise it is taken when the gate opens.
+    """
+
+    def __init__(self, inner: RoomHistory, *, stale: bool) -> None:
+        self.inner = inner
+        self.size = inner.size
+        self.ttl_s = inner.ttl_s
+        self.stale = stale
+        self.gate = asyncio.Event()
+        self.asked = asyncio.Event()
+
+    async def append(self, entries: Sequence[Kept]) -> None:
+        await self.inner.append(entries)
+
+    async def read(self, rooms: Sequence[str]) -> dict[str, list[HistoryEntry]]:
+        snapshot = await self.inner.read(rooms)
+        self.asked.set()
+        await self.gate.wait()
+        return snapshot if self.stale else await self.inner.read(rooms)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@contextlib.asynccontextmanager
+async def gated_node(tmp_path: Any, *, stale: bool, **changes: Any) -> AsyncIterator[Node]:
+    settings = node_settings(tmp_path, **changes)
+    backends = Backends.memory(settings)
+    assert backends.history is not None
+    backends.history = GatedHistory(backends.history, stale=stale)
+    try:
+        async with Node(settings, backends) as node:
+            yield node
+    finally:
+        await backends.close()
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["read-after", "read-before"])
+async def test_messages_arriving_while_the_history_is_read(tmp_path: Any, stale: bool) -> None:
+    async with (
+        gated_node(tmp_path, stale=stale) as node,
+        httpx.AsyncClient(
+            base_url=node.http_url, headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as http,
+    ):
+        history = node.backends.history
+        assert isinstance(history, GatedHistory)
+        raw, _ = await auth(node, "ws", ["r"])
+        first = await push(http, "r", 0)
+        assert await messages(raw, 1) == [("r", first)]
+        raw.abort()
+        reconnecting = asyncio.create_task(auth(node, "ws", ["r"], since={"r": first}))
+        await asyncio.wait_for(history.asked.wait(), WAIT)
+        during = [await push(http, "r", i) for i in (1, 2)]  # held for the connection
+
+        async def held() -> bool:  # (the API reads through the gate too: ask the inner one)
+            return during[-1] in [e.msg_id for e in (await history.inner.read(["r"]))["r"]]
+
+        await eventually(held, what="the messages kept")
+        history.gate.set()
+        raw2, ok = await reconnecting
+        assert ok.recovered == {"r": True}
+        assert await messages(raw2, 2) == [("r", i) for i in during]  # once each, in order
+        await nothing_more(raw2, http, "r")
+        await raw2.close()
+
+
+async def test_a_hold_past_its_bound_closes_with_server_busy(tmp_path: Any) -> None:
+    limits = {"outbox_soft_kib": 1, "outbox_hard_kib": 1}  # the hold may take 1 KiB
+    async with (
+        gated_node(tmp_path, stale=True, **limits) as node,
+        httpx.AsyncClient(
+            base_url=node.http_url, headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as http,
+    ):
+        history = node.backends.history
+        assert isinstance(history, GatedHistory)
+        raw, _ = await auth(node, "tcp", ["r"])
+        first = await push(http, "r", 0)
+        assert await messages(raw, 1) == [("r", first)]
+        raw.abort()
+        token = await token_for(node, "alice")
+        raw2 = await RawConnection.open("tcp", address(node, "tcp"))
+        body = Auth(token=token, rooms=["r"], since={"r": str(first)})
+        await raw2.send_frame(Op.AUTH, encode_body(body), seq=1)
+        await asyncio.wait_for(history.asked.wait(), WAIT)
+        for i in range(20):
+            await push(http, "r", "x" * 100 + str(i))
+        error = await raw2.recv_frame(timeout=WAIT)
+        assert error.op == Op.ERROR and b"server_busy" in error.body
+        assert await raw2.wait_closed()
+        await raw2.close()
+        await raw.close()
+        history.gate.set()
+        metrics = node.metrics.get_sample_value("longlink_recovery_hold_overflows_total")
+        assert metrics == 1

@@ -38,6 +38,7 @@ JOIN_OK is kept here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -237,7 +238,12 @@ class Sessions:
                 return
         # PROTOCOL §1.4 rule 3: the rooms named in since are held, not indexed, until
         # their missed messages are written (gateway/recovery.py).
-        plan = await self._recover(conn, request.since)
+        try:
+            plan = await self._recover(conn, request.since)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the registry may be what failed
+                await registry.remove_session(conn.conn_id)
+            raise
         if conn.closed:
             await registry.remove_session(conn.conn_id)
             return
