@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/guaranteed.py
 	$(BIN)/python bench/compression.py --repeat 50
 	$(BIN)/python bench/redis_cluster.py
+	$(BIN)/python bench/history.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
