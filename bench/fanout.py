@@ -758,7 +758,8 @@ def drive(args: argparse.Namespace) -> None:
                 for h in ("history off", "history on")
             )
             cost = [
-                1e6 * r["server_cpu"] / 100 / max(1.0, r["deliveries_s"]) for r in (without, with_)
+                1e6 * r["server_cpu"] / 100 / max(1.0, r["server_deliveries_s"])
+                for r in (without, with_)
             ]
             say(
                 f"history on vs off, window {window} ms: server CPU {without['server_cpu']:.1f} %"
