@@ -20,6 +20,7 @@ import dataclasses
 import os
 import secrets
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from longlink.api.app import RELOADABLE_SETTINGS, build_app, reload_app
+from longlink.api.guard import HttpLimits
 from longlink.api.push import Pusher
 from longlink.api.server import HttpServer
 from longlink.api.services import Services
@@ -51,10 +53,20 @@ from longlink.store.base import OfflineStore, StoreError
 from longlink.store.redis import RedisStore
 from longlink.store.sqlite import SqliteStore
 from longlink.store.sweep import Sweeper
+from longlink.tls import reload_certificate, server_context
 from longlink.trace import LocalTraceView, Tracer, TraceView
 from longlink.trace.redis import RedisTraceView
 from longlink.web.echo import DEMO_ROOMS, DemoEcho
 from longlink.webhook import WebhookSender
+
+#: Settings of the tokens and tickets that :meth:`Node.reload` applies.
+TOKEN_SETTINGS = (
+    "token_secret",
+    "token_secrets",
+    "ticket_secret",
+    "ticket_secrets",
+    "max_ticket_ttl_s",
+)
 
 
 @dataclass
@@ -148,13 +160,20 @@ class Node:
         self.store: OfflineStore | None = None
         self.tracer: Tracer
         self.trace_view: TraceView
-        self.tokens = TokenIssuer(settings.token_secret, settings.token_ttl_s)
+        try:
+            self.tokens = TokenIssuer(
+                settings.token_secret, settings.token_ttl_s, settings.token_secrets
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         self.gateway: Gateway | None = None
         self.webhook: WebhookSender | None = None
         self.echo: DemoEcho | None = None
         self.dispatcher: Dispatcher | None = None
         self.http: HttpServer | None = None
         self.app: Starlette | None = None
+        #: The listeners' TLS context (None: TLS off); reloaded in place on SIGHUP.
+        self.tls: ssl.SSLContext | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Node:
@@ -174,6 +193,7 @@ class Node:
 
     async def _start(self) -> None:
         settings = self.settings
+        self.tls = server_context(settings)
         if self._given is not None:
             self.backends = self._given
         else:
@@ -244,6 +264,7 @@ class Node:
                     events=events,
                     store=self.store,
                     tracer=self.tracer,
+                    ssl=self.tls,
                 )
             )
         if "dispatch" in roles:
@@ -287,22 +308,39 @@ class Node:
             )
             self.app = build_app(services, self.trace_view)
             self.http = await self._stack.enter_async_context(
-                HttpServer(self.app, settings.host, settings.http_port)
+                HttpServer(
+                    self.app,
+                    settings.host,
+                    settings.http_port,
+                    limits=HttpLimits.from_settings(settings),
+                    ssl=self.tls,
+                )
             )
 
     def reload(self, settings: Settings) -> list[str]:
         """Apply a re-read configuration (the CLI calls this on SIGHUP).
 
-        API keys, push limits and the overload mark change at once (see
-        :func:`~longlink.api.app.reload_app`). Returns the names of the other
-        settings that differ from the running ones: they need a restart.
-        Raises :class:`~longlink.settings.ConfigError`, changing nothing, when
-        ``settings`` cannot be applied.
+        API keys, push limits, the overload mark, token and ticket secrets
+        (rotation by ``kid``), the maximum ticket lifetime and the TLS
+        certificate change at once. Everything is checked before anything
+        changes: :class:`~longlink.settings.ConfigError` (nothing applied) when
+        ``settings`` cannot be applied. Returns the names of the other settings
+        that differ from the running ones: they need a restart.
         """
+        try:
+            TokenIssuer(settings.token_secret, settings.token_ttl_s, settings.token_secrets)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        live = {*RELOADABLE_SETTINGS, *TOKEN_SETTINGS}
+        if self.tls is not None:
+            # A new certificate for new connections; the open ones keep theirs.
+            reload_certificate(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), settings)
+            live |= {"tls_cert", "tls_key"}
         if self.app is not None:
-            reload_app(self.app, settings)
-        # token_secret is random per start unless set: a difference means nothing.
-        live = {"token_secret", *RELOADABLE_SETTINGS}
+            reload_app(self.app, settings)  # atomic: raises before changing anything
+        self.tokens.reload(settings.token_secret, settings.token_secrets)
+        if self.tls is not None:
+            reload_certificate(self.tls, settings)
         return [
             f.name
             for f in dataclasses.fields(Settings)

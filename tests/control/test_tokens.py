@@ -20,7 +20,9 @@ def test_issue_then_verify_round_trips() -> None:
     before = int(time.time())
     token, expires_at = issuer.issue("u1", "d1")
     assert before + 600 <= expires_at <= int(time.time()) + 600
-    assert issuer.verify(token) == TokenClaims(user="u1", device="d1", expires_at=expires_at)
+    claims = issuer.verify(token)
+    assert claims == TokenClaims("u1", "d1", expires_at=expires_at, issued_ms=claims.issued_ms)
+    assert before * 1000 <= claims.issued_ms <= time.time() * 1000
 
 
 def test_claims_are_typed_as_connection_token() -> None:
@@ -31,6 +33,7 @@ def test_claims_are_typed_as_connection_token() -> None:
         "sub": "u1",
         "dev": "d1",
         "iat": 1_000_000_000,
+        "iat_ms": 1_000_000_000_000,
         "exp": expires_at,
     }
     assert expires_at == 1_000_000_060

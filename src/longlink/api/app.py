@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from longlink.api import errors
 from longlink.api.admission import RELOADABLE_SETTINGS, PushGate
+from longlink.api.clientip import AddressRate, ProxyRule
 from longlink.api.cors import Cors
 from longlink.api.errors import ApiError, encode_error
 from longlink.api.keys import ApiKey
@@ -77,7 +78,7 @@ from longlink.control.origins import Origins
 from longlink.control.tickets import TicketVerifier
 from longlink.model import IdsUnavailable, NodeCommand
 from longlink.protocol.ids import id_problem
-from longlink.settings import Settings
+from longlink.settings import ConfigError, Settings
 from longlink.trace import LocalTraceView, TraceView
 from longlink.web.pages import page_routes
 from longlink.web.sdk_file import sdk_route
@@ -155,7 +156,7 @@ class _Api:
         self.connector = Connector(
             nodes=services.registry,
             tokens=services.tokens,
-            tickets=TicketVerifier(settings.ticket_secret) if settings.ticket_secret else None,
+            tickets=ticket_verifier(settings),
             demo=settings.demo,
             heartbeat_s=settings.heartbeat_s,
             bad_rtt_ms=settings.quality_bad_rtt_ms,
@@ -166,6 +167,14 @@ class _Api:
         # Browsers (PROTOCOL §1.5): the one origin policy, also the gateway's.
         self.cors = Cors(Origins.parse(settings.allowed_origins, demo=settings.demo))
         self.openapi = _encoder.encode(openapi_document())
+        # Per client address (docs/security.md): X-Forwarded-For from trusted proxies only.
+        self.proxies = ProxyRule(settings.trusted_proxies)
+        self.connect_rate = AddressRate(settings.connect_rate, settings.connect_burst)
+
+    def client_ip(self, request: Request) -> str | None:
+        """The client's address (``X-Forwarded-For`` when the peer is a trusted proxy)."""
+        peer = request.client.host if request.client is not None else None
+        return self.proxies.client_ip(peer, request.headers.get("x-forwarded-for"))
 
     def _key(self, request: Request) -> ApiKey:
         return self.gate.authenticate(request.headers.get("authorization"))
@@ -182,6 +191,14 @@ class _Api:
             return Response(status_code=204, headers=self.cors.preflight(origin))
         cors = self.cors.headers(origin)
         try:
+            ip = self.client_ip(request)
+            if ip is not None and not self.connect_rate.allow(ip, self.services.clock()):
+                raise ApiError(
+                    429,
+                    errors.RATE_LIMITED,
+                    f"at most {self.settings.connect_rate:g} connects per second per address",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )
             body = parse_connect(await read_body(request, BODY_LIMIT))
             wanted = ConnectRequest(
                 ticket=body.ticket,
@@ -338,6 +355,9 @@ class _Api:
         self._key(request)
         user = _path_id(request, "user", self.gate.limits.id_problem)
         body = decode_body(await read_body(request, BODY_LIMIT), KickBody, empty_ok=True)
+        # The user's tokens issued so far are refused at AUTH from now on, for as long as
+        # any of them can live (docs/security.md, "Revocation").
+        await self.services.registry.revoke_user(user, _now_ms(), self.settings.token_ttl_s)
         if self.services.kick is not None:
             kicked = await self.services.kick(user, body.reason)
         elif self.services.channel is not None:
@@ -480,11 +500,26 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         },
     )
     app.state.gate = api.gate
+    app.state.connector = api.connector
     return app
 
 
+def ticket_verifier(settings: Settings) -> TicketVerifier | None:
+    """The ticket verifier ``settings`` configure (None without a ticket secret);
+    ConfigError when the secrets are malformed."""
+    if not settings.ticket_secret and not settings.ticket_secrets.strip():
+        return None
+    try:
+        return TicketVerifier(
+            settings.ticket_secret, settings.max_ticket_ttl_s, settings.ticket_secrets
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def reload_app(app: Starlette, settings: Settings) -> None:
-    """Give a running app the API keys, push limits and overload mark of ``settings``.
+    """Give a running app the API keys, push limits, overload mark and ticket secrets of
+    ``settings``.
 
     The swap is atomic: requests see the old set or the new one. A removed
     key gets 401 from the next request on; a key kept under the same name
@@ -492,5 +527,8 @@ def reload_app(app: Starlette, settings: Settings) -> None:
     :class:`~longlink.settings.ConfigError` and changes nothing when the
     limits are impossible. Every other setting needs a restart.
     """
+    tickets = ticket_verifier(settings)
     gate: PushGate = app.state.gate
     gate.reload(settings)
+    connector: Connector = app.state.connector
+    connector.tickets = tickets

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -98,8 +99,11 @@ class Gateway:
         events: EventSink | None = None,
         store: OfflineStore | None = None,
         tracer: Tracer | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.settings = s = settings
+        #: TLS on both listeners (PROTOCOL §1.5); the object is reloaded in place (SIGHUP).
+        self.ssl = ssl
         self.registry = registry
         self.channel = channel
         registry_metrics = metrics or CollectorRegistry()
@@ -192,7 +196,14 @@ class Gateway:
 
         async def listen(factory: Callable[[], Connection], port: int) -> asyncio.Server:
             return await loop.create_server(
-                factory, s.host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096
+                factory,
+                s.host,
+                port,
+                reuse_address=True,
+                reuse_port=reuse_port,
+                backlog=4096,
+                ssl=self.ssl,
+                ssl_handshake_timeout=s.auth_timeout_s if self.ssl is not None else None,
             )
 
         sessions = self.sessions
@@ -244,9 +255,14 @@ class Gateway:
 
     @property
     def endpoints(self) -> tuple[str, str]:
-        """(ws url, tcp address) clients should use for this node."""
+        """(ws url, tcp address) clients should use for this node.
+
+        With TLS the URL is ``wss://``; control then marks the node's endpoints
+        ``"tls": true`` (the TCP port speaks TLS too).
+        """
         host = self.settings.advertised_host
-        return f"ws://{host}:{self.ws_port}/ws", f"{host}:{self.tcp_port}"
+        scheme = "wss" if self.ssl is not None else "ws"
+        return f"{scheme}://{host}:{self.ws_port}/ws", f"{host}:{self.tcp_port}"
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a short step (registry I/O) as a tracked task (awaited on close)."""

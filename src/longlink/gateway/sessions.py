@@ -198,7 +198,17 @@ class Sessions:
             return
         conn.user = claims.user
         conn.device = claims.device
-        self.spawn(self._step(conn, self._open(conn, request), request.seq))
+        self.spawn(self._step(conn, self._admit(conn, request, claims.issued_ms), request.seq))
+
+    async def _admit(self, conn: Connection, request: AuthRequest, issued_ms: int) -> None:
+        """Refuse a token a kick revoked (docs/security.md); else open the session."""
+        revoked = await self.registry.revoked_before(conn.user)
+        if revoked and issued_ms < revoked:
+            error = ProtocolError(ErrorCode.AUTH_FAILED, "connection token revoked")
+            conn.apply(conn.fail(error, request.seq))
+            return
+        if not conn.closed:
+            await self._open(conn, request)
 
     async def _open(self, conn: Connection, request: AuthRequest) -> None:
         """Register the session, then index it (AUTH_OK follows at once: routable)."""
