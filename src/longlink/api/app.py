@@ -34,7 +34,6 @@ from starlette.routing import Route
 
 from longlink.api import errors
 from longlink.api.admission import RELOADABLE_SETTINGS, PushGate
-from longlink.api.clientip import AddressRate, ProxyRule
 from longlink.api.cors import Cors
 from longlink.api.errors import ApiError, encode_error
 from longlink.api.keys import ApiKey
@@ -65,6 +64,7 @@ from longlink.api.schemas import (
 )
 from longlink.api.services import Services
 from longlink.api.stats import read_stats
+from longlink.clientip import AddressRate, ProxyRule
 from longlink.control.connect import (
     ConnectDenied,
     ConnectError,

@@ -27,7 +27,7 @@ limit (settings)            answer  when
 
 Addresses in ``trusted_proxies`` (load balancers) are not held to the
 per-address share: their clients are told apart by ``X-Forwarded-For`` at
-the request level (:mod:`longlink.api.clientip`).
+the request level (:mod:`longlink.clientip`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import httptools
 import msgspec
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from longlink.api.clientip import ProxyRule
+from longlink.clientip import ProxyRule
 from longlink.settings import Settings
 
 __all__ = ["ConnectionCounts", "GuardedHttpProtocol", "HttpLimits", "guarded_protocol"]
@@ -50,6 +50,9 @@ __all__ = ["ConnectionCounts", "GuardedHttpProtocol", "HttpLimits", "guarded_pro
 log = logging.getLogger("longlink.api.guard")
 
 _encoder = msgspec.json.Encoder()
+
+#: Seconds a refused connection's further bytes are read and dropped before it closes.
+LINGER_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 return
         if not self.transport.is_closing():
             self.transport.write(error_response(status, code, message, headers))
-            self.transport.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close once the answer is out: half-close, discard what still comes for
+        :data:`LINGER_S`, then close (closing on unread bytes would reset the
+        connection and lose the answer)."""
+        transport = self.transport
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.flow.resume_reading()
+            self._guard_timer = self.loop.call_later(LINGER_S, transport.close)
+        else:
+            transport.close()
 
     # -------------------------------------------------------------- bytes in
 

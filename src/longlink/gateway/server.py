@@ -41,6 +41,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from longlink.bus.base import NodeChannel
+from longlink.clientip import ProxyRule
 from longlink.control.origins import Origins
 from longlink.control.tokens import TokenIssuer
 from longlink.gateway.commands import NodeCommands
@@ -157,6 +158,8 @@ class Gateway:
             self.spawn,
             kick_same_device=s.kick_same_device,
             origins=Origins.parse(s.allowed_origins, demo=s.demo),
+            max_conns_per_ip=s.max_conns_per_ip,
+            proxies=ProxyRule(s.trusted_proxies),
         )
         self.commands = NodeCommands(self.hub, self.delivery, self.presence)
         self.reporter = NodeReporter(
