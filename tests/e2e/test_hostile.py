@@ -258,7 +258,8 @@ async def test_clients_that_send_without_reading_are_closed(
     MAX_RSS_SEEN[f"send-without-reading {transport}"] = growth
     assert growth < RSS_BUDGET, f"RSS grew by {growth >> 20} MiB"
     for kind, (ended, seen, _) in outcomes.items():
-        assert ended in ("closed", "blocked"), (kind, ended)
+        # ("count": all 100,000 frames fit in the socket buffers before the close was seen.)
+        assert ended != "time", (kind, ended)
         # Closed with unread bytes in its buffer, the server's last ERROR (rate_limited)
         # may be lost to the reset: what the client read shows its answers, then the end.
         assert "EOF" in seen or ended == "blocked", (kind, seen[-5:])
