@@ -21,6 +21,7 @@ import os
 import secrets
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from longlink.api.server import HttpServer
 from longlink.api.services import Services
 from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
-from longlink.bus.redis import RedisNodeChannel, RedisQueue
+from longlink.bus.redis import OUTAGES, RedisNodeChannel, RedisQueue
 from longlink.bus.redis import connect as redis_connect
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
@@ -96,6 +97,10 @@ class Backends:
     numbers: NodeNumbers = field(default_factory=MemoryNumbers)
     sweep: NodeSweep | None = None
     client: Any = None  # the Redis client of Backends.redis, closed with the backends
+    #: What the backends raise while unreachable (the API answers 503, not 500).
+    outages: tuple[type[Exception], ...] = ()
+    #: Awaited once when a node starts on these backends (Redis: the queue's epoch).
+    start: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     def memory(cls, settings: Settings) -> Backends:
@@ -112,13 +117,14 @@ class Backends:
         """Every seam on the Redis at ``settings.bus`` (``redis://host:port/db``)."""
         client = redis_connect(settings.bus)
         registry = RedisRegistry(client, node_ttl_ms=settings.node_ttl_ms)
+        queue = RedisQueue(
+            client,
+            maxsize=settings.queue_size,
+            consumer=f"{settings.node_id}-{os.getpid()}",
+            claim_idle_ms=settings.claim_idle_ms,
+        )
         return cls(
-            queue=RedisQueue(
-                client,
-                maxsize=settings.queue_size,
-                consumer=f"{settings.node_id}-{os.getpid()}",
-                claim_idle_ms=settings.claim_idle_ms,
-            ),
+            queue=queue,
             channel=RedisNodeChannel(client),
             registry=registry,
             store=RedisStore(client),
@@ -126,6 +132,8 @@ class Backends:
             numbers=RedisNumbers(client),
             sweep=registry,
             client=client,
+            outages=OUTAGES,
+            start=queue.start,
         )
 
     @classmethod
@@ -203,6 +211,8 @@ class Node:
                 raise ConfigError(f"offline store: {exc}") from exc
             self._stack.push_async_callback(self.backends.close)
         self.queue = self.backends.queue
+        if self.backends.start is not None:
+            await self.backends.start()
         self.channel = self.backends.channel
         self.registry = self.backends.registry
         self.store = self.backends.store
@@ -305,6 +315,7 @@ class Node:
                 metrics=self.metrics,
                 store=self.store,
                 tracer=self.tracer,
+                outages=self.backends.outages,
             )
             self.app = build_app(services, self.trace_view)
             self.http = await self._stack.enter_async_context(

@@ -19,6 +19,7 @@ queue holds it (ARCHITECTURE.md, service layer "must not block on delivery").
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -93,6 +94,7 @@ BODY_LIMIT = 64 << 10
 RETRY_AFTER_S = 1
 
 _encoder = msgspec.json.Encoder()
+log = logging.getLogger("longlink.api")
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -456,6 +458,18 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return await _on_api_error(request, error)
 
 
+async def _on_outage(request: Request, exc: Exception) -> Response:
+    """A backend is unreachable (Redis restarting): 503 with Retry-After, no traceback."""
+    log.warning("%s %s: backend unavailable: %s", request.method, request.url.path, exc)
+    error = ApiError(
+        503,
+        errors.UNAVAILABLE,
+        "a backend is unavailable; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+    return await _on_api_error(request, error)
+
+
 async def _on_internal_error(request: Request, exc: Exception) -> Response:
     error = ApiError(500, errors.INTERNAL, "internal error; see the server log")
     return await _on_api_error(request, error)
@@ -496,6 +510,7 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         exception_handlers={
             ApiError: _on_api_error,
             HTTPException: _on_http_error,
+            **dict.fromkeys(services.outages, _on_outage),
             500: _on_internal_error,
         },
     )

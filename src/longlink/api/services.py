@@ -40,6 +40,9 @@ class Services:
     ``store`` keeps guaranteed messages before they are queued (without one,
     as in API-only tests, guaranteed messages are queued but not durable);
     ``tracer`` records the message trace and serves the reach figures.
+    ``outages`` are the exception types the backends raise while they are
+    unreachable (Redis restarting): every route answers them 503
+    ``unavailable`` with ``Retry-After``, never 500.
     """
 
     settings: Settings
@@ -53,3 +56,4 @@ class Services:
     clock: Callable[[], float] = time.monotonic
     store: OfflineStore | None = None
     tracer: Tracer = field(default_factory=Tracer)
+    outages: tuple[type[Exception], ...] = ()
