@@ -376,4 +376,5 @@ class Node:
     @property
     def http_url(self) -> str:
         assert self.http is not None
-        return f"http://{self.settings.advertised_host}:{self.http.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.settings.advertised_host}:{self.http.port}"

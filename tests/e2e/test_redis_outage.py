@@ -42,6 +42,7 @@ async def test_every_push_accepted_after_a_restart_is_delivered(cluster: Cluster
     url = cluster.processes["api"].http_url
     headers = {"Authorization": f"Bearer {API_KEY}"}
     accepted: list[int] = []
+    index: dict[int, int] = {}
     refused: dict[int, int] = {}
     async with (
         httpx.AsyncClient(base_url=url, headers=headers, timeout=WAIT) as http,
@@ -68,6 +69,7 @@ async def test_every_push_accepted_after_a_restart_is_delivered(cluster: Cluster
                 answer = await http.post("/v1/push", json=body)
                 if answer.status_code == 202:
                     accepted.append(int(answer.json()["msg_id"]))
+                    index[accepted[-1]] = n
                 else:
                     assert answer.status_code == 503, answer.text
                     assert answer.headers["retry-after"]
@@ -88,7 +90,8 @@ async def test_every_push_accepted_after_a_restart_is_delivered(cluster: Cluster
                     for name in ("api", "g1", "d1")
                 )  # fmt: skip
                 raise AssertionError(
-                    f"restart {restart}: {len(missing)} of {len(want)} accepted pushes lost{logs}"
+                    f"restart {restart}: {len(missing)} of {len(want)} accepted pushes lost"
+                    f" (pushes {[index[m] for m in missing]}){logs}"
                 ) from None
             accepted.clear()
     print(f"\n503s while rebuilding: {refused}")
