@@ -249,6 +249,8 @@ class RedisQueue:
             self._depth.update(depth)
         except RETRYABLE as exc:
             # Redis is unreachable (restarting): the API answers 503 with Retry-After.
+            # A rebuild under way starts over once it is back (it may come back empty).
+            self._lost_at = None
             raise QueueFull(f"the queue is unavailable: {exc}") from exc
         return held
 
