@@ -229,9 +229,7 @@ ATTACKS: dict[str, tuple[int, bytes]] = {
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_clients_that_send_without_reading_are_closed(
-    server: Server, transport: str
-) -> None:
+async def test_clients_that_send_without_reading_are_closed(server: Server, transport: str) -> None:
     port = server.ports[transport]
     base = server.sample()
     outcomes: dict[str, tuple[str, list[Any], float]] = {}
@@ -285,7 +283,9 @@ async def test_a_thousand_sockets_that_never_auth(server: Server, transport: str
         for sock in socks:
             left = WAIT * 2 - (time.monotonic() - started)
             with contextlib.suppress(ConnectionError):
-                assert await asyncio.wait_for(loop.sock_recv(sock, 4096), max(left, 0.1)) is not None
+                assert (
+                    await asyncio.wait_for(loop.sock_recv(sock, 4096), max(left, 0.1)) is not None
+                )
         return time.monotonic() - started
 
     try:
