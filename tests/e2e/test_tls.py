@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
+import os
 import signal
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +57,7 @@ def make_ca(directory: Path, name: str) -> tuple[Path, Any, Any]:
                 decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .sign(key, hashes.SHA256())
     )
     path = directory / f"{name}.pem"
@@ -67,8 +70,6 @@ def make_server_cert(directory: Path, ca: tuple[Path, Any, Any], name: str) -> t
     _, ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
@@ -104,9 +105,7 @@ def make_server_cert(directory: Path, ca: tuple[Path, Any, Any], name: str) -> t
 async def start_tls_server(
     tmp_path: Path, cert: Path, key: Path, config: Path
 ) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
-    config.write_text(f'tls_cert = "{cert}"\ntls_key = "{key}"\n')
-    import os
-    import sys
+    config.write_text(f'tls_cert = "{cert}"\ntls_key = "{key}"\n')  # noqa: ASYNC240
 
     env = {
         **os.environ,
@@ -161,7 +160,7 @@ async def tls_server(tmp_path: Path) -> Any:
 
 
 async def test_every_listener_speaks_tls_and_connect_advertises_it(tls_server: Any) -> None:
-    proc, ports, (ca, _, _) = tls_server
+    _, ports, (ca, _, _) = tls_server
     url = f"https://127.0.0.1:{ports['http']}"
     context = ssl.create_default_context(cafile=str(ca))
     async with httpx.AsyncClient(verify=context, timeout=WAIT) as http:
