@@ -325,3 +325,50 @@ async def test_a_slow_reader_of_high_priority_pushes_is_closed_server_busy(serve
     MAX_RSS_SEEN["slow reader"] = growth
     assert "server_busy" in seen and "EOF" in seen
     assert growth < RSS_BUDGET
+
+
+async def test_http_port_attacks_leave_everyone_served(server: Server) -> None:
+    """1,500 idle HTTP sockets and a 136 MiB header line (failure 2) while clients are served."""
+    loop = asyncio.get_running_loop()
+    base = server.sample()
+    socks: list[socket.socket] = []
+
+    async def attack() -> tuple[int, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.ports["http"])
+        answer = asyncio.ensure_future(reader.read())
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sent = 0
+        with contextlib.suppress(ConnectionError):
+            while not answer.done() and sent < 136 << 20:
+                writer.write(b"a" * 65536)
+                await writer.drain()
+                sent += 65536
+        head = (await asyncio.wait_for(answer, WAIT))[:12]
+        writer.close()
+        server.sample()
+        for _ in range(1500):
+            sock = socket.socket()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", server.ports["http"]))
+            socks.append(sock)
+        server.sample()
+        # Connections past http_max_connections (1024) were answered 503 and closed.
+        refused = 0
+        for sock in socks:
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                data = await asyncio.wait_for(loop.sock_recv(sock, 4096), 0.01)
+                refused += data.startswith(b"HTTP/1.1 503")
+        return refused, head
+
+    try:
+        (refused, head), latencies = await under_attack(server, "tcp", attack)
+    finally:
+        for sock in socks:
+            sock.close()
+    growth = server.peak - base
+    print(f"\nHTTP: {refused} of 1500 idle sockets refused 503; header line answered {head!r};"
+          f" RSS {base >> 20} -> {server.peak >> 20} MiB")  # fmt: skip
+    assert head == b"HTTP/1.1 431"
+    assert refused >= 1500 - 1024 - 5
+    assert growth < RSS_BUDGET
+    assert latencies and max(latencies) < 1.0
