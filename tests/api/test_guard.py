@@ -212,3 +212,26 @@ async def test_an_untrusted_peer_cannot_pick_its_address(start: Any) -> None:
             for i in range(2)
         ]
     assert codes == [200, 429]
+
+
+async def test_gateway_connections_past_an_address_share_are_closed(start: Any) -> None:
+    node = await start(max_conns_per_ip=2)
+    assert node.gateway is not None
+    for port in (node.gateway.tcp_port, node.gateway.ws_port):  # each listener its own share
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await closed_within(reader, WAIT) == b""  # closed on arrival
+        writer.close()
+        held[0][1].close()
+        for _ in range(100):  # the share frees when a connection closes
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                await asyncio.wait_for(reader.read(1), 0.05)
+            except TimeoutError:
+                writer.close()
+                break  # still open: admitted
+            writer.close()
+        else:
+            raise AssertionError("a freed share was not given back")
+        for _, w in held[1:]:
+            w.close()
