@@ -139,7 +139,10 @@ class Hostile:
                 data = await asyncio.wait_for(
                     self.loop.sock_recv(self.sock, 65536), deadline - time.monotonic()
                 )
-            except (TimeoutError, ConnectionError):
+            except TimeoutError:
+                break
+            except ConnectionError:  # reset: closed with our unread bytes in its buffer
+                seen.append("EOF")
                 break
             if not data:
                 seen.append("EOF")
