@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest jstest browsertest bench clean venv
+.PHONY: run test lint typecheck pytest jstest browsertest bench fuzz clean venv
 
 venv: $(STAMP)
 
@@ -53,6 +53,22 @@ bench: $(STAMP)
 	$(BIN)/python bench/compression.py --repeat 50
 	$(BIN)/python bench/redis_cluster.py
 	$(BIN)/python bench/history.py
+
+# Coverage-guided fuzzing (atheris): FUZZ_RUNS inputs per parser of untrusted bytes
+# (fuzz/targets.py); inputs reaching new code are added to fuzz/corpus/TARGET (commit them).
+# A crash, hang or runaway allocation stops the run and leaves crash-*/timeout-*/oom-* files.
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS ?= frame stream batch ws upgrade session json
+fuzz: $(STAMP)
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		echo "fuzz $$target: $(FUZZ_RUNS) inputs"; \
+		if ! $(BIN)/python fuzz/run.py $$target -runs=$(FUZZ_RUNS) -max_len=4096 -timeout=10 \
+			-rss_limit_mb=1024 -malloc_limit_mb=512 -print_final_stats=1 \
+			-artifact_prefix=fuzz/ fuzz/corpus/$$target > fuzz/$$target.log 2>&1; then \
+			tail -40 fuzz/$$target.log; exit 1; \
+		fi; \
+		grep -E "^Done|number_of_executed_units|peak_rss" fuzz/$$target.log; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache

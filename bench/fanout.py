@@ -102,6 +102,7 @@ async def serve_longlink(aggregate_ms: int, secret: str, history_size: int = 100
             data_dir=data_dir,
             max_heartbeat_s=3600,
             drain_timeout_s=1.0,
+            max_conns_per_ip=0,  # every load connection comes from 127.0.0.1
         )
         async with Node(settings) as node:
             assert node.gateway is not None and node.dispatcher is not None

@@ -76,6 +76,10 @@ async def start_server(data_dir: str, args: argparse.Namespace) -> tuple[Any, in
         "LONGLINK_WS_PORT": "0",
         "LONGLINK_TCP_PORT": "0",
         "LONGLINK_DEMO": "1",
+        # Every load client comes from 127.0.0.1: no per-address limits.
+        "LONGLINK_MAX_CONNS_PER_IP": "0",
+        "LONGLINK_HTTP_MAX_CONNS_PER_IP": "0",
+        "LONGLINK_CONNECT_RATE": "0",
         "LONGLINK_API_KEY": API_KEY,
         "LONGLINK_DATA_DIR": data_dir,
         "LONGLINK_LOG_LEVEL": "warning",

@@ -336,6 +336,10 @@ async def start_setup(
         "LONGLINK_WS_PORT": "0",
         "LONGLINK_TCP_PORT": "0",
         "LONGLINK_DEMO": "1",
+        # Every load client comes from 127.0.0.1: no per-address limits.
+        "LONGLINK_MAX_CONNS_PER_IP": "0",
+        "LONGLINK_HTTP_MAX_CONNS_PER_IP": "0",
+        "LONGLINK_CONNECT_RATE": "0",
         "LONGLINK_API_KEY": args.api_key,
         "LONGLINK_TOKEN_SECRET": secrets.token_hex(32),
         "LONGLINK_HEARTBEAT_S": "300",

@@ -52,8 +52,16 @@ def serve(config_file: str | None, roles: str | None, log_level: str) -> None:
         settings = load_settings(config_file, **overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+    def reread() -> Any:
+        fresh = load_settings(config_file, **overrides)
+        if fresh.token_secret != load_settings(config_file, **overrides).token_secret:
+            # No token secret configured: each read makes a random one; keep the running one.
+            fresh = fresh.replace(token_secret=settings.token_secret)
+        return fresh
+
     try:
-        uvloop.run(_serve(settings, lambda: load_settings(config_file, **overrides)))
+        uvloop.run(_serve(settings, reread))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
@@ -91,7 +99,8 @@ async def _serve(settings: Any, reread: Callable[[], Any]) -> None:
 
 
 def _reload(node: Any, reread: Callable[[], Any]) -> None:
-    """SIGHUP: new API keys, limits and overload mark; a bad file keeps the running ones."""
+    """SIGHUP: new API keys, limits, overload mark, secrets and TLS certificate; a bad
+    file (or secret, or certificate) keeps the running ones and says so in the log."""
     log = logging.getLogger("longlink.cli")
     try:
         settings = reread()

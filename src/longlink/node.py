@@ -20,6 +20,8 @@ import dataclasses
 import os
 import secrets
 import socket
+import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +29,13 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from longlink.api.app import RELOADABLE_SETTINGS, build_app, reload_app
+from longlink.api.guard import HttpLimits
 from longlink.api.push import Pusher
 from longlink.api.server import HttpServer
 from longlink.api.services import Services
 from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
-from longlink.bus.redis import RedisNodeChannel, RedisQueue
+from longlink.bus.redis import OUTAGES, RedisNodeChannel, RedisQueue
 from longlink.bus.redis import connect as redis_connect
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
@@ -54,10 +57,20 @@ from longlink.store.base import OfflineStore, StoreError
 from longlink.store.redis import RedisStore
 from longlink.store.sqlite import SqliteStore
 from longlink.store.sweep import Sweeper
+from longlink.tls import reload_certificate, server_context
 from longlink.trace import LocalTraceView, Tracer, TraceView
 from longlink.trace.redis import RedisTraceView
 from longlink.web.echo import DEMO_ROOMS, DemoEcho
 from longlink.webhook import WebhookSender
+
+#: Settings of the tokens and tickets that :meth:`Node.reload` applies.
+TOKEN_SETTINGS = (
+    "token_secret",
+    "token_secrets",
+    "ticket_secret",
+    "ticket_secrets",
+    "max_ticket_ttl_s",
+)
 
 
 @dataclass
@@ -90,6 +103,10 @@ class Backends:
     sweep: NodeSweep | None = None
     history: RoomHistory | None = None
     client: Any = None  # the Redis client of Backends.redis, closed with the backends
+    #: What the backends raise while unreachable (the API answers 503, not 500).
+    outages: tuple[type[Exception], ...] = ()
+    #: Awaited once when a node starts on these backends (Redis: the queue's epoch).
+    start: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     def memory(cls, settings: Settings) -> Backends:
@@ -111,13 +128,14 @@ class Backends:
         client = redis_connect(settings.bus)
         registry = RedisRegistry(client, node_ttl_ms=settings.node_ttl_ms)
         history = RedisHistory(client, settings.history_size, settings.history_ttl_s)
+        queue = RedisQueue(
+            client,
+            maxsize=settings.queue_size,
+            consumer=f"{settings.node_id}-{os.getpid()}",
+            claim_idle_ms=settings.claim_idle_ms,
+        )
         return cls(
-            queue=RedisQueue(
-                client,
-                maxsize=settings.queue_size,
-                consumer=f"{settings.node_id}-{os.getpid()}",
-                claim_idle_ms=settings.claim_idle_ms,
-            ),
+            queue=queue,
             channel=RedisNodeChannel(client, history=history),
             registry=registry,
             store=RedisStore(client),
@@ -126,6 +144,8 @@ class Backends:
             sweep=registry,
             history=history,
             client=client,
+            outages=OUTAGES,
+            start=queue.start,
         )
 
     @classmethod
@@ -160,13 +180,20 @@ class Node:
         self.store: OfflineStore | None = None
         self.tracer: Tracer
         self.trace_view: TraceView
-        self.tokens = TokenIssuer(settings.token_secret, settings.token_ttl_s)
+        try:
+            self.tokens = TokenIssuer(
+                settings.token_secret, settings.token_ttl_s, settings.token_secrets
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         self.gateway: Gateway | None = None
         self.webhook: WebhookSender | None = None
         self.echo: DemoEcho | None = None
         self.dispatcher: Dispatcher | None = None
         self.http: HttpServer | None = None
         self.app: Starlette | None = None
+        #: The listeners' TLS context (None: TLS off); reloaded in place on SIGHUP.
+        self.tls: ssl.SSLContext | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Node:
@@ -186,6 +213,7 @@ class Node:
 
     async def _start(self) -> None:
         settings = self.settings
+        self.tls = server_context(settings)
         if self._given is not None:
             self.backends = self._given
         else:
@@ -195,6 +223,8 @@ class Node:
                 raise ConfigError(f"offline store: {exc}") from exc
             self._stack.push_async_callback(self.backends.close)
         self.queue = self.backends.queue
+        if self.backends.start is not None:
+            await self.backends.start()
         self.channel = self.backends.channel
         self.registry = self.backends.registry
         self.store = self.backends.store
@@ -257,6 +287,7 @@ class Node:
                     store=self.store,
                     tracer=self.tracer,
                     history=self.backends.history,
+                    ssl=self.tls,
                 )
             )
         if "dispatch" in roles:
@@ -298,25 +329,43 @@ class Node:
                 store=self.store,
                 tracer=self.tracer,
                 history=self.backends.history,
+                outages=self.backends.outages,
             )
             self.app = build_app(services, self.trace_view)
             self.http = await self._stack.enter_async_context(
-                HttpServer(self.app, settings.host, settings.http_port)
+                HttpServer(
+                    self.app,
+                    settings.host,
+                    settings.http_port,
+                    limits=HttpLimits.from_settings(settings),
+                    ssl=self.tls,
+                )
             )
 
     def reload(self, settings: Settings) -> list[str]:
         """Apply a re-read configuration (the CLI calls this on SIGHUP).
 
-        API keys, push limits and the overload mark change at once (see
-        :func:`~longlink.api.app.reload_app`). Returns the names of the other
-        settings that differ from the running ones: they need a restart.
-        Raises :class:`~longlink.settings.ConfigError`, changing nothing, when
-        ``settings`` cannot be applied.
+        API keys, push limits, the overload mark, token and ticket secrets
+        (rotation by ``kid``), the maximum ticket lifetime and the TLS
+        certificate change at once. Everything is checked before anything
+        changes: :class:`~longlink.settings.ConfigError` (nothing applied) when
+        ``settings`` cannot be applied. Returns the names of the other settings
+        that differ from the running ones: they need a restart.
         """
+        try:
+            TokenIssuer(settings.token_secret, settings.token_ttl_s, settings.token_secrets)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        live = {*RELOADABLE_SETTINGS, *TOKEN_SETTINGS}
+        if self.tls is not None:
+            # A new certificate for new connections; the open ones keep theirs.
+            reload_certificate(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), settings)
+            live |= {"tls_cert", "tls_key"}
         if self.app is not None:
-            reload_app(self.app, settings)
-        # token_secret is random per start unless set: a difference means nothing.
-        live = {"token_secret", *RELOADABLE_SETTINGS}
+            reload_app(self.app, settings)  # atomic: raises before changing anything
+        self.tokens.reload(settings.token_secret, settings.token_secrets)
+        if self.tls is not None:
+            reload_certificate(self.tls, settings)
         return [
             f.name
             for f in dataclasses.fields(Settings)
@@ -341,4 +390,5 @@ class Node:
     @property
     def http_url(self) -> str:
         assert self.http is not None
-        return f"http://{self.settings.advertised_host}:{self.http.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.settings.advertised_host}:{self.http.port}"

@@ -64,6 +64,11 @@ class Settings:
     ticket_secret: str | None = None
     token_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     token_ttl_s: int = 600
+    # Secrets by key id, "kid:secret,kid:secret": the first signs, all verify (rotation;
+    # docs/security.md). Empty: token_secret / ticket_secret alone.
+    token_secrets: str = ""
+    ticket_secrets: str = ""
+    max_ticket_ttl_s: int = 24 * 3600  # a ticket whose exp is further ahead is refused
     demo: bool = False
     demo_echo: bool = True  # demo mode: UPSTREAM re-broadcast to the sender's room (web/echo.py)
     # Browser origins allowed (CORS, WebSocket Origin; PROTOCOL.md §1.5): comma-separated or
@@ -112,6 +117,22 @@ class Settings:
     control_rate: float = 20.0  # other frames that earn a reply, per second per connection
     control_burst: int = 60  # ... at once (past 3 bursts of debt: rate_limited, then close)
     kick_same_device: bool = True  # a new AUTH of a user's device KICKs its older connection
+    max_conns_per_ip: int = 500  # gateway connections per client address, each listener (0: any)
+    # The HTTP port (docs/security.md): limits uvicorn does not enforce (api/guard.py).
+    http_max_header_bytes: int = 32 * 1024  # request line and headers; past it 431
+    http_header_timeout_s: float = 10.0  # to receive a request's head (408, or closed idle)
+    http_body_timeout_s: float = 30.0  # to receive a request's body (408)
+    http_keepalive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    http_max_connections: int = 1024  # open HTTP connections; more get 503 and close
+    http_max_conns_per_ip: int = 128  # per client address (0: any); more get 429 and close
+    connect_rate: float = 50.0  # POST /v1/connect per client address per second (0: any)
+    connect_burst: int = 200
+    # Load balancers whose X-Forwarded-For names the client (addresses or CIDRs).
+    trusted_proxies: tuple[str, ...] = ()
+    json_max_depth: int = 64  # nesting of a request body's JSON (400 naming the field)
+    # TLS on every listener (PROTOCOL.md §1.5): PEM files, re-read on SIGHUP.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     max_frame: int = 64 * 1024
     max_rooms: int = 8
     max_payload: int = 32 * 1024

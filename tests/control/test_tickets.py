@@ -72,3 +72,39 @@ def test_other_algorithms_are_refused() -> None:
     token = jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, secret, algorithm="HS512")
     with pytest.raises(TicketInvalid):
         TicketVerifier(secret).verify(token)
+
+
+# ---------------------------------------------------------------- issue 14, failure 7
+
+
+def test_a_ticket_valid_ten_years_is_refused() -> None:
+    ten_years = int(time.time()) + 10 * 365 * 86400
+    with pytest.raises(TicketInvalid) as info:
+        TicketVerifier(SECRET, max_ttl_s=86400).verify(ticket(sub="u1", exp=ten_years))
+    assert "max_ticket_ttl_s" in str(info.value)
+    day = int(time.time()) + 86000
+    assert TicketVerifier(SECRET, max_ttl_s=86400).verify(ticket(sub="u1", exp=day))[0] == "u1"
+
+
+def kid_ticket(kid: str, secret: str, **claims: Any) -> str:
+    claims.setdefault("exp", int(time.time()) + 60)
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": kid})
+
+
+def test_several_ticket_secrets_by_kid() -> None:
+    old, new = "old-" + "o" * 32, "new-" + "n" * 32
+    verifier = TicketVerifier(None, secrets=f"k2:{new},k1:{old}")
+    assert verifier.verify(kid_ticket("k1", old, sub="a"))[0] == "a"
+    assert verifier.verify(kid_ticket("k2", new, sub="b"))[0] == "b"
+    assert verifier.verify(ticket(old, sub="c"))[0] == "c"  # no kid: each secret is tried
+    with pytest.raises(TicketInvalid):
+        verifier.verify(kid_ticket("k1", new, sub="d"))  # the kid names the secret
+    with pytest.raises(TicketInvalid):
+        verifier.verify(kid_ticket("k3", new, sub="e"))
+
+
+@pytest.mark.parametrize("listing", ["k1", "k1:", ":SECRET", "k1:SECRET,k1:SECRET"])
+def test_malformed_secret_lists_are_refused_without_echoing_them(listing: str) -> None:
+    with pytest.raises(ValueError) as info:
+        TicketVerifier(None, secrets=listing)
+    assert "ticket_secrets" in str(info.value) and "SECRET" not in str(info.value)

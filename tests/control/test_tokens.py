@@ -20,7 +20,9 @@ def test_issue_then_verify_round_trips() -> None:
     before = int(time.time())
     token, expires_at = issuer.issue("u1", "d1")
     assert before + 600 <= expires_at <= int(time.time()) + 600
-    assert issuer.verify(token) == TokenClaims(user="u1", device="d1", expires_at=expires_at)
+    claims = issuer.verify(token)
+    assert claims == TokenClaims("u1", "d1", expires_at=expires_at, issued_ms=claims.issued_ms)
+    assert before * 1000 <= claims.issued_ms <= time.time() * 1000
 
 
 def test_claims_are_typed_as_connection_token() -> None:
@@ -31,6 +33,7 @@ def test_claims_are_typed_as_connection_token() -> None:
         "sub": "u1",
         "dev": "d1",
         "iat": 1_000_000_000,
+        "iat_ms": 1_000_000_000_000,
         "exp": expires_at,
     }
     assert expires_at == 1_000_000_060
@@ -131,3 +134,25 @@ def test_bad_construction() -> None:
         TokenIssuer("", 60)
     with pytest.raises(ValueError):
         TokenIssuer(SECRET, 0)
+
+
+# ---------------------------------------------------------------- rotation by kid
+
+
+def test_tokens_rotate_by_kid_without_dropping_holders() -> None:
+    old, new = "old-" + "o" * 32, "new-" + "n" * 32
+    before = TokenIssuer(SECRET, 60, secrets=f"k1:{old}")
+    held, _ = before.issue("u1", "d1")
+    assert jwt.get_unverified_header(held)["kid"] == "k1"
+    rotated = TokenIssuer(SECRET, 60, secrets=f"k2:{new},k1:{old}")
+    assert rotated.verify(held).user == "u1"  # the old secret still verifies
+    fresh, _ = rotated.issue("u2", "d2")
+    assert jwt.get_unverified_header(fresh)["kid"] == "k2"  # the first one signs
+    with pytest.raises(TokenInvalid):
+        TokenIssuer(SECRET, 60, secrets=f"k1:{old}").verify(fresh)
+    rotated.reload(SECRET, f"k2:{new}")  # k1 dropped: its tokens are refused
+    with pytest.raises(TokenInvalid):
+        rotated.verify(held)
+    with pytest.raises(ValueError):
+        rotated.reload(SECRET, "k2")  # malformed: refused, nothing changed
+    assert rotated.verify(fresh).user == "u2"

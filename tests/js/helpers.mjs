@@ -225,7 +225,8 @@ export class Server {
     this.ports = null;
   }
 
-  async start(ports = { http: 0, ws: 0, tcp: 0 }) {
+  async start(ports = { http: 0, ws: 0, tcp: 0 }, env = {}) {
+    this.scheme = env.LONGLINK_TLS_CERT ? "https" : "http";
     const command = join(ROOT, ".venv", "bin", "longlink");
     if (!existsSync(command)) throw new Error(`${command} is missing: run make venv`);
     const proc = spawn(command, ["serve"], {
@@ -240,6 +241,7 @@ export class Server {
         LONGLINK_DATA_DIR: this.dataDir,
         LONGLINK_LOG_LEVEL: "warning",
         LONGLINK_DRAIN_TIMEOUT_S: "1",
+        ...env,
       },
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -264,7 +266,7 @@ export class Server {
   }
 
   get base() {
-    return `http://127.0.0.1:${this.ports.http}`;
+    return `${this.scheme}://127.0.0.1:${this.ports.http}`;
   }
 
   /** Kill the process (SIGKILL: a crash, no drain) and wait for it to be gone. */

@@ -20,6 +20,7 @@ queue holds it (ARCHITECTURE.md, service layer "must not block on delivery").
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,7 @@ from longlink.api.schemas import (
 )
 from longlink.api.services import Services
 from longlink.api.stats import read_stats
+from longlink.clientip import AddressRate, ProxyRule
 from longlink.control.connect import (
     ConnectDenied,
     ConnectError,
@@ -82,7 +84,7 @@ from longlink.control.tickets import TicketVerifier
 from longlink.history.base import HistoryEntry, after
 from longlink.model import IdsUnavailable, NodeCommand
 from longlink.protocol.ids import id_problem
-from longlink.settings import Settings
+from longlink.settings import ConfigError, Settings
 from longlink.trace import LocalTraceView, TraceView
 from longlink.web.pages import page_routes
 from longlink.web.sdk_file import sdk_route
@@ -97,6 +99,7 @@ BODY_LIMIT = 64 << 10
 RETRY_AFTER_S = 1
 
 _encoder = msgspec.json.Encoder()
+log = logging.getLogger("longlink.api")
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -204,7 +207,7 @@ class _Api:
         self.connector = Connector(
             nodes=services.registry,
             tokens=services.tokens,
-            tickets=TicketVerifier(settings.ticket_secret) if settings.ticket_secret else None,
+            tickets=ticket_verifier(settings),
             demo=settings.demo,
             heartbeat_s=settings.heartbeat_s,
             bad_rtt_ms=settings.quality_bad_rtt_ms,
@@ -215,6 +218,14 @@ class _Api:
         # Browsers (PROTOCOL §1.5): the one origin policy, also the gateway's.
         self.cors = Cors(Origins.parse(settings.allowed_origins, demo=settings.demo))
         self.openapi = _encoder.encode(openapi_document())
+        # Per client address (docs/security.md): X-Forwarded-For from trusted proxies only.
+        self.proxies = ProxyRule(settings.trusted_proxies)
+        self.connect_rate = AddressRate(settings.connect_rate, settings.connect_burst)
+
+    def client_ip(self, request: Request) -> str | None:
+        """The client's address (``X-Forwarded-For`` when the peer is a trusted proxy)."""
+        peer = request.client.host if request.client is not None else None
+        return self.proxies.client_ip(peer, request.headers.get("x-forwarded-for"))
 
     def _key(self, request: Request) -> ApiKey:
         return self.gate.authenticate(request.headers.get("authorization"))
@@ -231,6 +242,14 @@ class _Api:
             return Response(status_code=204, headers=self.cors.preflight(origin))
         cors = self.cors.headers(origin)
         try:
+            ip = self.client_ip(request)
+            if ip is not None and not self.connect_rate.allow(ip, self.services.clock()):
+                raise ApiError(
+                    429,
+                    errors.RATE_LIMITED,
+                    f"at most {self.settings.connect_rate:g} connects per second per address",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )
             body = parse_connect(await read_body(request, BODY_LIMIT))
             wanted = ConnectRequest(
                 ticket=body.ticket,
@@ -418,6 +437,9 @@ class _Api:
         self._key(request)
         user = _path_id(request, "user", self.gate.limits.id_problem)
         body = decode_body(await read_body(request, BODY_LIMIT), KickBody, empty_ok=True)
+        # The user's tokens issued so far are refused at AUTH from now on, for as long as
+        # any of them can live (docs/security.md, "Revocation").
+        await self.services.registry.revoke_user(user, _now_ms(), self.settings.token_ttl_s)
         if self.services.kick is not None:
             kicked = await self.services.kick(user, body.reason)
         elif self.services.channel is not None:
@@ -516,6 +538,18 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return await _on_api_error(request, error)
 
 
+async def _on_outage(request: Request, exc: Exception) -> Response:
+    """A backend is unreachable (Redis restarting): 503 with Retry-After, no traceback."""
+    log.warning("%s %s: backend unavailable: %s", request.method, request.url.path, exc)
+    error = ApiError(
+        503,
+        errors.UNAVAILABLE,
+        "a backend is unavailable; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+    return await _on_api_error(request, error)
+
+
 async def _on_internal_error(request: Request, exc: Exception) -> Response:
     error = ApiError(500, errors.INTERNAL, "internal error; see the server log")
     return await _on_api_error(request, error)
@@ -558,15 +592,31 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         exception_handlers={
             ApiError: _on_api_error,
             HTTPException: _on_http_error,
+            **dict.fromkeys(services.outages, _on_outage),
             500: _on_internal_error,
         },
     )
     app.state.gate = api.gate
+    app.state.connector = api.connector
     return app
 
 
+def ticket_verifier(settings: Settings) -> TicketVerifier | None:
+    """The ticket verifier ``settings`` configure (None without a ticket secret);
+    ConfigError when the secrets are malformed."""
+    if not settings.ticket_secret and not settings.ticket_secrets.strip():
+        return None
+    try:
+        return TicketVerifier(
+            settings.ticket_secret, settings.max_ticket_ttl_s, settings.ticket_secrets
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def reload_app(app: Starlette, settings: Settings) -> None:
-    """Give a running app the API keys, push limits and overload mark of ``settings``.
+    """Give a running app the API keys, push limits, overload mark and ticket secrets of
+    ``settings``.
 
     The swap is atomic: requests see the old set or the new one. A removed
     key gets 401 from the next request on; a key kept under the same name
@@ -574,5 +624,8 @@ def reload_app(app: Starlette, settings: Settings) -> None:
     :class:`~longlink.settings.ConfigError` and changes nothing when the
     limits are impossible. Every other setting needs a restart.
     """
+    tickets = ticket_verifier(settings)
     gate: PushGate = app.state.gate
     gate.reload(settings)
+    connector: Connector = app.state.connector
+    connector.tickets = tickets

@@ -26,6 +26,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from longlink.api.errors import BAD_REQUEST, TOO_LARGE, ApiError
+from longlink.api.jsondepth import DEFAULT_MAX_DEPTH, depth_problem
 from longlink.model import Priority, Target
 from longlink.protocol.ids import DEFAULT_ID_RULE, ID_PATTERN, MAX_ID_LENGTH, IdRule
 from longlink.settings import ConfigError, Settings
@@ -263,6 +264,7 @@ LIMIT_SETTINGS = (
     "id_pattern",
     "max_push_body",
     "max_batch_body",
+    "json_max_depth",
 )
 
 
@@ -286,6 +288,7 @@ class Limits:
     id_pattern: str = _DEFAULTS["id_pattern"]
     max_push_body: int = _DEFAULTS["max_push_body"]
     max_batch_body: int = _DEFAULTS["max_batch_body"]
+    json_max_depth: int = _DEFAULTS["json_max_depth"]
     #: The one id rule (:mod:`longlink.protocol.ids`) as these limits narrow it.
     id_rule: IdRule = field(init=False, repr=False, compare=False)
 
@@ -298,6 +301,7 @@ class Limits:
             "max_id_length",
             "max_push_body",
             "max_batch_body",
+            "json_max_depth",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1")
@@ -355,22 +359,31 @@ def _field_message(error: msgspec.ValidationError, prefix: str = "") -> str:
     return f"{where}: {detail}"
 
 
-def decode_body(body: bytes, kind: type[T], *, empty_ok: bool = False) -> T:
+def decode_body(
+    body: bytes, kind: type[T], *, empty_ok: bool = False, max_depth: int = DEFAULT_MAX_DEPTH
+) -> T:
     """Decode a JSON request body as ``kind``; 400 ``bad_request`` when it does not fit.
 
-    With ``empty_ok`` an empty body decodes as ``{}`` (all defaults).
+    With ``empty_ok`` an empty body decodes as ``{}`` (all defaults). A body
+    nested deeper than ``max_depth`` is refused naming the field
+    (:mod:`longlink.api.jsondepth`).
     """
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.json.Decoder(kind)
     if empty_ok and not body.strip():
         body = b"{}"
+    problem = depth_problem(body, max_depth)
+    if problem is not None:
+        raise ApiError(400, BAD_REQUEST, problem)
     try:
         result: T = decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise ApiError(400, BAD_REQUEST, _field_message(exc)) from exc
     except msgspec.DecodeError as exc:
         raise ApiError(400, BAD_REQUEST, f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # only with a deep Python stack at the call
+        raise ApiError(400, BAD_REQUEST, "body: nested too deeply") from exc
     return result
 
 
@@ -507,12 +520,12 @@ def parse_connect(body: bytes) -> ConnectBody:
 
 def parse_push(body: bytes, limits: Limits) -> PushRequest:
     """Validate a ``POST /v1/push`` body; raises :class:`ApiError` (400 or 413)."""
-    return _request(decode_body(body, PushBody), limits)
+    return _request(decode_body(body, PushBody, max_depth=limits.json_max_depth), limits)
 
 
 def parse_push_batch(body: bytes, limits: Limits) -> list[PushRequest]:
     """Validate a ``POST /v1/push/batch`` body; all messages or none (raises ApiError)."""
-    batch = decode_body(body, PushBatchBody)
+    batch = decode_body(body, PushBatchBody, max_depth=limits.json_max_depth)
     if len(batch.messages) > limits.max_batch:
         raise ApiError(
             400,

@@ -11,6 +11,11 @@ policy (the CLI owns both), and shuts down gracefully on exit::
 Shutdown order (uvicorn's): stop accepting, close idle keep-alive
 connections, let requests in flight finish for up to ``graceful_timeout_s``,
 then cancel what is left.
+
+Connections go through :class:`~longlink.api.guard.GuardedHttpProtocol`
+(header, body and connection limits uvicorn lacks; ``limits``). With
+``ssl`` the listener speaks HTTPS; the context object is used as given, so
+loading a new certificate into it (SIGHUP) serves new connections with it.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl as ssl_module
 from collections.abc import Generator
 from types import TracebackType
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from longlink.api.guard import HttpLimits, guarded_protocol
 
 __all__ = ["HttpServer"]
 
@@ -62,12 +70,16 @@ class HttpServer:
         *,
         backlog: int = 2048,
         graceful_timeout_s: int = 5,
+        limits: HttpLimits | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self._app = app
         self._host = host
         self._requested_port = port
         self._backlog = backlog
         self._graceful_timeout_s = graceful_timeout_s
+        self._limits = limits or HttpLimits()
+        self._ssl = ssl
         self._sock: socket.socket | None = None
         self._port: int | None = None
         self._server: _Uvicorn | None = None
@@ -113,8 +125,11 @@ class HttpServer:
         try:
             self._sock = sock = await self._bind()
             self._port = int(sock.getsockname()[1])
+            limits = self._limits
             config = uvicorn.Config(
                 self._app,
+                http=guarded_protocol(limits),
+                timeout_keep_alive=limits.keepalive_s,  # type: ignore[arg-type]
                 host=self._host,
                 port=self._port,
                 loop="none",  # serve on the running loop; the caller installed uvloop
@@ -128,6 +143,8 @@ class HttpServer:
                 backlog=self._backlog,
                 timeout_graceful_shutdown=self._graceful_timeout_s,
             )
+            config.load()
+            config.ssl = self._ssl  # uvicorn builds one from files only: ours is reloadable
             started = asyncio.Event()
             self._server = _Uvicorn(config, started)
             self._task = asyncio.create_task(

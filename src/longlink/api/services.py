@@ -42,7 +42,9 @@ class Services:
     as in API-only tests, guaranteed messages are queued but not durable);
     ``tracer`` records the message trace and serves the reach figures;
     ``history`` is the room history ``GET /v1/rooms/{room}/history`` reads
-    (None: every room's history is empty).
+    (None: every room's history is empty). ``outages`` are the exception
+    types the backends raise while they are unreachable (Redis restarting):
+    every route answers them 503 ``unavailable`` with ``Retry-After``, never 500.
     """
 
     settings: Settings
@@ -57,3 +59,4 @@ class Services:
     store: OfflineStore | None = None
     tracer: Tracer = field(default_factory=Tracer)
     history: RoomHistory | None = None
+    outages: tuple[type[Exception], ...] = ()

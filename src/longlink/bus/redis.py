@@ -62,16 +62,29 @@ _message_decoder = msgspec.msgpack.Decoder(Message)
 _envelopes_decoder = msgspec.msgpack.Decoder(list[Envelope])
 _encoder = msgspec.msgpack.Encoder()
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: What redis-py raises while Redis is unreachable or loading (BusyLoadingError is a
+#: ConnectionError): callers answer "unavailable, retry", never "internal error".
+OUTAGES: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 
 #: Appends every ARGV to the stream KEYS[1] as a queue entry (field ``m``), in order:
 #: one command for a whole push batch. redis-py's CPU (measured here): ~50 µs per
 #: command sent alone, ~9 µs per command of a pipeline, under 1 µs per argument.
+#: Refused (-1) while KEYS[2], the epoch, is missing: Redis came back empty and the
+#: registry is being rebuilt (:class:`RedisQueue`, "Redis restarts").
 XADD_MANY = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return -1
+end
 for i = 1, #ARGV do
   redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
 end
 return #ARGV
 """
+#: Set once the registry is known whole; gone when Redis restarts without its data.
+EPOCH_KEY = PREFIX + ":epoch"
+#: Seconds after Redis came back empty before pushes are taken again: every gateway
+#: reports each second and registers its sessions again when it finds itself unknown.
+REBUILD_S = 3.0
 
 
 def connect(url: str, *, max_connections: int = 64) -> aioredis.Redis:
@@ -138,7 +151,19 @@ def _text(value: Any) -> str:
 
 
 class RedisQueue:
-    """The high and low queues as two Redis streams with one consumer group."""
+    """The high and low queues as two Redis streams with one consumer group.
+
+    Redis restarts: while Redis is unreachable :meth:`publish_many` raises
+    :class:`~longlink.bus.base.QueueFull` (the API answers 503 with
+    ``Retry-After``). When it comes back *without* its data, the registry
+    is empty until every gateway has registered its sessions again; a push
+    accepted meanwhile would find no route and be lost. So every append
+    checks, in the same command, that the :data:`EPOCH_KEY` exists: a
+    process that saw it and finds it gone refuses pushes for
+    :data:`REBUILD_S` (gateways re-register within a report interval), then
+    sets it again. A process sets it at :meth:`start` (and, had Redis been
+    away then, on its first push).
+    """
 
     def __init__(
         self,
@@ -148,6 +173,7 @@ class RedisQueue:
         consumer: str | None = None,
         claim_idle_ms: int = 10_000,
         block_ms: int = 1_000,
+        rebuild_s: float = REBUILD_S,
     ) -> None:
         self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
         self._maxsize = maxsize
@@ -166,6 +192,9 @@ class RedisQueue:
         self._claim_every_s = min(claim_idle_ms, block_ms) / 1000
         self._claim_due: dict[Priority, float] = {p: 0.0 for p in Priority}
         self._xadd_many = self._redis.register_script(XADD_MANY)
+        self._rebuild_s = rebuild_s
+        self._epoch_seen = False
+        self._lost_at: float | None = None  # when this process found the epoch gone
 
     async def _ensure_group(self, priority: Priority) -> None:
         if priority in self._groups_ready:
@@ -219,22 +248,50 @@ class RedisQueue:
                     break
                 depth[message.priority] += 1
                 held += 1
-            if held == 1:
-                message = messages[0]
-                await self._redis.xadd(
-                    queue_key(message.priority), {b"m": _encoder.encode(message)}
-                )
-            elif held:
+            if held:
                 per_queue: dict[Priority, list[bytes]] = {}
                 for message in messages[:held]:
                     per_queue.setdefault(message.priority, []).append(_encoder.encode(message))
                 for priority, encoded in per_queue.items():  # usually one
-                    await self._xadd_many(keys=[queue_key(priority)], args=encoded)
+                    await self._append(priority, encoded)
             self._depth.update(depth)
         except RETRYABLE as exc:
             # Redis is unreachable (restarting): the API answers 503 with Retry-After.
+            # A rebuild under way starts over once it is back (it may come back empty).
+            self._lost_at = None
             raise QueueFull(f"the queue is unavailable: {exc}") from exc
         return held
+
+    async def start(self) -> None:
+        """Set the epoch if missing (a process starting: whatever is stored is whole)."""
+        with contextlib.suppress(*RETRYABLE):
+            await self._redis.set(EPOCH_KEY, int(time.time() * 1000), nx=True)
+            self._epoch_seen = True
+
+    async def _append(self, priority: Priority, encoded: list[bytes]) -> None:
+        """Append to the queue unless Redis lost its data and the registry is not rebuilt."""
+        for _ in range(2):
+            if await self._xadd_many(keys=[queue_key(priority), EPOCH_KEY], args=encoded) >= 0:
+                self._epoch_seen = True
+                self._lost_at = None
+                return
+            if not await self._renew_epoch():
+                break
+        raise QueueFull("Redis restarted without its data; rebuilding the registry, retry")
+
+    async def _renew_epoch(self) -> bool:
+        """The epoch is gone: set it again now (first start) or once :data:`REBUILD_S` passed."""
+        now = time.monotonic()
+        if self._epoch_seen:
+            if self._lost_at is None:
+                self._lost_at = now
+                log.warning(
+                    "Redis lost its data: pushes wait %.1f s for the registry", self._rebuild_s
+                )
+            if now - self._lost_at < self._rebuild_s:
+                return False
+        await self._redis.set(EPOCH_KEY, int(time.time() * 1000), nx=True)
+        return True
 
     async def fetch(self, priority: Priority, max_count: int) -> list[Message]:
         key = queue_key(priority)
@@ -300,10 +357,16 @@ class RedisQueue:
         ids = [self._entries.pop(m.msg_id) for m in messages if m.msg_id in self._entries]
         if ids:
             key = queue_key(priority)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xack(key, GROUP, *ids)
-                pipe.xdel(key, *ids)
-                await pipe.execute()
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.xack(key, GROUP, *ids)
+                    pipe.xdel(key, *ids)
+                    await pipe.execute()
+            except RETRYABLE as exc:
+                # Redis is away: the entries stay pending and are claimed again later
+                # (dispatched twice at worst; gateways and SDKs drop duplicates).
+                _reraise_if_cancelled()
+                log.warning("redis queue %s: ack of %d failed: %s", priority.value, len(ids), exc)
 
     def depth(self, priority: Priority) -> int:
         return self._depth[priority]
@@ -420,8 +483,11 @@ class RedisNodeChannel:
             except RETRYABLE as exc:
                 _reraise_if_cancelled()
                 log.warning("node channel %s: %s; retrying", node_id, exc)
-                last = None  # Redis may have restarted empty: start again from its tail
-                await asyncio.sleep(0.5)
+                # Go on from the last entry read, not from the tail: entries written
+                # between Redis coming back and this read would be skipped (issue 14,
+                # failure 5). After a restart without data, new entry ids are later
+                # (they are times) so reading after the old position misses nothing.
+                await asyncio.sleep(0.1)
                 continue
             if not reply:
                 continue

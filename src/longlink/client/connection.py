@@ -132,8 +132,10 @@ class Client:
     and UPSTREAM (then :class:`TimeoutError`); ``max_queue`` bounds received
     messages not yet taken (the reader then waits, pushing back on the
     server); ``http_client`` replaces the client's own ``httpx.AsyncClient``
-    (it is not closed by :meth:`close`); ``ssl`` is used for TCP endpoints and
-    ``wss://`` URLs; ``rng`` makes the reconnect jitter reproducible.
+    (it is not closed by :meth:`close`); ``ssl`` is used for ``https://``,
+    ``wss://`` URLs and TCP endpoints marked ``tls`` (default: the platform's
+    CAs), ``ca_file`` (PEM) builds such a context trusting that CA (a private
+    or test CA); ``rng`` makes the reconnect jitter reproducible.
     """
 
     def __init__(
@@ -160,12 +162,17 @@ class Client:
         max_queue: int = 10_000,
         http_client: httpx.AsyncClient | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        ca_file: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if ticket is None and user is None:
             raise ValueError("give a ticket, or a user for a server in demo mode")
         if transport not in ("ws", "tcp"):
             raise ValueError(f"transport must be 'ws' or 'tcp', not {transport!r}")
+        if ca_file is not None:
+            if ssl is not None:
+                raise ValueError("give ssl or ca_file, not both")
+            ssl = ssl_module.create_default_context(cafile=ca_file)
         self.url = url
         #: The last AUTH_OK, ``None`` before the first connection.
         self.auth_ok: AuthOk | None = None

@@ -16,12 +16,14 @@ from longlink.client.errors import AuthError, ControlError
 
 
 class Endpoint(msgspec.Struct, frozen=True):
-    """One gateway node; ``ws`` is a ``ws://…`` URL, ``tcp`` a ``host:port``."""
+    """One gateway node; ``ws`` is a ``ws://…`` (or ``wss://…``) URL, ``tcp`` a
+    ``host:port``; ``tls`` says the node's TCP port speaks TLS (PROTOCOL.md §1.5)."""
 
     node: str = ""
     region: str = ""
     ws: str | None = None
     tcp: str | None = None
+    tls: bool = False
 
     def address(self, transport: str) -> str | None:
         """Where to reach this node with ``transport`` (``"ws"`` or ``"tcp"``), if it serves it."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from longlink.client.control import Grant, connect_request, fetch_grant
+from longlink.client.control import Endpoint, Grant, connect_request, fetch_grant
 from longlink.client.errors import AuthError, ConnectFailed, ConnectionClosed
 from longlink.client.transport import Transport, TransportKind, open_transport
 from longlink.protocol import ErrorCode, ProtocolError
@@ -72,7 +72,8 @@ class Dialer:
             transport=self.kind,
         )
         if self.http is None:
-            self.http = httpx.AsyncClient(timeout=self.timeout_s)
+            verify: ssl_module.SSLContext | bool = self.ssl if self.ssl is not None else True
+            self.http = httpx.AsyncClient(timeout=self.timeout_s, verify=verify)
         return await fetch_grant(self.http, self.url, body, timeout_s=self.timeout_s)
 
     async def _try_endpoints(
@@ -88,7 +89,7 @@ class Dialer:
             opening = loop.time()
             try:
                 transport = await open_transport(
-                    self.kind, address, ssl=self.ssl, timeout_s=self.timeout_s
+                    self.kind, address, ssl=self._ssl_for(endpoint), timeout_s=self.timeout_s
                 )
             except ConnectFailed as exc:
                 failures.append(str(exc))
@@ -115,6 +116,14 @@ class Dialer:
             return transport, opened
         detail = "; ".join(failures) or f"no endpoint serves {self.kind}"
         raise ConnectFailed(f"no endpoint could be reached ({detail})")
+
+    def _ssl_for(self, endpoint: Endpoint) -> ssl_module.SSLContext | None:
+        """TLS for ``wss://`` URLs and for a TCP port the endpoint marks ``tls``."""
+        if self.kind == "tcp" and not endpoint.tls:
+            return None
+        if self.ssl is None:
+            self.ssl = ssl_module.create_default_context()  # the platform's CAs
+        return self.ssl
 
     async def _handshake(
         self,

@@ -137,7 +137,7 @@ class WsTransport:
             ping_interval=None,  # liveness is the protocol's HEARTBEAT (§1.3 rule 3)
             open_timeout=open_timeout,
             close_timeout=_CLOSE_TIMEOUT_S,
-            ssl=ssl if uri.startswith("wss:") else None,
+            ssl=(ssl or ssl_module.create_default_context()) if uri.startswith("wss:") else None,
         )
         return cls(ws, max_frame)
 

@@ -118,6 +118,8 @@ class Endpoint(msgspec.Struct, frozen=True, omit_defaults=True):
     region: str
     ws: str | UnsetType = UNSET
     tcp: str | UnsetType = UNSET
+    #: The node's listeners speak TLS (``wss://``, and TLS on the TCP port).
+    tls: bool | UnsetType = UNSET
 
 
 class Connected(msgspec.Struct, frozen=True):

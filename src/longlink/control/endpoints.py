@@ -20,6 +20,7 @@ ordered best first (PROTOCOL.md §1.6 rule 3):
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from longlink.logic.base import NodeInfo
 from longlink.logic.quality import QualitySnapshot
@@ -78,16 +79,18 @@ def choose_endpoints(
     limit: int = 3,
     stale_ms: int = DEFAULT_STALE_MS,
     bad_rtt_ms: int = DEFAULT_BAD_RTT_MS,
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     """Up to ``limit`` endpoints, best first, for a client in ``region``.
 
     ``transports`` is the client's wish (a subset of :data:`TRANSPORTS`; None
     means all). Each endpoint is ``{"node", "region", "ws", "tcp"}`` where a
     transport the client did not ask for, or the node does not offer, is left
-    out. An empty list means no healthy node can take the client.
+    out. A node whose listeners speak TLS (its ``ws`` URL is ``wss://``) gets
+    ``"tls": True``: its TCP port is TLS too (PROTOCOL.md §1.5). An empty list
+    means no healthy node can take the client.
     """
     wanted = TRANSPORTS if transports is None else tuple(t for t in TRANSPORTS if t in transports)
-    candidates: list[tuple[tuple[object, ...], tuple[str, str], dict[str, str]]] = []
+    candidates: list[tuple[tuple[object, ...], tuple[str, str], dict[str, Any]]] = []
     for node in nodes:
         if not node_healthy(node, now_ms, stale_ms):
             continue
@@ -104,10 +107,12 @@ def choose_endpoints(
             node.load,
             node.node,
         )
-        endpoint = {"node": node.node, "region": node.region, **offered}
+        endpoint: dict[str, Any] = {"node": node.node, "region": node.region, **offered}
+        if (node.ws or "").startswith("wss://"):
+            endpoint["tls"] = True
         candidates.append((key, (node.ws or "", node.tcp or ""), endpoint))
     candidates.sort(key=lambda item: item[0])
-    chosen: list[dict[str, str]] = []
+    chosen: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for _, addresses, endpoint in candidates:
         # Gateways sharing their ports (reuse_port) are one address: list it once, the best.

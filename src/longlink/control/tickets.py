@@ -1,9 +1,12 @@
 """Business tickets: how a client proves who it is to ``POST /v1/connect`` (PROTOCOL.md §2.1).
 
 The business backend signs a JWT (HS256) with the ticket secret
-(``LONGLINK_TICKET_SECRET``): ``sub`` (the user, required), ``device``
-(optional) and ``exp`` (required). A connection token (``typ: "conn"``) is
-never accepted as a ticket.
+(``LONGLINK_TICKET_SECRET``), or with one of ``LONGLINK_TICKET_SECRETS``
+(``kid:secret,…``, naming its ``kid`` in the header): ``sub`` (the user,
+required), ``device`` (optional) and ``exp`` (required, at most
+``max_ticket_ttl_s`` ahead: a ticket is a short-lived proof, not a
+credential to keep). A connection token (``typ: "conn"``) is never accepted
+as a ticket.
 
 Errors::
 
@@ -15,11 +18,13 @@ Errors::
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
 
-from longlink.control.tokens import TOKEN_TYPE, HmacJwt
+from longlink.control.tokens import TOKEN_TYPE, HmacJwt, parse_keys
 from longlink.protocol.errors import LonglinkError
 from longlink.protocol.ids import id_problem
 
@@ -45,12 +50,26 @@ class TicketExpired(TicketError):
 
 
 class TicketVerifier:
-    """Verifies business tickets signed with one secret (``settings.ticket_secret``)."""
+    """Verifies business tickets signed with ``secret`` or the keys of ``secrets``
+    (``kid:secret,…``); ``max_ttl_s`` (0: no limit) bounds how far ahead ``exp`` may be.
 
-    __slots__ = ("_jwt",)
+    Raises ValueError when the secrets are malformed or empty.
+    """
 
-    def __init__(self, secret: str) -> None:
-        self._jwt = HmacJwt(secret, purpose="ticket", require=["exp", "sub"])
+    __slots__ = ("_clock", "_jwt", "max_ttl_s")
+
+    def __init__(
+        self,
+        secret: str | None,
+        max_ttl_s: int = 0,
+        secrets: str = "",
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        keys = parse_keys(secrets, secret, purpose="ticket")
+        self._jwt = HmacJwt(keys, purpose="ticket", require=["exp", "sub"])
+        self.max_ttl_s = max_ttl_s
+        self._clock = clock
 
     def verify(self, ticket: str) -> tuple[str, str | None]:
         """``(user, device)`` from a valid ticket (device None when the ticket names none).
@@ -68,6 +87,14 @@ class TicketVerifier:
         user = _claim(claims, "sub")
         if user is None:
             raise TicketInvalid("invalid ticket: no sub")
+        exp = claims.get("exp")
+        if self.max_ttl_s and isinstance(exp, int | float):
+            ahead = exp - self._clock()
+            if ahead > self.max_ttl_s:
+                raise TicketInvalid(
+                    f"invalid ticket: exp is {ahead:.0f} s ahead;"
+                    f" at most {self.max_ttl_s} s (max_ticket_ttl_s)"
+                )
         return user, _claim(claims, "device")
 
 

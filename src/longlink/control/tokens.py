@@ -1,8 +1,18 @@
 """Connection tokens: what ``POST /v1/connect`` hands out and AUTH presents (PROTOCOL.md §2.1).
 
-A token is an HS256 JWT signed with ``settings.token_secret``::
+A token is an HS256 JWT signed with ``settings.token_secret``, or with the
+first of ``settings.token_secrets`` (``kid:secret,kid:secret``; its header
+then names the ``kid``)::
 
-    {"typ": "conn", "sub": user, "dev": device, "iat": issued, "exp": expires}
+    {"typ": "conn", "sub": user, "dev": device, "iat": issued, "iat_ms": issued_ms,
+     "exp": expires}
+
+Every listed secret verifies (a token names its ``kid``; one without is tried
+against each), so secrets rotate without dropping clients: list the new
+secret first, keep the old one until the tokens it signed have expired
+(``token_ttl_s``), then drop it (docs/security.md). :meth:`TokenIssuer.reload`
+swaps the set at once (SIGHUP). ``iat_ms`` lets a kick revoke the tokens
+issued before it (the registry's :class:`~longlink.logic.base.Revocations`).
 
 ``typ`` keeps the two kinds of JWT apart: a business ticket (signed with the
 ticket secret, no ``typ: "conn"``) is never accepted as a connection token,
@@ -29,7 +39,15 @@ from jwt.types import Options
 
 from longlink.protocol.errors import LonglinkError
 
-__all__ = ["TokenClaims", "TokenError", "TokenExpired", "TokenInvalid", "TokenIssuer"]
+__all__ = [
+    "SigningKey",
+    "TokenClaims",
+    "TokenError",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenIssuer",
+    "parse_keys",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,50 +76,98 @@ class TokenClaims:
     user: str
     device: str
     expires_at: int  # unix seconds
+    issued_ms: int = 0  # unix milliseconds (0: unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One HMAC secret and its key id (None: a secret without id, the single-secret setup)."""
+
+    kid: str | None
+    secret: bytes
+
+
+def parse_keys(listing: str, secret: str | None, *, purpose: str) -> list[SigningKey]:
+    """The keys of ``listing`` (``kid:secret,kid:secret``, first signs) or else ``secret``.
+
+    Raises ValueError (naming the entry, never the secret) when malformed or empty.
+    """
+    if not listing.strip():
+        if not secret:
+            raise ValueError(f"{purpose} secret must not be empty")
+        return [SigningKey(None, secret.encode())]
+    keys: list[SigningKey] = []
+    for number, entry in enumerate(listing.split(","), 1):
+        kid, sep, value = entry.strip().partition(":")
+        if not sep or not kid.strip() or not value:
+            raise ValueError(f"{purpose}_secrets: entry {number} is not kid:secret")
+        if any(key.kid == kid.strip() for key in keys):
+            raise ValueError(f"{purpose}_secrets: kid {kid.strip()!r} is listed twice")
+        keys.append(SigningKey(kid.strip(), value.encode()))
+    return keys
 
 
 class HmacJwt:
-    """HS256 encode/decode with a fixed secret, algorithm list and options.
+    """HS256 encode/decode with a set of secrets by ``kid``, an algorithm list and options.
 
-    Shared by connection tokens and business tickets. PyJWT warns on every use
-    of an HMAC secret shorter than 32 bytes; the secret is the operator's
-    choice, so that is said once in the log here and the warning is silenced.
+    Shared by connection tokens and business tickets. The first key signs
+    (its ``kid`` in the header); a token is verified with the key its
+    ``kid`` names, or, without a ``kid``, with each key in turn. PyJWT warns
+    on every use of an HMAC secret shorter than 32 bytes; the secret is the
+    operator's choice, so that is said once in the log here and the warning
+    is silenced.
     """
 
-    __slots__ = ("_jwt", "_key", "_quiet")
+    __slots__ = ("_by_kid", "_jwt", "_keys")
 
-    def __init__(self, secret: str, *, purpose: str, require: list[str]) -> None:
-        if not secret:
+    def __init__(self, keys: list[SigningKey] | str, *, purpose: str, require: list[str]) -> None:
+        if isinstance(keys, str):
+            keys = parse_keys("", keys, purpose=purpose)
+        if not keys:
             raise ValueError(f"{purpose} secret must not be empty")
-        self._key = secret.encode()
-        self._quiet = len(self._key) < MIN_SECRET_BYTES
-        if self._quiet:
-            logger.warning(
-                "the %s secret is %d bytes; use at least %d random bytes",
-                purpose,
-                len(self._key),
-                MIN_SECRET_BYTES,
-            )
+        for key in keys:
+            if len(key.secret) < MIN_SECRET_BYTES:
+                named = f"{purpose} secret" + (f" {key.kid!r}" if key.kid else "")
+                logger.warning(
+                    "the %s is %d bytes; use at least %d random bytes",
+                    named,
+                    len(key.secret),
+                    MIN_SECRET_BYTES,
+                )
+        self._keys = keys
+        self._by_kid = {key.kid: key for key in keys if key.kid is not None}
         # iat is informational: a token issued on a host whose clock runs a little
         # ahead must not be refused as "not yet valid". exp is checked with 0 leeway.
         options: Options = {"require": require, "verify_iat": False, "verify_aud": False}
         self._jwt = jwt.PyJWT(options)
 
     def encode(self, claims: dict[str, Any]) -> str:
-        """Sign ``claims``."""
-        if self._quiet:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-                return jwt.encode(claims, self._key, algorithm="HS256")
-        return jwt.encode(claims, self._key, algorithm="HS256")
+        """Sign ``claims`` with the first key."""
+        key = self._keys[0]
+        headers = {"kid": key.kid} if key.kid is not None else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+            return jwt.encode(claims, key.secret, algorithm="HS256", headers=headers)
 
     def decode(self, token: str) -> dict[str, Any]:
         """Verify signature and ``exp``; raises PyJWT's exceptions."""
-        if self._quiet:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-                return self._jwt.decode(token, self._key, algorithms=ALGORITHMS, leeway=0)
-        return self._jwt.decode(token, self._key, algorithms=ALGORITHMS, leeway=0)
+        kid = jwt.get_unverified_header(token).get("kid")
+        if kid is not None:
+            key = self._by_kid.get(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise jwt.InvalidSignatureError(f"unknown key id {str(kid)[:40]!r}")
+            candidates = [key]
+        else:
+            candidates = self._keys
+        error: jwt.InvalidTokenError = jwt.InvalidSignatureError("no key")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+            for key in candidates:
+                try:
+                    return self._jwt.decode(token, key.secret, algorithms=ALGORITHMS, leeway=0)
+                except jwt.InvalidSignatureError as exc:
+                    error = exc
+        raise error
 
 
 class TokenIssuer:
@@ -114,11 +180,20 @@ class TokenIssuer:
 
     __slots__ = ("_jwt", "_ttl_s")
 
-    def __init__(self, secret: str, ttl_s: int) -> None:
+    def __init__(self, secret: str, ttl_s: int, secrets: str = "") -> None:
         if ttl_s < 1:
             raise ValueError("ttl_s must be at least 1")
-        self._jwt = HmacJwt(secret, purpose="token", require=["exp", "sub", "dev"])
+        self._jwt = self._keys(secret, secrets)
         self._ttl_s = ttl_s
+
+    @staticmethod
+    def _keys(secret: str, secrets: str) -> HmacJwt:
+        keys = parse_keys(secrets, secret, purpose="token")
+        return HmacJwt(keys, purpose="token", require=["exp", "sub", "dev"])
+
+    def reload(self, secret: str, secrets: str = "") -> None:
+        """Sign and verify with new secrets from now on; ValueError, unchanged, if malformed."""
+        self._jwt = self._keys(secret, secrets)
 
     @property
     def ttl_s(self) -> int:
@@ -127,9 +202,17 @@ class TokenIssuer:
 
     def issue(self, user: str, device: str, *, now: float | None = None) -> tuple[str, int]:
         """A token for ``user`` on ``device`` and its expiry (unix seconds)."""
-        issued = int(time.time() if now is None else now)
+        now = time.time() if now is None else now
+        issued = int(now)
         expires_at = issued + self._ttl_s
-        claims = {"typ": TOKEN_TYPE, "sub": user, "dev": device, "iat": issued, "exp": expires_at}
+        claims = {
+            "typ": TOKEN_TYPE,
+            "sub": user,
+            "dev": device,
+            "iat": issued,
+            "iat_ms": int(now * 1000),
+            "exp": expires_at,
+        }
         return self._jwt.encode(claims), expires_at
 
     def verify(self, token: str) -> TokenClaims:
@@ -149,4 +232,8 @@ class TokenIssuer:
             raise TokenInvalid("connection token has no device")
         if not isinstance(exp, int):
             raise TokenInvalid("connection token has a non-integer exp")
-        return TokenClaims(user=user, device=device, expires_at=exp)
+        issued_ms = claims.get("iat_ms")
+        if not isinstance(issued_ms, int):
+            iat = claims.get("iat")
+            issued_ms = int(iat * 1000) if isinstance(iat, int | float) else 0
+        return TokenClaims(user=user, device=device, expires_at=exp, issued_ms=issued_ms)

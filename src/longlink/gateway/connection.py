@@ -70,6 +70,7 @@ class Connection(ServerSession, asyncio.Protocol):
         "dropped",
         "entered",
         "host",
+        "peer",
         "transport",
         "unacked",
         "wheel_slot",
@@ -82,6 +83,7 @@ class Connection(ServerSession, asyncio.Protocol):
         self.host = host
         self.transport: asyncio.Transport | None = None
         self.conn_id = ""
+        self.peer: str | None = None  # client address, while counted per address (sessions)
         self.wheel_slot = -1
         self.dropped = 0  # low-priority messages dropped: the client read too slowly
         # Presence (gateway/events.py): the rooms whose ENTER fired.

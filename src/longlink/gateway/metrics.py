@@ -19,6 +19,13 @@ class GatewayMetrics:
             ["transport"],
             registry=registry,
         )
+        self.refused = Counter(
+            "longlink_connections_refused",
+            "Connections closed on arrival, by transport and reason (per_ip: over the"
+            " address's share, max_conns_per_ip)",
+            ["transport", "reason"],
+            registry=registry,
+        )
         self.errors = Counter(
             "longlink_protocol_errors", "ERROR frames sent", ["code"], registry=registry
         )

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from longlink.bus.base import NodeChannel
+from longlink.clientip import ProxyRule
 from longlink.control.origins import Origins
 from longlink.control.tokens import TokenIssuer
 from longlink.gateway.commands import NodeCommands
@@ -102,8 +104,11 @@ class Gateway:
         store: OfflineStore | None = None,
         tracer: Tracer | None = None,
         history: RoomHistory | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.settings = s = settings
+        #: TLS on both listeners (PROTOCOL §1.5); the object is reloaded in place (SIGHUP).
+        self.ssl = ssl
         self.registry = registry
         self.channel = channel
         registry_metrics = metrics or CollectorRegistry()
@@ -163,6 +168,8 @@ class Gateway:
             kick_same_device=s.kick_same_device,
             origins=Origins.parse(s.allowed_origins, demo=s.demo),
             recovery=self.recovery,
+            max_conns_per_ip=s.max_conns_per_ip,
+            proxies=ProxyRule(s.trusted_proxies),
         )
         self.commands = NodeCommands(self.hub, self.delivery, self.presence)
         self.reporter = NodeReporter(
@@ -202,7 +209,14 @@ class Gateway:
 
         async def listen(factory: Callable[[], Connection], port: int) -> asyncio.Server:
             return await loop.create_server(
-                factory, s.host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096
+                factory,
+                s.host,
+                port,
+                reuse_address=True,
+                reuse_port=reuse_port,
+                backlog=4096,
+                ssl=self.ssl,
+                ssl_handshake_timeout=s.auth_timeout_s if self.ssl is not None else None,
             )
 
         sessions = self.sessions
@@ -254,9 +268,14 @@ class Gateway:
 
     @property
     def endpoints(self) -> tuple[str, str]:
-        """(ws url, tcp address) clients should use for this node."""
+        """(ws url, tcp address) clients should use for this node.
+
+        With TLS the URL is ``wss://``; control then marks the node's endpoints
+        ``"tls": true`` (the TCP port speaks TLS too).
+        """
         host = self.settings.advertised_host
-        return f"ws://{host}:{self.ws_port}/ws", f"{host}:{self.tcp_port}"
+        scheme = "wss" if self.ssl is not None else "ws"
+        return f"{scheme}://{host}:{self.ws_port}/ws", f"{host}:{self.tcp_port}"
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a short step (registry I/O) as a tracked task (awaited on close)."""

@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from longlink.clientip import ProxyRule
 from longlink.control.origins import Origins
 from longlink.control.tokens import TokenExpired, TokenInvalid, TokenIssuer
 from longlink.gateway.connection import KINDS, Connection
@@ -98,6 +99,8 @@ class Sessions:
         kick_same_device: bool,
         origins: Origins | None = None,
         recovery: Recovery,
+        max_conns_per_ip: int = 0,
+        proxies: ProxyRule | None = None,
     ) -> None:
         self.rules = rules
         #: Browser origins whose WebSocket upgrades are served (PROTOCOL §1.5); none by default.
@@ -114,6 +117,10 @@ class Sessions:
         self.spawn = spawn
         self.kick_same_device = kick_same_device
         self.recovery = recovery
+        #: Connections per (listener kind, client address); trusted proxies are not counted.
+        self.max_conns_per_ip = max_conns_per_ip
+        self.proxies = proxies or ProxyRule()
+        self.per_ip: dict[tuple[int, str], int] = {}
         #: Online counts of rooms as last read from the registry.
         self.online: dict[str, int] = {}
         #: Connections not authenticated yet.
@@ -134,7 +141,7 @@ class Sessions:
     # ------------------------------------------------------------------ transports
 
     def accepted(self, conn: Connection) -> None:
-        if not self.accepting:
+        if not self.accepting or not self._admit_address(conn):
             conn.close()
             conn.shutdown()
             return
@@ -149,7 +156,32 @@ class Sessions:
         self.metrics.accepted.labels(kind).inc()
         self.metrics.connections.labels(kind).inc()
 
+    def _admit_address(self, conn: Connection) -> bool:
+        """Count ``conn`` against its address's share of its listener; False when over it."""
+        if not self.max_conns_per_ip or conn.transport is None:
+            return True
+        peer = conn.transport.get_extra_info("peername")
+        ip = peer[0] if isinstance(peer, tuple) and peer else None
+        if not isinstance(ip, str) or self.proxies.trusted(ip):
+            return True
+        key = (conn.kind, ip)
+        count = self.per_ip.get(key, 0)
+        if count >= self.max_conns_per_ip:
+            self.metrics.refused.labels(KINDS[conn.kind], "per_ip").inc()
+            return False
+        self.per_ip[key] = count + 1
+        conn.peer = ip
+        return True
+
     def released(self, conn: Connection) -> None:
+        if conn.peer is not None:
+            key = (conn.kind, conn.peer)
+            count = self.per_ip.get(key, 0) - 1
+            if count > 0:
+                self.per_ip[key] = count
+            else:
+                self.per_ip.pop(key, None)
+            conn.peer = None
         self.transports.discard(conn)
         if not self.transports:
             self.all_released.set()
@@ -208,7 +240,17 @@ class Sessions:
             return
         conn.user = claims.user
         conn.device = claims.device
-        self.spawn(self._step(conn, self._open(conn, request), request.seq))
+        self.spawn(self._step(conn, self._admit(conn, request, claims.issued_ms), request.seq))
+
+    async def _admit(self, conn: Connection, request: AuthRequest, issued_ms: int) -> None:
+        """Refuse a token a kick revoked (docs/security.md); else open the session."""
+        revoked = await self.registry.revoked_before(conn.user)
+        if revoked and issued_ms < revoked:
+            error = ProtocolError(ErrorCode.AUTH_FAILED, "connection token revoked")
+            conn.apply(conn.fail(error, request.seq))
+            return
+        if not conn.closed:
+            await self._open(conn, request)
 
     async def _open(self, conn: Connection, request: AuthRequest) -> None:
         """Register the session, then index it (AUTH_OK follows at once: routable)."""

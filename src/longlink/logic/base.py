@@ -13,15 +13,17 @@ Three small Protocols, each taken alone by the code that needs it:
 * :class:`NodeDirectory`: the gateway nodes and their health. Written by
   gateways (reports) and the API (drain); read by control (which nodes are
   healthy).
+* :class:`Revocations`: the connection tokens a kick revoked. Written by the
+  API; read by gateways at AUTH.
 
 :class:`NodeSweep` is optional: a backend shared by processes that can die
 without notice (``kill -9``) offers it, and the composition root runs a
 sweeper on whatever offers it (:class:`~longlink.logic.sweep.RegistrySweeper`).
 
-:class:`Registry` is all three at once, what one backend implements (the
+:class:`Registry` is all four at once, what one backend implements (the
 embedded :class:`~longlink.logic.memory.MemoryRegistry`, the shared
 :class:`~longlink.logic.redis.RedisRegistry`) and what a caller that needs
-all three (the gateway, the HTTP API) takes.
+them all (the gateway, the HTTP API) takes.
 
 Guarantees every backend keeps (``tests/contracts/test_registry.py`` checks
 them on each):
@@ -239,8 +241,26 @@ class NodeSweep(Protocol):
         ...
 
 
-class Registry(Sessions, RoomDirectory, NodeDirectory, Protocol):
-    """Sessions, room directory and nodes in one backend (what a backend implements).
+class Revocations(Protocol):
+    """Users whose connection tokens issued before a moment are refused (a kick).
+
+    Written by the API (``POST /v1/users/{user}/kick``); read by gateways at
+    every AUTH. An entry lives ``ttl_s`` seconds, the longest a token lives:
+    by then every token it refuses has expired anyway, so the list stays as
+    small as the kicks of the last ``token_ttl_s``.
+    """
+
+    async def revoke_user(self, user: str, before_ms: int, ttl_s: int) -> None:
+        """Refuse ``user``'s tokens issued before ``before_ms`` (unix ms) for ``ttl_s`` s."""
+        ...
+
+    async def revoked_before(self, user: str) -> int:
+        """The moment (unix ms) before which ``user``'s tokens are refused; 0 for none."""
+        ...
+
+
+class Registry(Sessions, RoomDirectory, NodeDirectory, Revocations, Protocol):
+    """Sessions, room directory, nodes and revocations in one backend (what a backend implements).
 
     Take it only where all three are needed (the gateway, the HTTP API);
     everything else takes the one Protocol it uses.

@@ -35,6 +35,7 @@ class MemoryRegistry:
         self._area_count: defaultdict[str, int] = defaultdict(int)
         self._node_sessions: defaultdict[str, set[str]] = defaultdict(set)
         self._nodes: dict[str, NodeInfo] = {}
+        self._revoked: dict[str, tuple[int, float]] = {}  # user -> (before_ms, until monotonic)
 
     # ------------------------------------------------------------ sessions
 
@@ -163,6 +164,26 @@ class MemoryRegistry:
 
     async def announced_rooms(self, rooms: list[str]) -> set[str]:
         return self._announce.intersection(rooms)
+
+    # ------------------------------------------------------------ revocations
+
+    async def revoke_user(self, user: str, before_ms: int, ttl_s: int) -> None:
+        now = time.monotonic()
+        if len(self._revoked) >= 10_000:  # expired entries go when the table is large
+            self._revoked = {u: e for u, e in self._revoked.items() if e[1] > now}
+        old = self._revoked.get(user)
+        if old is not None and old[1] > now:
+            before_ms = max(before_ms, old[0])
+        self._revoked[user] = (before_ms, now + ttl_s)
+
+    async def revoked_before(self, user: str) -> int:
+        entry = self._revoked.get(user)
+        if entry is None:
+            return 0
+        if entry[1] <= time.monotonic():
+            del self._revoked[user]
+            return 0
+        return entry[0]
 
     # ------------------------------------------------------------ nodes
 

@@ -12,6 +12,8 @@ Keys (prefix ``{ll}``):
 ``nodes``                   hash: node -> NodeInfo (msgpack)
 ``room_area`` / ``area:<a>``  hash room -> area / set of the area's rooms
 ``announce``                set: rooms whose enters and exits are sent as EVENT frames
+``revoked:<user>``          string with a TTL: tokens issued before this (unix ms) are
+                            refused (a kick; as long as a token lives)
 ==========================  =====================================================
 
 Counts are per node (``nrooms``) and are summed over live nodes when read, so
@@ -55,6 +57,14 @@ for i, key in ipairs(KEYS) do
   nodes[i] = redis.call('HVALS', key)
 end
 return nodes
+"""
+#: Keep the later of the stored moment and ARGV[1]; (re)set the TTL to ARGV[2] seconds.
+REVOKE = """
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+local new = tonumber(ARGV[1])
+if old > new then new = old end
+redis.call('SET', KEYS[1], new, 'EX', ARGV[2])
+return new
 """
 _node_encoder = msgspec.msgpack.Encoder()
 _node_decoder = msgspec.msgpack.Decoder(NodeInfo)
@@ -177,6 +187,16 @@ class RedisRegistry:
                     lost.append(session)
             await self.forget_node(node)
         return lost
+
+    # ------------------------------------------------------------ revocations
+
+    async def revoke_user(self, user: str, before_ms: int, ttl_s: int) -> None:
+        # The later of two kicks wins (GT needs Redis 7; a Lua max works on any).
+        await self._redis.eval(REVOKE, 1, _k("revoked", user), before_ms, max(1, ttl_s))
+
+    async def revoked_before(self, user: str) -> int:
+        value = await self._redis.get(_k("revoked", user))
+        return int(value) if value is not None else 0
 
     # ------------------------------------------------------------ sessions
 
