@@ -32,7 +32,7 @@ from longlink.api.app import RELOADABLE_SETTINGS, build_app, reload_app
 from longlink.api.guard import HttpLimits
 from longlink.api.push import Pusher
 from longlink.api.server import HttpServer
-from longlink.api.services import Services
+from longlink.api.services import ReadyCheck, Services
 from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
 from longlink.bus.redis import OUTAGES, RedisNodeChannel, RedisQueue
@@ -330,6 +330,7 @@ class Node:
                 tracer=self.tracer,
                 history=self.backends.history,
                 outages=self.backends.outages,
+                readiness=self._readiness(),
             )
             self.app = build_app(services, self.trace_view)
             self.http = await self._stack.enter_async_context(
@@ -341,6 +342,30 @@ class Node:
                     ssl=self.tls,
                 )
             )
+
+    def _readiness(self) -> tuple[ReadyCheck, ...]:
+        """The checks of ``GET /readyz``: every backend and listener this process runs."""
+        checks: list[ReadyCheck] = []
+        client = self.backends.client
+        if client is not None:
+            checks.append(("redis", client.ping))
+        store = self.store
+        if store is not None:
+            checks.append(("store", store.count))
+        gateway = self.gateway
+        if gateway is not None:
+
+            async def listeners() -> None:
+                gateway.check_serving()
+
+            checks.append(("gateway", listeners))
+
+        async def ids() -> None:
+            if self.ids.node is None:
+                raise RuntimeError("no message-id node number is held (docs/message-ids.md)")
+
+        checks.append(("message_ids", ids))
+        return tuple(checks)
 
     def reload(self, settings: Settings) -> list[str]:
         """Apply a re-read configuration (the CLI calls this on SIGHUP).

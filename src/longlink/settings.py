@@ -149,6 +149,11 @@ class Settings:
     overload_depth: int | None = None  # low-priority 503 from here; None: 80% of queue_size
     drain_timeout_s: float = 10.0
     roles: tuple[str, ...] = ("gateway", "api", "control", "dispatch")
+    # Logging (longlink.logs; docs/operations.md): level, "text" or "json" lines, and the
+    # share of connection and push records (logger longlink.access) logged at info.
+    log_level: str = "info"
+    log_format: str = "text"
+    access_log_sample: float = 0.0
     api_keys: tuple[ApiKeyConfig, ...] = ()
 
     def replace(self, **changes: Any) -> Settings:
@@ -171,6 +176,8 @@ class Settings:
 
 
 ROLES = ("gateway", "api", "control", "dispatch")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 
 # field name -> environment variable (PROTOCOL.md §3 and extensions).
 ENV_NAMES: dict[str, str] = {
@@ -294,4 +301,16 @@ def load_settings(
     bad_roles = set(settings.roles) - set(ROLES)
     if bad_roles:
         raise ConfigError(f"unknown roles {sorted(bad_roles)}; choose from {', '.join(ROLES)}")
+    _check_logging(settings)
     return settings
+
+
+def _check_logging(settings: Settings) -> None:
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level {settings.log_level!r}: choose from {', '.join(LOG_LEVELS)}")
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(
+            f"log_format {settings.log_format!r}: choose from {', '.join(LOG_FORMATS)}"
+        )
+    if not 0.0 <= settings.access_log_sample <= 1.0:
+        raise ConfigError(f"access_log_sample {settings.access_log_sample}: give 0 to 1")

@@ -75,6 +75,13 @@ def test_calls_paths_and_idempotence() -> None:
     assert calls.user_call("ü").path == "/v1/users/%C3%BC"
     assert calls.kick_call("u/1", "bye").path == "/v1/users/u%2F1/kick"
     assert calls.set_room_area_call("r", None).body == {"area": None}
+    drain = calls.drain_call("g/1", False)
+    assert (drain.method, drain.path, drain.body) == (
+        "POST",
+        "/v1/nodes/g%2F1/drain",
+        {"draining": False},
+    )
+    assert drain.idempotent
     assert calls.online_call().idempotent and calls.kick_call("u", "x").idempotent
     assert not calls.push_call(Push({"all": True}, 1)).idempotent
     batch = calls.push_batch_call([Push({"all": True}, 1), {"to": {"all": True}, "data": 2}])

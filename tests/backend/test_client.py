@@ -70,6 +70,10 @@ async def test_ticket_push_batch_and_queries(node: Node, backend: LonglinkBacken
         [connection] = (await backend.user("alice"))["connections"]
         assert connection["device"] == "alice-phone" and connection["rooms"] == ["lobby"]
         assert [n["node"] for n in await backend.nodes()] == [node.settings.node_id]
+        g1 = node.settings.node_id
+        assert await backend.drain(g1, False) == {"node": g1, "draining": False}
+        with pytest.raises(NotFound):
+            await backend.drain("no-such-node")
 
         assert await backend.kick("alice", "bye") == 1
         while not isinstance(event := await alice.next_event(timeout=WAIT), Kicked):

@@ -41,6 +41,7 @@ from longlink.api.cors import Cors
 from longlink.api.errors import ApiError, encode_error
 from longlink.api.keys import ApiKey
 from longlink.api.openapi import MAX_HISTORY_LIMIT, openapi_document
+from longlink.api.ops import ops_routes
 from longlink.api.push import Pusher, PushNotQueued
 from longlink.api.responses import (
     Drained,
@@ -586,6 +587,7 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
         Route("/openapi.json", api.openapi_json, methods=["GET"]),
         sdk_route(),
         *page_routes(),  # the demo at /, the dashboard at /admin (web/pages.py)
+        *ops_routes(services),  # /readyz, /docs
     ]
     app = Starlette(
         routes=routes,

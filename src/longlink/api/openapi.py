@@ -21,6 +21,7 @@ import msgspec.inspect as mi
 
 from longlink import __version__
 from longlink.api.errors import ErrorBody
+from longlink.api.ops import OPS_PATHS
 from longlink.api.responses import (
     Drained,
     Health,
@@ -452,6 +453,8 @@ def openapi_document() -> dict[str, Any]:
             ' Every error is {"error": {"code", "message"}}; unknown routes answer 404'
             " and wrong methods 405 in that shape.",
         },
+        # Relative: the server that serves this document, wherever it is reached.
+        "servers": [{"url": "/", "description": "the server that serves this document"}],
         "security": _KEYED,
         "components": {
             "securitySchemes": {
@@ -460,5 +463,5 @@ def openapi_document() -> dict[str, Any]:
             "schemas": copy.deepcopy(_SCHEMAS),
             "responses": responses,
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **OPS_PATHS},
     }

@@ -22,10 +22,12 @@ from longlink.settings import Settings
 from longlink.store.base import OfflineStore
 from longlink.trace import Tracer
 
-__all__ = ["KickFunc", "Services"]
+__all__ = ["KickFunc", "ReadyCheck", "Services"]
 
 #: ``await kick(user, reason)`` closes the user's connections with KICK; returns how many.
 KickFunc = Callable[[str, str], Awaitable[int]]
+#: A readiness check of ``GET /readyz``: a name and a probe that raises when not ready.
+ReadyCheck = tuple[str, Callable[[], Awaitable[object]]]
 
 
 @dataclass(slots=True)
@@ -45,6 +47,7 @@ class Services:
     (None: every room's history is empty). ``outages`` are the exception
     types the backends raise while they are unreachable (Redis restarting):
     every route answers them 503 ``unavailable`` with ``Retry-After``, never 500.
+    ``readiness`` are the checks of ``GET /readyz`` (api/ops.py).
     """
 
     settings: Settings
@@ -60,3 +63,4 @@ class Services:
     tracer: Tracer = field(default_factory=Tracer)
     history: RoomHistory | None = None
     outages: tuple[type[Exception], ...] = ()
+    readiness: tuple[ReadyCheck, ...] = ()

@@ -243,6 +243,12 @@ def nodes_call() -> Call[list[dict[str, Any]]]:
     return Call("GET", "/v1/nodes", lambda answer: list(answer["nodes"]), idempotent=True)
 
 
+def drain_call(node: str, draining: bool = True) -> Call[dict[str, Any]]:
+    """``POST /v1/nodes/{node}/drain``: ``{"node", "draining"}`` (False undoes it; repeatable)."""
+    path = f"/v1/nodes/{_seg(node)}/drain"
+    return Call("POST", path, _json_object, {"draining": draining}, idempotent=True)
+
+
 class Attempts:
     """The retry state of one call under a :class:`RetryPolicy` (no I/O, no clock).
 

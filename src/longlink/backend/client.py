@@ -181,6 +181,10 @@ class LonglinkBackend(_Base):
         """Every reporting gateway node with its load and health."""
         return await self._run(calls.nodes_call())
 
+    async def drain(self, node: str, draining: bool = True) -> dict[str, Any]:
+        """Stop sending clients to ``node`` and move its clients (False: take it back)."""
+        return await self._run(calls.drain_call(node, draining))
+
     async def message_trace(self, msg_id: int) -> dict[str, Any]:
         """What happened to a message, with timestamps (``NotFound`` past retention)."""
         return await self._run(calls.message_trace_call(msg_id))
@@ -277,6 +281,10 @@ class LonglinkBackendSync(_Base):
     def nodes(self) -> list[dict[str, Any]]:
         """Every reporting gateway node with its load and health."""
         return self._run(calls.nodes_call())
+
+    def drain(self, node: str, draining: bool = True) -> dict[str, Any]:
+        """Stop sending clients to ``node`` and move its clients (False: take it back)."""
+        return self._run(calls.drain_call(node, draining))
 
     def message_trace(self, msg_id: int) -> dict[str, Any]:
         """What happened to a message, with timestamps (``NotFound`` past retention)."""

@@ -266,6 +266,18 @@ class Gateway:
                 await task
         await self.registry.forget_node(self.settings.node_id)
 
+    def check_serving(self) -> None:
+        """Readiness (``/readyz``): RuntimeError unless every listener accepts connections
+        and the gateway's loops (heartbeats, node report, retries) run."""
+        if self._closed:
+            raise RuntimeError("the gateway is closing")
+        for server in self._servers:
+            if not server.is_serving():
+                raise RuntimeError("a listener does not accept connections")
+        for task in self._loops:
+            if task.done():
+                raise RuntimeError(f"{task.get_name()} stopped")
+
     @property
     def endpoints(self) -> tuple[str, str]:
         """(ws url, tcp address) clients should use for this node.
