@@ -10,9 +10,10 @@ as usual, and the records of the access log go to :data:`ACCESS`
 ``event``          fields
 =================  ============================================================
 ``conn_open``      ``conn_id``, ``user``, ``device``, ``transport``, ``rooms``
-``conn_close``     ``conn_id``, ``user``, ``reason``, ``seconds``
-``push``           ``msg_id``, ``key`` (the key's *name*), ``target``,
-                   ``priority``, ``guaranteed``, ``bytes``
+``conn_close``     ``conn_id``, ``user``, ``reason``
+``push``           ``msg_id``, ``key`` (the key's *name*), ``target`` (the
+                   kind), ``targets`` (how many), ``priority``,
+                   ``guaranteed``, ``bytes``
 =================  ============================================================
 
 At ``log_level = "debug"`` every one of them is logged (at DEBUG). At any

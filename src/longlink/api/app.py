@@ -101,6 +101,8 @@ RETRY_AFTER_S = 1
 
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("longlink.api")
+#: The access log (longlink.logs): pushes accepted, at DEBUG.
+access = logging.getLogger("longlink.access")
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -320,6 +322,8 @@ class _Api:
             ) from exc
         for push in pushes:
             self.gate.accepted(key, push)
+        if access.isEnabledFor(logging.DEBUG):
+            _log_pushes(key, pushes, ids)
         return ids
 
     # -------------------------------------------------------------- message trace
@@ -498,6 +502,34 @@ class _Api:
     async def openapi_json(self, request: Request) -> Response:
         """``GET /openapi.json``."""
         return Response(self.openapi, media_type=JSON)
+
+
+def _log_pushes(key: ApiKey, pushes: list[PushRequest], ids: list[int]) -> None:
+    """The access log's ``push`` records (longlink.logs): the key's name, never the key."""
+    for push, msg_id in zip(pushes, ids, strict=False):
+        target = push.target
+        kind = target.kind
+        count = 1 if kind == "all" else len(getattr(target, kind))
+        access.debug(
+            "push %d accepted key=%s to=%s:%d priority=%s guaranteed=%s bytes=%d",
+            msg_id,
+            key.name,
+            kind,
+            count,
+            push.priority.value,
+            push.guaranteed,
+            len(push.payload),
+            extra={
+                "event": "push",
+                "msg_id": str(msg_id),
+                "key": key.name,
+                "target": kind,
+                "targets": count,
+                "priority": push.priority.value,
+                "guaranteed": push.guaranteed,
+                "bytes": len(push.payload),
+            },
+        )
 
 
 # ------------------------------------------------------------------ refusals

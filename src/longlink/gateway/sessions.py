@@ -75,6 +75,8 @@ from longlink.protocol.server import (
 )
 
 log = logging.getLogger("longlink.gateway")
+#: The access log (longlink.logs): connections opened and closed, at DEBUG.
+access = logging.getLogger("longlink.access")
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -300,6 +302,23 @@ class Sessions:
         if plan is not None:
             self.recovery.replay(conn, plan)
         self.heartbeats.watch(conn)  # from now on: the liveness deadline
+        if access.isEnabledFor(logging.DEBUG):
+            access.debug(
+                "conn %s open user=%s device=%s transport=%s rooms=%s",
+                conn.conn_id,
+                conn.user,
+                conn.device,
+                KINDS[conn.kind],
+                ",".join(conn.rooms),
+                extra={
+                    "event": "conn_open",
+                    "conn_id": conn.conn_id,
+                    "user": conn.user,
+                    "device": conn.device,
+                    "transport": KINDS[conn.kind],
+                    "rooms": list(conn.rooms),
+                },
+            )
         self.presence.entered(conn, conn.rooms)
         self.guarantee.opened(conn)  # PROTOCOL §1.3 rule 5: stored messages, oldest first
 
@@ -377,6 +396,19 @@ class Sessions:
         self.recovery.forget(conn)
         self.metrics.connections.labels(KINDS[conn.kind]).dec()
         if self.hub.conns.get(conn.conn_id) is conn:
+            if access.isEnabledFor(logging.DEBUG):
+                access.debug(
+                    "conn %s closed user=%s reason=%s",
+                    conn.conn_id,
+                    conn.user,
+                    reason,
+                    extra={
+                        "event": "conn_close",
+                        "conn_id": conn.conn_id,
+                        "user": conn.user,
+                        "reason": reason,
+                    },
+                )
             self.hub.remove(conn)
             self.presence.closed(conn, reason)  # exits fire once (a kick fired them already)
             self.guarantee.closed(conn)  # its unacked messages stay in the offline store
