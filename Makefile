@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# Demo mode: /v1/connect takes a bare user name; API key demo-key; tickets signed with the demo
+# ticket secret are taken too (longlink ticket USER). Never for production (docs/operations.md).
 run: $(STAMP)
-	LONGLINK_DEMO=1 LONGLINK_API_KEY=$${LONGLINK_API_KEY:-demo-key} $(BIN)/longlink serve
+	LONGLINK_DEMO=1 LONGLINK_API_KEY=$${LONGLINK_API_KEY:-demo-key} \
+	LONGLINK_TICKET_SECRET=$${LONGLINK_TICKET_SECRET:-demo-ticket-secret-0123456789abcdef} \
+	$(BIN)/longlink serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

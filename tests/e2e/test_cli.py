@@ -84,7 +84,7 @@ async def test_serve_push_listen_and_sigterm(server: Any) -> None:
     assert code == 0, out
     msg_id = out.strip()
     line = await asyncio.wait_for(listener.stdout.readline(), WAIT)
-    assert line.decode().strip() == f'{msg_id} {{"hello": "world"}}'
+    assert line.decode().strip() == f'{msg_id} [lobby] {{"hello": "world"}}'
     assert await asyncio.wait_for(listener.wait(), WAIT) == 0
 
     proc.send_signal(signal.SIGTERM)
@@ -96,11 +96,11 @@ async def test_push_with_wrong_key_fails_clearly(server: Any) -> None:
     code, out = await run_cli(
         "push", "--url", f"http://127.0.0.1:{ports['http']}", "--key", "wrong", "--all", "1"
     )
-    assert code != 0 and "401" in out
+    assert code == 4 and "refused the API key" in out
 
 
 async def test_bad_config_is_refused(tmp_path: Any) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("no_such_setting = 1\n")
     code, out = await run_cli("serve", "--config", str(bad))
-    assert code != 0 and "no_such_setting" in out
+    assert code == 12 and "no_such_setting" in out

@@ -47,7 +47,7 @@ class _Uvicorn(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        # Signals belong to the CLI (STYLE.md: cli.py is the only place that reads them).
+        # Signals belong to the CLI (STYLE.md: the cli package is the only place that reads them).
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
