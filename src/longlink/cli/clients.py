@@ -191,7 +191,7 @@ class _Listen:
             device=self.device,
             ticket=self.ticket,
             rooms=self.rooms,
-            transport="tcp" if self.transport == "tcp" else "ws",
+            transport=typing.cast(TransportKind, self.transport),
             reconnect=self.reconnect,
             connect_timeout_s=TIMEOUT_S,
         )

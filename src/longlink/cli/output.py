@@ -18,6 +18,8 @@ from rich.table import Table
 
 __all__ = [
     "DEFAULT_URL",
+    "ago",
+    "clock",
     "emit_json",
     "json_option",
     "key_option",
@@ -86,7 +88,11 @@ def print_table(
         table.add_column(header, justify="right" if header in aligned else "left")
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
-    stdout_console().print(table)
+    console = stdout_console()
+    with console.capture() as captured:
+        console.print(table)
+    # No padding at the ends of lines (rich pads the last column).
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def clock(at_ms: int) -> str:
