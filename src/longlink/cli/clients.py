@@ -85,7 +85,7 @@ def push(
 ) -> None:
     """Push DATA (JSON, or else a plain string) to users, devices, rooms, areas or all.
 
-    Prints the message id (``longlink trace ID`` tells what became of it).
+    Prints the message id ("longlink trace ID" tells what became of it).
     """
     chosen: list[tuple[str, Any]] = [
         (name, list(values))
@@ -156,7 +156,7 @@ def listen(
 ) -> None:
     """Connect like an end-user client and print every message received.
 
-    Each message is a line ``MSG_ID [ROOM] DATA`` on stdout (with --json, an
+    Each message is a line "MSG_ID [ROOM] DATA" on stdout (with --json, an
     object); status lines go to stderr. Without --no-reconnect a lost
     connection, an unreachable server or a busy one is tried again; a refused
     ticket, too many rooms or a kick end it (exit codes: docs/cli.md).
