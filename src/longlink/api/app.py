@@ -10,8 +10,8 @@ in and out through msgspec. Every refusal is an
 Every route needs an API key (``Authorization: Bearer``) except
 ``/v1/connect`` (clients, authenticated by their ticket), ``/healthz``,
 ``/readyz``, ``/docs``, ``/metrics``, ``/openapi.json``, the SDK and the pages (``/``,
-``/admin``, ``/web/*``: the dashboard asks for the key itself). ``/v1/connect`` answers CORS, preflight
-included, for the allowed browser origins (:mod:`longlink.api.cors`).
+``/admin``, ``/web/*``: the dashboard asks for the key itself). ``/v1/connect`` answers
+CORS, preflight included, for the allowed browser origins (:mod:`longlink.api.cors`).
 
 The push routes never wait for delivery: a message is answered 202 once the
 queue holds it (ARCHITECTURE.md, service layer "must not block on delivery").
