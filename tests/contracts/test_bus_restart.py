@@ -49,6 +49,11 @@ async def test_entries_sent_right_after_a_restart_arrive(tmp_path: Path, appendo
                     break
                 except Exception:
                     await asyncio.sleep(0.01 * attempt)
+            # Read before the next kill: without persistence an unread entry dies with Redis.
+            for _ in range(500):
+                if len(collector.received) >= n + 1:
+                    break
+                await asyncio.sleep(0.01)
         await channel.send("n1", [message(6)])
         try:
             await asyncio.wait_for(collector.done.wait(), WAIT)
