@@ -38,7 +38,7 @@ from tests.e2e.test_guaranteed import store_holds
 N = 2000
 # Long enough that an ACK is back before the retry even on a loaded machine (a late ACK
 # would count as a retry and skew first-try reach); short enough for a quick test.
-RETRY = 0.3
+RETRY = 0.5
 MAX_RETRIES = 2
 BATCH = 100
 MAX_ROUNDS = 30
