@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest jstest browsertest bench fuzz clean venv
+.PHONY: run test lint typecheck pytest jstest browsertest bench bench-setup fuzz clean venv
 
 venv: $(STAMP)
 
@@ -50,13 +50,46 @@ browsertest: $(STAMP)
 
 test: lint typecheck pytest jstest
 
-bench: $(STAMP)
-	$(BIN)/python bench/ws_memory.py
-	$(BIN)/python bench/fanout.py
-	$(BIN)/python bench/guaranteed.py
-	$(BIN)/python bench/compression.py --repeat 50
-	$(BIN)/python bench/redis_cluster.py
-	$(BIN)/python bench/history.py
+# `make bench`: every scenario of docs/benchmarks.md in one run (~10 minutes): results
+# in bench/results/, plots in docs/img/, tables in docs/benchmarks.md. BENCH_ARGS go to
+# bench/run.py (e.g. BENCH_ARGS="--quick --no-doc"). The peers are installed into
+# bench/.peers/ (git-ignored): a venv from PyPI, node_modules from npm, the load
+# generator and the flood server built with gcc.
+PEERS := bench/.peers
+BENCH_STAMP := $(VENV)/.bench-installed
+CC ?= cc
+
+bench: bench-setup
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-setup: $(BENCH_STAMP) $(PEERS)/bin/loadgen $(PEERS)/bin/flood $(PEERS)/venv/.installed
+	@$(MAKE) --no-print-directory $(PEERS)/node/.installed \
+		|| echo "make bench: the Node peers could not be installed; they are reported as missing"
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+$(PEERS)/bin/loadgen: bench/loadgen.c
+	@test -f /usr/include/zlib.h -a -f /usr/include/brotli/decode.h \
+		|| apt-get install -y -q zlib1g-dev libbrotli-dev
+	@mkdir -p $(PEERS)/bin
+	gcc -O2 -Wall -Wextra -o $@ $< -lz -lbrotlidec
+
+$(PEERS)/bin/flood: bench/peers/flood.c
+	@mkdir -p $(PEERS)/bin
+	gcc -O2 -Wall -Wextra -o $@ $<
+
+$(PEERS)/venv/.installed: bench/peers/requirements.txt
+	@test -x $(PEERS)/venv/bin/python || $(PYTHON) -m venv $(PEERS)/venv
+	$(PEERS)/venv/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	@touch $@
+
+$(PEERS)/node/.installed: bench/peers/package.json bench/peers/package-lock.json
+	@mkdir -p $(PEERS)/node
+	cp bench/peers/package.json bench/peers/package-lock.json $(PEERS)/node/
+	cd $(PEERS)/node && npm ci --no-audit --no-fund --silent
+	@touch $@
 
 # Coverage-guided fuzzing (atheris): FUZZ_RUNS inputs per parser of untrusted bytes
 # (fuzz/targets.py); inputs reaching new code are added to fuzz/corpus/TARGET (commit them).
@@ -75,4 +108,4 @@ fuzz: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
