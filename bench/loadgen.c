@@ -85,6 +85,7 @@ typedef struct conn {
     uint32_t inlen, incap;
     uint8_t *out;           /* bytes not yet written */
     uint32_t outlen, outcap, outpos;
+    uint64_t last_msg_ns;   /* samples: when the last message arrived */
     uint32_t *rec;          /* samples: messages up to each frame */
     uint32_t reclen, reccap;
     /* http publisher connections */
@@ -115,6 +116,7 @@ static uint32_t nlat;
 static int recording_lat;
 static uint64_t lost;                /* ready connections that closed */
 static uint64_t rx_msgs;             /* messages counted on every subscriber (this run) */
+static uint64_t max_gap_ns;          /* longest silence between two messages at a sample */
 static conn **samples;               /* this run's sample connections */
 static uint32_t nsamples;
 static uint64_t last_req_ns;
@@ -414,6 +416,13 @@ static void got(conn *c) {
     rx_msgs++;
 }
 
+/* A sample's messages arrived now: the longest silence between two, while counting. */
+static void gap(conn *c, uint64_t now) {
+    if (recording_lat && c->last_msg_ns && now - c->last_msg_ns > max_gap_ns)
+        max_gap_ns = now - c->last_msg_ns;
+    c->last_msg_ns = now;
+}
+
 static void stamp(const uint8_t *p, size_t n, uint64_t now) {
     if (!recording_lat || nlat >= MAX_LAT) return;
     uint64_t t = find_stamp(p, n);
@@ -441,6 +450,7 @@ static void ll_decode(conn *c, const uint8_t *f, size_t n, uint64_t now) {
     }
     if (op != OP_PUSH) return;
     c->frames++;
+    gap(c, now);
     const uint8_t *body = f + 20;
     size_t blen = n - 20;
     if (!(flags & FLAG_BATCH)) {
@@ -493,7 +503,10 @@ static void on_message(conn *c, int op, const uint8_t *p, uint64_t have, uint64_
         if (op == 1 || op == 2 || op == 0) {
             got(c);
             c->frames++;
-            if (c->sample && have == len) stamp(p, len, now);
+            if (c->sample && have == len) {
+                stamp(p, len, now);
+                gap(c, now);
+            }
         }
         return;
     case P_SOCKETIO:
@@ -502,7 +515,10 @@ static void on_message(conn *c, int op, const uint8_t *p, uint64_t have, uint64_
         } else if (have >= 2 && p[0] == '4' && p[1] == '2') {
             got(c);
             c->frames++;
-            if (c->sample && have == len) stamp(p, len, now);
+            if (c->sample && have == len) {
+                stamp(p, len, now);
+                gap(c, now);
+            }
         }
         return;
     default:
@@ -992,8 +1008,10 @@ static void snapshot(uint64_t *msgs, uint64_t *frames) {
 }
 
 static void start_counting(void) {
+    max_gap_ns = 0;
     for (uint32_t i = 0; i < nsubs; i++) {
         conn *c = subs[i];
+        c->last_msg_ns = 0;
         c->msgs = c->frames = 0;
         c->sample = c->recording = 0;
         c->reclen = 0;
@@ -1095,7 +1113,7 @@ static void report(void) {
            "\"published\":%llu,\"accepted\":%llu,\"refused\":%llu,\"skipped\":%llu,"
            "\"final_total\":%llu,\"complete\":%u,\"msgs_per_frame\":%.2f,"
            "\"latencies\":%u,\"p50_ms\":%.2f,\"p90_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
-           "\"rtt_p50_ms\":%.2f,\"rtt_p99_ms\":%.2f,\"cpu\":%.4f,\"cpu_user\":%.4f,\"cpu_sys\":%.4f}\n",
+           "\"max_gap_ms\":%.2f,\"rtt_p50_ms\":%.2f,\"rtt_p99_ms\":%.2f,\"cpu\":%.4f,\"cpu_user\":%.4f,\"cpu_sys\":%.4f}\n",
            nsubs, ready, (unsigned long long)lost, window, (unsigned long long)delivered,
            window > 0 ? delivered / window : 0.0, (unsigned long long)(minw == UINT64_MAX ? 0 : minw),
            (unsigned long long)maxw, (unsigned long long)published, (unsigned long long)accepted,
@@ -1103,7 +1121,7 @@ static void report(void) {
            (unsigned long long)final_total, want ? complete : 0,
            ref_frames ? (double)ref_msgs / ref_frames : 0.0, nlat, pct(lat, nlat, 0.5) / 1000,
            pct(lat, nlat, 0.9) / 1000, pct(lat, nlat, 0.99) / 1000,
-           nlat ? lat[nlat - 1] / 1000.0 : -1.0, pct(rtt, nrtt, 0.5) / 1000,
+           nlat ? lat[nlat - 1] / 1000.0 : -1.0, max_gap_ns / 1e6, pct(rtt, nrtt, 0.5) / 1000,
            pct(rtt, nrtt, 0.99) / 1000, window > 0 ? (cpu_user + cpu_sys) / window : 0.0,
            cpu_user, cpu_sys);
     fflush(stdout);

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import failover
 import plots
 import report
 import scenarios
@@ -35,6 +36,7 @@ from rich.progress import (
 )
 
 RESULTS = ROOT / "bench" / "results"
+SCENARIOS = {**scenarios.SCENARIOS, "failover": failover.failover}
 QUICK = {
     "conns": 1000,
     "seconds": 3.0,
@@ -58,8 +60,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--scenarios",
         nargs="+",
-        choices=list(scenarios.SCENARIOS),
-        default=list(scenarios.SCENARIOS),
+        choices=list(SCENARIOS),
+        default=list(SCENARIOS),
     )
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run (~2 min)")
     p.add_argument(
@@ -134,6 +136,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--users-rates", type=float, nargs="+", default=[5000.0, 10000.0, 20000.0, 30000.0]
     )
     usr.add_argument("--users-seconds", type=float, default=4.0)
+    fail = p.add_argument_group("failover (Redis, a process killed with SIGKILL)")
+    fail.add_argument("--failover-conns", type=int, default=500)
+    fail.add_argument("--failover-rate", type=float, default=200.0, help="room messages/s")
+    fail.add_argument(
+        "--failover-seconds",
+        type=float,
+        default=16.0,
+        help="run length: longer than claim_idle_ms after the kill",
+    )
+    fail.add_argument("--failover-aggregate-ms", type=int, default=50)
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
@@ -206,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.scenarios:
             began = time.monotonic()
             try:
-                results[name] = scenarios.SCENARIOS[name](ctx)
+                results[name] = SCENARIOS[name](ctx)
             except Exception as exc:  # one scenario failing must not lose the others
                 ctx.notes.append(f"{name}: failed: {type(exc).__name__}: {exc}")
                 progress.console.print(f"[red]{name} failed[/]: {exc}")

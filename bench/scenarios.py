@@ -105,13 +105,12 @@ def unavailable(peer: Peer) -> str | None:
     return None
 
 
-def longlink_server(ctx: Context, name: str, aggregate_ms: int, secret: str) -> Server:
-    """``longlink serve``, every role on the embedded backends, default settings but for
-    free ports, an API key, the shared token secret, the aggregation window and no
-    heartbeats needed during a run."""
+def longlink_env(ctx: Context, name: str, aggregate_ms: int, secret: str) -> dict[str, str]:
+    """Default settings but for free ports, an API key, the shared token secret, the
+    aggregation window, a data directory of its own and no heartbeats needed in a run."""
     data = ctx.workdir / f"data-{name}"
     data.mkdir(parents=True, exist_ok=True)
-    env = {
+    return {
         "LONGLINK_HTTP_PORT": "0",
         "LONGLINK_WS_PORT": "0",
         "LONGLINK_TCP_PORT": "0",
@@ -121,6 +120,11 @@ def longlink_server(ctx: Context, name: str, aggregate_ms: int, secret: str) -> 
         "LONGLINK_DATA_DIR": str(data),
         "LONGLINK_MAX_HEARTBEAT_S": "3600",
     }
+
+
+def longlink_server(ctx: Context, name: str, aggregate_ms: int, secret: str) -> Server:
+    """``longlink serve``: every role in one process on the embedded backends."""
+    env = longlink_env(ctx, name, aggregate_ms, secret)
     longlink = Path(sys.executable).parent / "longlink"
     return Server(name, [str(longlink), "serve"], env=env, log=ctx.workdir / f"{name}.log")
 
@@ -450,6 +454,8 @@ def steps(args: argparse.Namespace) -> int:
             count += 2 * len(args.memory_transports)
         elif name == "users":
             count += len(args.users_rates)
+        elif name == "failover":
+            count += 1
     return count
 
 
