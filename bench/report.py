@@ -118,6 +118,12 @@ def _lat(r: dict[str, Any]) -> str:
     return " / ".join(_n(r[k], digits) for k in ("p50_ms", "p99_ms", "max_ms"))
 
 
+def _server_count(r: dict[str, Any]) -> str:
+    """`` (server: N)``: longlink's own count of deliveries, a check of the clients'."""
+    counted = r.get("server_deliveries_s")
+    return f" (server: {_n(counted)})" if counted is not None else ""
+
+
 def _cpu(r: dict[str, Any]) -> str:
     return (
         f"{_n(r.get('server_cpu'))} / {_n(r.get('core0'))} | "
@@ -172,7 +178,8 @@ def table_headline(results: dict[str, Any]) -> list[str]:
         ratio = "—" if r["key"] == "longlink" else _n(ratios.get(r["key"]), 2)
         fixed = f"{fraction:.0%}, {_n(f.get('p50_ms'))} / {_n(f.get('p99_ms'))}"
         out.append(
-            f"| {name} | **{_n(s['deliveries_s'])}** | {ratio} | {_lat(s)} | {fixed} "
+            f"| {name} | **{_n(s['deliveries_s'])}**{_server_count(s)} | {ratio} | {_lat(s)} "
+            f"| {fixed} "
             f"| {_cpu(s)} | {_n(r['idle_kib_per_conn'], 1)} | {_n(s.get('server_rss_mib'))} |"
         )
     for c in ceiling:
@@ -207,7 +214,7 @@ def table_fanout(rows: list[dict[str, Any]]) -> list[str]:
         delivered = (
             f"{_n(offered)} → {_n(r['deliveries_s'])}"
             if offered
-            else f"saturated → **{_n(r['deliveries_s'])}**"
+            else f"saturated → **{_n(r['deliveries_s'])}**{_server_count(r)}"
         )
         fraction = "—" if r["delivered_fraction"] is None else f"{r['delivered_fraction']:.1%}"
         complete = f"{r['complete']:,}/{r['conns']:,}" if offered else "—"

@@ -65,6 +65,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run (~2 min)")
     p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=5.0,
+        help="before each measured run, wait up to this long for other work on the machine "
+        "to calm down (the machine may be shared)",
+    )
+    p.add_argument(
         "--no-doc",
         dest="doc",
         action="store_false",

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -166,17 +167,41 @@ def measured(
     """One ``run`` of the load generator with the CPU of both sides read at its marks."""
     snaps: dict[int, Snapshot] = {}
     rss: dict[int, int] = {}
+    counted: dict[int, float] = {}
+    http = server.ports.get("http") if server.name.startswith("longlink") else None
 
     def on_mark(n: int) -> None:
         snaps[n] = Snapshot.take(server.pid, gen.pid)
         rss[n] = server.rss_kib()
+        if http:
+            counted[n] = server_deliveries(http)
 
     report = gen.run(rate, seconds, warmup, on_mark=on_mark, **options)
     if len(snaps) == 2:
         report.update(usage(snaps[1], snaps[2]))
+        if len(counted) == 2:  # the server's own count: a check of the load generator's
+            wall = snaps[2].wall - snaps[1].wall
+            report["server_deliveries_s"] = (counted[2] - counted[1]) / wall
     report["server_rss_mib"] = rss.get(2, 0) / 1024
     report["loadgen_limit"] = report.get("core1", 0) >= 90
     return report
+
+
+def server_deliveries(port: int) -> float:
+    """``longlink_deliveries_total`` (every priority) from the server's ``/metrics``."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return float("nan")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("longlink_deliveries_total{")
+    )
 
 
 def tokens_file(ctx: Context, count: int, secret: str) -> Path:
@@ -201,7 +226,7 @@ def ceiling(ctx: Context) -> list[dict[str, Any]]:
         with loadgen(port, "ws", lowat=LOWAT["ws"]) as gen:
             gen.connect(args.conns)
             for burst in args.ceiling_bursts:
-                quiet_machine()
+                quiet_machine(wait=ctx.args.quiet_wait)
                 server.send(f"flood {args.seconds + 1} {burst}")
                 report = measured(gen, server, 0, args.seconds, args.warmup, target="none", drain=2)
                 flood = server.answer(30)
@@ -275,10 +300,10 @@ def _headline_one(ctx: Context, peer: Peer, round_no: int) -> dict[str, Any]:
             rss1 = server.rss_kib()
             # The fixed rate first, on a server with nothing queued (one that cannot keep
             # up has at most --window messages queued after it: drained before the next)
-            quiet_machine()
+            quiet_machine(wait=ctx.args.quiet_wait)
             fixed_rate = args.fixed_deliveries / args.conns
             fixed = measured(gen, server, fixed_rate, args.fixed_seconds, 1.0, drain=30)
-            quiet_machine()
+            quiet_machine(wait=ctx.args.quiet_wait)
             saturated = measured(gen, server, 0, args.seconds, args.warmup)
             gen.close()
     return {
@@ -325,7 +350,7 @@ def fanout(ctx: Context) -> list[dict[str, Any]]:
                     connected = gen.connect(conns)
                     time.sleep(0.5)
                     for rate in args.fanout_rates if window else [0.0]:
-                        quiet_machine()
+                        quiet_machine(wait=ctx.args.quiet_wait)
                         report = measured(
                             gen, server, rate, args.fanout_seconds, args.warmup, drain=10
                         )
@@ -418,7 +443,7 @@ def users(ctx: Context) -> list[dict[str, Any]]:
             gen.connect(args.users)
             for rate in args.users_rates:
                 ctx.step(f"per-user pushes: {args.users:,} users, {rate:,.0f}/s")
-                quiet_machine()
+                quiet_machine(wait=ctx.args.quiet_wait)
                 report = measured(
                     gen, server, rate, args.users_seconds, 1.0, target="users", drain=5
                 )
