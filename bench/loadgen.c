@@ -648,8 +648,10 @@ static long http_head(conn *c, uint8_t *b, size_t n, int want) {
     if (!end) return 0;
     int status = 0;
     if (n > 12 && memcmp(b, "HTTP/1.1 ", 9) == 0) status = atoi((char *)b + 9);
+    static int told;
     if (status != want) {
-        fprintf(stderr, "loadgen: handshake answered %.*s\n", (int)(memchr(b, '\r', n) ? (uint8_t *)memchr(b, '\r', n) - b : 40), b);
+        if (told++ < 3)
+            fprintf(stderr, "loadgen: handshake answered %.*s\n", (int)(memchr(b, '\r', n) ? (uint8_t *)memchr(b, '\r', n) - b : 40), b);
         conn_close(c, 1);
         return -1;
     }

@@ -94,7 +94,7 @@ def machine_line(m: dict[str, Any]) -> str:
         f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"CPython {v.get('python')}, uvloop {v.get('uvloop', '?')}; "
         f"node {v.get('node', '—')}; peers: {peers or '—'}; gcc {v.get('gcc', '?')}; "
-        f"longlink {v.get('longlink', '?')} at commit {m.get('commit') or '?'}; {m['date']}"
+        f"longlink {v.get('longlink', '?')} at commit {m.get('commit') or '?'}"
     )
 
 
@@ -226,10 +226,10 @@ def table_fanout(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def table_memory(rows: list[dict[str, Any]]) -> list[str]:
+def table_memory(rows: list[dict[str, Any]], sizes: list[int]) -> list[str]:
     if not rows:
         return []
-    sizes = [s["conns"] for s in rows[0]["steps"]]
+    sizes = sorted(sizes)
     heads = " | ".join(f"KiB/conn at {n:,}" for n in sizes)
     out = [
         "**Idle memory per authenticated connection** (server RSS growth over 10 warm "
@@ -241,6 +241,10 @@ def table_memory(rows: list[dict[str, Any]]) -> list[str]:
         "|---|---|" + "---|" * len(sizes) + "---|---|---|",
     ]
     for r in rows:
+        if r.get("error") or len(r["steps"]) < len(sizes):
+            why = r.get("error", "incomplete")
+            out.append(f"| {r['transport']} | {r['mode']} | {why} |" + " |" * (len(sizes) + 2))
+            continue
         kib = " | ".join(_n(s["kib_per_conn"], 2) for s in r["steps"])
         rates = ", ".join(
             f"{_n(s['connect_per_s'])} ({_n(s['connect_p99_ms'])})" for s in r["steps"]
@@ -310,7 +314,7 @@ def markdown(results: dict[str, Any], plots: list[Path]) -> str:
     for part in (
         table_headline(results),
         table_fanout(results.get("fanout", [])),
-        table_memory(results.get("memory", [])),
+        table_memory(results.get("memory", []), results["args"]["memory_conns"]),
         table_users(results.get("users", [])),
         table_failover(results.get("failover", [])),
     ):

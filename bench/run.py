@@ -131,7 +131,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--memory-transports",
         nargs="+",
         choices=["ws", "tcp", "stream"],
-        default=["ws", "tcp", "stream"],
+        default=["ws", "tcp"],
+        help="stream: the HTTP stream transport (PROTOCOL.md 1.5), once the server has it",
     )
     mem.add_argument("--ramp-rate", type=float, default=2500, help="connections/s (ramp)")
     mem.add_argument(

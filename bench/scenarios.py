@@ -402,6 +402,12 @@ def memory(ctx: Context) -> list[dict[str, Any]]:
                             connected = gen.connect(conns, args.ramp_rate, 200)
                         else:
                             connected = gen.connect(conns, 0, args.storm_concurrency)
+                        if connected["conns"] <= 10:
+                            row["error"] = (
+                                f"no connection was admitted ({connected['failed']:,} failed); "
+                                f"server log: {server.tail(2)}"
+                            )
+                            break
                         time.sleep(1.5)
                         rss = server.rss_kib()
                         row["steps"].append(
