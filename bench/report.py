@@ -205,7 +205,8 @@ def table_fanout(rows: list[dict[str, Any]]) -> list[str]:
         "**longlink room fan-out**, connections added step by step to one server; "
         "aggregation off saturated, on at each rate (`br` batches).",
         "",
-        f"| aggregate_ms | conns | msg/s | deliveries/s (offered → delivered) | delivered "
+        f"| aggregate_ms | conns | msg/s | deliveries/s (offered → delivered) "
+        f"| delivered (by the end) "
         f"| msgs per frame | p50 / p99 / max ms | {CPU_HEAD} | RSS MiB | complete |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -265,7 +266,8 @@ def table_users(rows: list[dict[str, Any]]) -> list[str]:
         f"**Per-user pushes** through `POST /v1/push/batch` (each message to one of "
         f"{rows[0]['users']:,} connected users in turn, open loop, a request every 10 ms).",
         "",
-        f"| offered pushes/s | delivered/s | delivered | push → receipt p50 / p99 / max ms "
+        f"| offered pushes/s | delivered/s | delivered (by the end) "
+        f"| push → receipt p50 / p99 / max ms "
         f"| POST round trip p50 / p99 ms | {CPU_HEAD} |",
         "|---|---|---|---|---|---|---|---|",
     ]
