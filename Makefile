@@ -54,10 +54,9 @@ test: lint typecheck pytest jstest
 # in bench/results/, plots in docs/img/, tables in docs/benchmarks.md. BENCH_ARGS go to
 # bench/run.py (e.g. BENCH_ARGS="--quick --no-doc"). The peers are installed into
 # bench/.peers/ (git-ignored): a venv from PyPI, node_modules from npm, the load
-# generator and the flood server built with gcc.
+# generator (bench/loadgen/) and the flood server built with gcc.
 PEERS := bench/.peers
 BENCH_STAMP := $(VENV)/.bench-installed
-CC ?= cc
 
 bench: bench-setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -70,11 +69,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
-$(PEERS)/bin/loadgen: bench/loadgen.c
+$(PEERS)/bin/loadgen: bench/loadgen/main.c bench/loadgen/wire.c bench/loadgen/loadgen.h
 	@test -f /usr/include/zlib.h -a -f /usr/include/brotli/decode.h \
 		|| apt-get install -y -q zlib1g-dev libbrotli-dev
 	@mkdir -p $(PEERS)/bin
-	gcc -O2 -Wall -Wextra -o $@ $< -lz -lbrotlidec
+	gcc -O2 -Wall -Wextra -o $@ bench/loadgen/main.c bench/loadgen/wire.c -lz -lbrotlidec
 
 $(PEERS)/bin/flood: bench/peers/flood.c
 	@mkdir -p $(PEERS)/bin

@@ -4,7 +4,7 @@
   pinned to core 0 with ``taskset`` (every thread it starts inherits the pin), its
   stdout read line by line (``ready port=P`` / ``longlink ready http=H ws=W tcp=T``),
   its stderr kept in a log file;
-* :class:`LoadGen`: the compiled load generator (bench/loadgen.c) pinned to core 1,
+* :class:`LoadGen`: the compiled load generator (bench/loadgen/) pinned to core 1,
   spoken to with one-line commands, answering JSON lines;
 * :class:`Snapshot` / :func:`usage`: CPU of both processes, busy time of each core
   and of the whole machine, so that every figure says whether the load generator had
@@ -161,7 +161,7 @@ class Server:
 
 
 class LoadGen:
-    """bench/loadgen.c pinned to core 1; see its header for the commands."""
+    """The load generator (bench/loadgen/main.c has its commands) pinned to core 1."""
 
     def __init__(self, port: int, proto: str, **options: object) -> None:
         argv = [str(LOADGEN), "--port", str(port), "--proto", proto]

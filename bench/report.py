@@ -307,7 +307,7 @@ def markdown(results: dict[str, Any], plots: list[Path]) -> str:
         BEGIN,
         "",
         f"Last `make bench`: {m['date']}, {results['elapsed_s']:.0f} s. Machine: "
-        f"{machine_line(m)}. Server pinned to core 0, load generator (bench/loadgen.c) to "
+        f"{machine_line(m)}. Server pinned to core 0, load generator (bench/loadgen/) to "
         f"core 1. Results: `{results['file']}`.",
         "",
     ]

@@ -1,6 +1,6 @@
 """``make bench``: every scenario of issue 15 in one run, on this machine.
 
-Servers run pinned to core 0, the compiled load generator (bench/loadgen.c) to core 1;
+Servers run pinned to core 0, the compiled load generator (bench/loadgen/) to core 1;
 the peers are installed by ``make bench-setup`` into bench/.peers/ (a venv, npm). Writes
 bench/results/<time>.json, PNG plots in docs/img/ and the tables between the markers of
 docs/benchmarks.md. The defaults take about 10 minutes; ``--quick`` is a smoke run.
