@@ -69,11 +69,13 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
-$(PEERS)/bin/loadgen: bench/loadgen/main.c bench/loadgen/wire.c bench/loadgen/loadgen.h
+LOADGEN_C := bench/loadgen/main.c bench/loadgen/wire.c bench/loadgen/reconnect.c
+
+$(PEERS)/bin/loadgen: $(LOADGEN_C) bench/loadgen/loadgen.h
 	@test -f /usr/include/zlib.h -a -f /usr/include/brotli/decode.h \
 		|| apt-get install -y -q zlib1g-dev libbrotli-dev
 	@mkdir -p $(PEERS)/bin
-	gcc -O2 -Wall -Wextra -o $@ bench/loadgen/main.c bench/loadgen/wire.c -lz -lbrotlidec
+	gcc -O2 -Wall -Wextra -o $@ $(LOADGEN_C) -lz -lbrotlidec
 
 $(PEERS)/bin/flood: bench/peers/flood.c
 	@mkdir -p $(PEERS)/bin

@@ -130,6 +130,26 @@ def users(results: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def readmit(results: dict[str, Any], path: Path) -> Path | None:
+    rows = results.get("readmit", [])
+    if not rows or not rows[0].get("timeline"):
+        return None
+    r = rows[0]
+    step = r.get("bucket_ms", 100) / 1000
+    counts = r["timeline"]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.bar([i * step for i in range(len(counts))], counts, width=step, align="edge")
+    ax.axvline(r["restart_s"], color="grey", linestyle=":", label="process ready again")
+    ax.set_xlabel("seconds after the gateway was killed")
+    ax.set_ylabel(f"clients re-admitted per {step * 1000:.0f} ms")
+    ax.set_title(f"{r['conns']:,} clients back after a gateway restart (SDK backoff, full jitter)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def all_plots(results: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     made = []
@@ -138,6 +158,7 @@ def all_plots(results: dict[str, Any], directory: Path) -> list[Path]:
         ("fanout", fanout),
         ("memory", memory),
         ("users", users),
+        ("readmit", readmit),
     ):
         path = draw(results, directory / f"bench-{name}.png")
         if path is not None:

@@ -36,7 +36,7 @@ from rich.progress import (
 )
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = {**scenarios.SCENARIOS, "failover": failover.failover}
+SCENARIOS = {**scenarios.SCENARIOS, "failover": failover.failover, "readmit": failover.readmit}
 QUICK = {
     "conns": 1000,
     "seconds": 3.0,
@@ -52,6 +52,8 @@ QUICK = {
     "users": 200,
     "users_rates": [2000.0, 5000.0],
     "users_seconds": 2.0,
+    "failover_conns": 200,
+    "readmit_conns": 1000,
 }
 
 
@@ -154,12 +156,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="run length: longer than claim_idle_ms after the kill",
     )
     fail.add_argument("--failover-aggregate-ms", type=int, default=50)
+    fail.add_argument(
+        "--failover-kinds",
+        nargs="+",
+        choices=list(failover.LAYOUTS),
+        default=list(failover.LAYOUTS),
+        help="which process is killed",
+    )
+    fail.add_argument(
+        "--readmit-conns", type=int, default=10_000, help="clients of the restarted gateway"
+    )
+    fail.add_argument("--readmit-timeout", type=float, default=60.0)
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
             if p.get_default(key) == getattr(args, key):
                 setattr(args, key, value)
-    for n in (args.conns, *args.fanout_conns, *args.memory_conns, args.users):
+    sizes = (args.conns, *args.fanout_conns, *args.memory_conns, args.users, args.readmit_conns)
+    for n in sizes:
         if n > 19_000:
             p.error("at most 19,000 connections: a process may hold 20,000 descriptors")
     return args

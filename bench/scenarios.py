@@ -493,6 +493,8 @@ def steps(args: argparse.Namespace) -> int:
         elif name == "users":
             count += len(args.users_rates)
         elif name == "failover":
+            count += len(args.failover_kinds)
+        elif name == "readmit":
             count += 1
     return count
 

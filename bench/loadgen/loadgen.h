@@ -24,12 +24,14 @@
 #define PAYLOAD 100          /* bytes of each message's data */
 #define MAX_HTTP 64
 #define MAX_REC (4u << 20)   /* frames a sample records per run */
+#define MAX_PORTS 8
+#define RC_BUCKETS 1200      /* re-admissions per 100 ms, two minutes */
 
 enum proto { P_WS, P_SOCKETIO, P_LONGLINK, P_LONGLINK_TCP, P_LONGLINK_STREAM };
 enum kind { K_SUB, K_PUB, K_HTTP };
 enum state {
     S_CONNECTING, S_UPGRADE, S_AUTH, S_EIO_OPEN, S_EIO_CONNECT, S_JOIN, S_STREAM_BODY,
-    S_READY, S_CLOSED
+    S_READY, S_CLOSED, S_WAIT /* lost; reconnects at retry_at */
 };
 enum target { T_NONE, T_ROOM, T_USERS };
 enum { OP_AUTH = 1, OP_AUTH_OK = 2, OP_PUSH = 5, OP_ERROR = 14, FLAG_BATCH = 2 };
@@ -48,6 +50,11 @@ typedef struct conn {
     uint64_t last_msg_ns;   /* samples: when the last message arrived */
     uint32_t *rec;          /* samples: messages up to each frame */
     uint32_t reclen, reccap;
+    /* reconnecting subscribers (--reconnect 1) */
+    uint8_t reconnecting;   /* lost once, not back yet */
+    uint8_t attempt;        /* reconnect attempts since it was lost */
+    uint8_t port_i;         /* which of --port / --alt-ports it uses */
+    uint64_t retry_at_ns;
     /* http publisher connections */
     uint32_t req_msgs;      /* messages in the request outstanding (0: idle) */
     uint64_t req_ns;
@@ -76,7 +83,19 @@ extern uint64_t accepted, refused, http_errors;
 extern uint32_t *rtt;
 extern uint32_t nrtt, rttcap;
 
+/* reconnect.c: subscribers that come back, with the SDK's backoff and full jitter */
+extern int opt_reconnect, nports, ports[MAX_PORTS];
+extern uint64_t rc_first_loss_ns, rc_last_ready_ns;
+extern uint32_t rc_lost, rc_back, rc_attempts, rc_timeline[RC_BUCKETS];
+void lost_conn(conn *c, int was_ready, uint64_t now);
+void back_ready(conn *c, uint64_t now);
+void reconnect_tick(uint64_t now);
+void reconnect_forget(int all);
+int reconnect_pending(void);
+void parse_ports(const char *list, int *into, int *count);
+
 /* wire.c: connections, writing, reading, the protocols */
+int conn_reopen(conn *c, int port);
 uint64_t now_ns(void);
 void die(const char *what);
 void *xrealloc(void *p, size_t n);

@@ -16,6 +16,9 @@
  *                             connections, spread over the join order, decode
  *                             everything and time each message from its push;
  *                             then wait up to DRAIN seconds for the rest
+ *   readmit TIMEOUT           wait (TIMEOUT s at most) until every subscriber lost since
+ *                             the last readmit is back (--reconnect 1): how many, how
+ *                             fast, re-admissions per 100 ms
  *   close                     close every subscriber (RST)
  *   quit
  *
@@ -30,6 +33,14 @@
  *   longlink-tcp, longlink-stream
  *             the same over TCP or the HTTP stream (connect only: idle memory)
  *
+ * Options: --port P (--alt-ports P2,P3: subscriber i starts on the (i mod n)-th),
+ * --proto, --tokens FILE ("user token" lines), --codec br|zlib|none (longlink AUTH),
+ * --http-port H (--http-alt-ports H2,...: the publisher's next connection goes to the
+ * next), --api-key, --room, --window W (saturated: messages in flight), --per-request K
+ * (saturated longlink: messages per request), --http-conns N, --lowat BYTES
+ * (SO_RCVLOWAT of the counting connections), --reconnect 1 (a lost subscriber comes
+ * back: reconnect.c).
+ *
  * Every message carries its push time: "@" and 19 digits of CLOCK_MONOTONIC
  * nanoseconds, padded to 100 bytes. Counting: a sample connection decodes every
  * message (longlink: decompress the BATCH, walk the inner frames); the others
@@ -38,13 +49,14 @@
  * sample's record (messages up to its k-th frame) turns another connection's
  * frame count into messages.
  *
- * Build: gcc -O2 -o loadgen main.c wire.c -lz -lbrotlidec
+ * Build: gcc -O2 -o loadgen main.c wire.c reconnect.c -lz -lbrotlidec
  */
 #include "loadgen.h"
 
 /* ---------------------------------------------------------------- options */
 int opt_port, opt_proto = P_WS;
-static int opt_http_port, opt_window = 32, opt_per_request = 8;
+static int opt_window = 32, opt_per_request = 8;
+static int opt_http_port, http_ports[MAX_PORTS], nhttp_ports, http_port_i;
 static int opt_http_conns = 8, opt_lowat = 0;
 const char *opt_room = "bench", *opt_codec = "none";
 static const char *opt_tokens = NULL;
@@ -98,6 +110,10 @@ static uint64_t mark1_ns, mark2_ns;
 uint32_t *rtt;                /* request round trips, microseconds */
 uint32_t nrtt, rttcap;
 static uint64_t user_cursor;
+
+static int readmitting;
+static uint64_t readmit_until_ns;
+static const char *alt_ports, *http_alt_ports;
 
 static char linebuf[4096];
 static size_t linelen;
@@ -172,10 +188,15 @@ static int publish_http(conn *h, uint64_t count) {
     return 1;
 }
 
+/* The API port for a new publisher connection: the next of --http-port, --http-alt-ports. */
+static int next_http_port(void) {
+    return http_ports[http_port_i++ % nhttp_ports];
+}
+
 /* Reopen the publisher's HTTP connections the server closed (keep-alive timeout). */
 static void ensure_http(void) {
     while (nhttp < opt_http_conns) {
-        httpc[nhttp] = conn_open(K_HTTP, opt_http_port);
+        httpc[nhttp] = conn_open(K_HTTP, next_http_port());
         if (!httpc[nhttp]) die("connect (http)");
         nhttp++;
     }
@@ -183,7 +204,7 @@ static void ensure_http(void) {
         if (httpc[i]->state != S_CLOSED) continue;
         free(httpc[i]->out);
         free(httpc[i]);
-        httpc[i] = conn_open(K_HTTP, opt_http_port);
+        httpc[i] = conn_open(K_HTTP, next_http_port());
         if (!httpc[i]) die("connect (http)");
     }
 }
@@ -264,8 +285,10 @@ static double pct(uint32_t *v, uint32_t n, double q) {
 }
 
 static conn *new_sub(void) {
-    conn *c = conn_open(K_SUB, opt_port);
+    int i = nports ? (int)(nsubs % (uint32_t)nports) : 0;
+    conn *c = conn_open(K_SUB, nports ? ports[i] : opt_port);
     if (!c) return NULL;
+    c->port_i = (uint8_t)i;
     if (nsubs == subcap) {
         subcap = subcap ? subcap * 2 : 1024;
         subs = xrealloc(subs, subcap * sizeof *subs);
@@ -434,7 +457,8 @@ static void report(void) {
     double window = (double)(mark2_ns - mark1_ns) / 1e9;
     uint64_t delivered = 0, final_total = 0, minw = UINT64_MAX, maxw = 0;
     uint32_t complete = 0, ready = 0;
-    uint64_t want = run_target == T_USERS ? 0 : published;
+    /* complete: every message the server took (longlink: answered 202) */
+    uint64_t want = run_target == T_USERS ? 0 : longlink_proto() ? accepted : published;
     for (uint32_t i = 0; i < nsubs; i++) {
         conn *c = subs[i];
         uint64_t a = msgs_of(c, m1_frames[i], m1_msgs[i], ref);
@@ -538,7 +562,7 @@ static void cmd_close(void) {
     struct linger lg = {1, 0};
     for (uint32_t i = 0; i < nsubs; i++) {
         conn *c = subs[i];
-        if (c->state != S_CLOSED) {  /* a deliberate close: not counted as lost */
+        if (c->fd >= 0) {  /* a deliberate close: not counted as lost */
             setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
             epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
             close(c->fd);
@@ -558,7 +582,7 @@ static void cmd_close(void) {
     if (pubc) others[nothers++] = pubc;
     for (int i = 0; i < nothers; i++) {
         conn *c = others[i];
-        if (c->state != S_CLOSED) {
+        if (c->fd >= 0) {
             epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
             close(c->fd);
         }
@@ -568,8 +592,26 @@ static void cmd_close(void) {
     }
     nhttp = 0;
     pubc = NULL;
+    reconnect_forget(1);
     printf("{\"ok\":\"close\"}\n");
     fflush(stdout);
+}
+
+static void readmit_tick(uint64_t now) {
+    if (!readmitting) return;
+    int all_back = rc_lost > 0 && rc_back >= rc_lost;
+    if (!all_back && now < readmit_until_ns) return;
+    uint32_t last = RC_BUCKETS;
+    while (last > 0 && rc_timeline[last - 1] == 0) last--;
+    printf("{\"ok\":\"readmit\",\"lost\":%u,\"back\":%u,\"attempts\":%u,\"seconds\":%.3f,"
+           "\"bucket_ms\":100,\"timeline\":[",
+           rc_lost, rc_back, rc_attempts,
+           rc_last_ready_ns > rc_first_loss_ns ? (double)(rc_last_ready_ns - rc_first_loss_ns) / 1e9 : -1.0);
+    for (uint32_t i = 0; i < last; i++) printf("%s%u", i ? "," : "", rc_timeline[i]);
+    printf("]}\n");
+    fflush(stdout);
+    reconnect_forget(0);
+    readmitting = 0;
 }
 
 static int target_of(const char *s) {
@@ -597,6 +639,11 @@ static void command(char *line) {
         char target[32] = "room";
         sscanf(line, "%*s %lf %lf %lf %d %31s %lf", &rate, &seconds, &warmup, &samples, target, &drain);
         cmd_run(rate, seconds, warmup, samples, target_of(target), drain);
+    } else if (strcmp(word, "readmit") == 0) {
+        double timeout = 30;
+        sscanf(line, "%*s %lf", &timeout);
+        readmitting = 1;
+        readmit_until_ns = now_ns() + (uint64_t)(timeout * 1e9);
     } else if (strcmp(word, "close") == 0) {
         cmd_close();
     } else if (strcmp(word, "quit") == 0) {
@@ -664,6 +711,9 @@ int main(int argc, char **argv) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--port")) opt_port = atoi(v);
         else if (!strcmp(k, "--http-port")) opt_http_port = atoi(v);
+        else if (!strcmp(k, "--http-alt-ports")) http_alt_ports = v;
+        else if (!strcmp(k, "--alt-ports")) alt_ports = v;
+        else if (!strcmp(k, "--reconnect")) opt_reconnect = atoi(v);
         else if (!strcmp(k, "--proto")) opt_proto = proto_of(v);
         else if (!strcmp(k, "--room")) opt_room = v;
         else if (!strcmp(k, "--tokens")) opt_tokens = v;
@@ -683,6 +733,13 @@ int main(int argc, char **argv) {
                         "longlink-stream] [--tokens FILE] [--http-port H] ...\n");
         return 2;
     }
+    ports[0] = opt_port;
+    nports = 1;
+    if (alt_ports) parse_ports(alt_ports, ports, &nports);
+    http_ports[0] = opt_http_port;
+    nhttp_ports = 1;
+    if (http_alt_ports) parse_ports(http_alt_ports, http_ports, &nhttp_ports);
+    srand48((long)now_ns());
     if (opt_tokens) load_tokens(opt_tokens);
     rbuf = malloc(BUF_SIZE);
     zbuf = malloc(zcap);
@@ -697,7 +754,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
     struct epoll_event evs[1024];
     while (!quitting) {
-        int busy = connecting || phase != R_IDLE;
+        int busy = connecting || phase != R_IDLE || readmitting || reconnect_pending();
         int n = epoll_wait(ep, evs, 1024, busy ? 1 : 100);
         if (n < 0 && errno != EINTR) die("epoll_wait");
         for (int i = 0; i < n; i++) {
@@ -706,17 +763,19 @@ int main(int argc, char **argv) {
                 on_stdin();
                 continue;
             }
-            if (c->state == S_CLOSED) continue;
+            if (c->fd < 0) continue;  /* closed in this batch */
             if (c->state == S_CONNECTING) {
                 if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(c);
                 continue;
             }
             if (evs[i].events & EPOLLOUT) flush_out(c);
-            if (c->state != S_CLOSED && evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c);
+            if (c->fd >= 0 && evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c);
         }
         uint64_t now = now_ns();
         connect_tick(now);
+        reconnect_tick(now);
         run_tick(now);
+        readmit_tick(now);
     }
     return 0;
 }

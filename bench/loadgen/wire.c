@@ -118,25 +118,38 @@ void make_payload(char *p, uint64_t t) {
 
 /* ---------------------------------------------------------------- connecting */
 
-conn *conn_open(int kind, int port) {
+/* A non-blocking connect to 127.0.0.1:port for `c` (new or lost): 0 if it failed at once. */
+int conn_reopen(conn *c, int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return NULL;
+    if (fd < 0) return 0;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
         close(fd);
-        return NULL;
+        return 0;
     }
-    conn *c = calloc(1, sizeof *c);
-    if (!c) die("out of memory");
     c->fd = fd;
-    c->kind = (uint8_t)kind;
     c->state = S_CONNECTING;
     c->started_ns = now_ns();
+    c->skip = 0;
+    c->inlen = 0;
+    c->outlen = c->outpos = 0;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");
+    return 1;
+}
+
+conn *conn_open(int kind, int port) {
+    conn *c = calloc(1, sizeof *c);
+    if (!c) die("out of memory");
+    c->kind = (uint8_t)kind;
+    c->fd = -1;
+    if (!conn_reopen(c, port)) {
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -181,7 +194,7 @@ void on_connected(conn *c) {
         c->state = opt_proto == P_LONGLINK_TCP ? S_AUTH : S_UPGRADE;
         send_auth(c);
         flush_out(c);
-        if (c->state != S_CLOSED && c->outlen == 0) set_events(c, EPOLLIN);
+        if (c->fd >= 0 && c->outlen == 0) set_events(c, EPOLLIN);
         return;
     }
     const char *path = "/sub", *proto_header = "";
@@ -202,12 +215,16 @@ void on_connected(conn *c) {
     c->state = S_UPGRADE;
     out_append(c, req, (size_t)n);
     flush_out(c);
-    if (c->state != S_CLOSED && c->outlen == 0) set_events(c, EPOLLIN);
+    if (c->fd >= 0 && c->outlen == 0) set_events(c, EPOLLIN);
 }
 
 static void became_ready(conn *c) {
     c->state = S_READY;
     if (c->kind != K_SUB) return;
+    if (c->reconnecting) {
+        back_ready(c, now_ns());
+        return;
+    }
     conn_ready++;
     conn_pending--;
     uint64_t t = now_ns();
@@ -216,7 +233,7 @@ static void became_ready(conn *c) {
 }
 
 static void conn_close(conn *c, int failed) {
-    if (c->state == S_CLOSED) return;
+    if (c->fd < 0) return;  /* closed already (or waiting to reconnect) */
     int was = c->state;
     c->state = S_CLOSED;
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -231,7 +248,10 @@ static void conn_close(conn *c, int failed) {
         c->req_msgs = 0;
     }
     if (c->kind == K_SUB) {
-        if (was == S_READY) {
+        if (opt_reconnect && (was == S_READY || c->reconnecting)) {
+            if (was == S_READY) lost++;
+            lost_conn(c, was == S_READY, now_ns());
+        } else if (was == S_READY) {
             lost++;
         } else if (failed) {
             conn_failed++;
@@ -440,7 +460,7 @@ static void parse_frames(conn *c, uint8_t *b, size_t n, uint64_t now) {
         c->skip -= k;
     }
     int tcp = opt_proto == P_LONGLINK_TCP;
-    while (pos < n && c->state != S_CLOSED) {
+    while (pos < n && c->fd >= 0) {
         const uint8_t *h = b + pos;
         size_t avail = n - pos;
         uint64_t len;
@@ -497,7 +517,7 @@ static void parse_frames(conn *c, uint8_t *b, size_t n, uint64_t now) {
         }
         break;  /* incomplete: carried */
     }
-    if (pos < n && c->state != S_CLOSED) carry(c, b + pos, n - pos);
+    if (pos < n && c->fd >= 0) carry(c, b + pos, n - pos);
 }
 
 /* The HTTP answer head in b[0..n): returns its length, 0 if incomplete, -1 if refused. */
@@ -602,5 +622,5 @@ void on_readable(conn *c) {
     }
     if (opt_proto == P_LONGLINK_STREAM) return;
     if (n) parse_frames(c, b, n, now);
-    if (c->state != S_CLOSED && c->outlen) flush_out(c);
+    if (c->fd >= 0 && c->outlen) flush_out(c);
 }
