@@ -156,8 +156,8 @@ def table_headline(results: dict[str, Any]) -> list[str]:
     out = [
         f"**Unaggregated room fan-out, {args['conns']:,} WebSocket connections in one room, "
         f"saturated** (publisher keeps {args['window']} messages of 100 bytes in flight; "
-        f"{args['seconds']:g} s runs counted after {args['warmup']:g} s). Then the same "
-        f"connections at {args['fixed_deliveries']:,} deliveries/s (p99 at a fixed rate).",
+        f"{args['seconds']:g} s runs counted after {args['warmup']:g} s); before it, the same "
+        f"connections at {args['fixed_deliveries']:,} deliveries/s (latency at a fixed rate).",
         "",
         f"| server | deliveries/s saturated | longlink ÷ this | push → receipt p50 / p99 / max ms "
         f"(saturated: queueing) | at {args['fixed_deliveries'] // 1000}k/s: delivered, "
