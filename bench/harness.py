@@ -40,11 +40,20 @@ API_KEY = "bench-key"
 ROOM = "bench"
 
 
+#: Niceness of every server and load generator (``--nice``): below 0 they go ahead of
+#: other work on a shared machine (it needs the privilege); the same for every peer.
+NICE = [0]
+
+
 def pinned(core: int) -> list[str]:
-    """``taskset -c CORE`` when there is such a core and more than one (else nothing)."""
+    """``taskset -c CORE`` when there is such a core and more than one (else nothing), and
+    ``nice -n N`` under ``--nice``: both apply to every thread the program starts."""
+    prefix = []
     if len(CORES) > 1 and core in CORES and shutil.which("taskset"):
-        return ["taskset", "-c", str(core)]
-    return []
+        prefix = ["taskset", "-c", str(core)]
+    if NICE[0]:
+        prefix += ["nice", "-n", str(NICE[0])]
+    return prefix
 
 
 class Lines:

@@ -343,7 +343,9 @@ def markdown(results: dict[str, Any], plots: list[Path]) -> str:
         "",
         f"Last `make bench`: {m['date']}, {results['elapsed_s']:.0f} s. Machine: "
         f"{machine_line(m)}. Server pinned to core 0, load generator (bench/loadgen/) to "
-        f"core 1. Results: `{results['file']}`.",
+        f"core 1"
+        + (f", both at niceness {results['args']['nice']}" if results["args"].get("nice") else "")
+        + f". Results: `{results['file']}`.",
         "",
     ]
     if results.get("shared_note"):

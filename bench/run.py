@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import failover
+import harness
 import plots
 import report
 import scenarios
@@ -66,6 +67,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=list(SCENARIOS),
     )
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run (~2 min)")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the servers and the load generator (e.g. -10 on a shared machine; "
+        "needs the privilege)",
+    )
     p.add_argument(
         "--quiet-wait",
         type=float,
@@ -215,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     missing = scenarios.missing_tools()
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `make bench-setup` first")
+    harness.NICE[0] = args.nice
     started = time.monotonic()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results: dict[str, Any] = {"machine": report.machine(), "args": vars(args)}
