@@ -55,21 +55,17 @@ def fanout(results: dict[str, Any], path: Path) -> Path | None:
             "o-",
             label="aggregation off (saturated)",
         )
-    for window in sorted({r["aggregate_ms"] for r in rows if r["aggregate_ms"]}):
-        for rate in sorted({r["rate"] for r in rows if r["aggregate_ms"] == window}):
-            pts = [r for r in rows if r["aggregate_ms"] == window and r["rate"] == rate]
-            left.plot(
-                [r["conns"] for r in pts],
-                [r["deliveries_s"] for r in pts],
-                "s--",
-                label=f"{window} ms window, {rate:,.0f} msg/s",
-            )
-            right.plot(
-                [r["conns"] for r in pts],
-                [r["p99_ms"] for r in pts],
-                "s--",
-                label=f"{window} ms, {rate:,.0f} msg/s",
-            )
+    series = [
+        (window, rate)
+        for window in sorted({r["aggregate_ms"] for r in rows if r["aggregate_ms"]})
+        for rate in sorted({r["rate"] for r in rows if r["aggregate_ms"] == window})
+    ]
+    for n, (window, rate) in enumerate(series, 1):  # one colour per series, on both sides
+        pts = [r for r in rows if r["aggregate_ms"] == window and r["rate"] == rate]
+        label = f"{window} ms window, {rate:,.0f} msg/s"
+        xs = [r["conns"] for r in pts]
+        left.plot(xs, [r["deliveries_s"] for r in pts], "s--", color=f"C{n}", label=label)
+        right.plot(xs, [r["p99_ms"] for r in pts], "s--", color=f"C{n}", label=label)
     left.set_xlabel("connections in the room")
     left.set_ylabel("deliveries/s")
     left.set_yscale("log")

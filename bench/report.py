@@ -53,9 +53,9 @@ def machine() -> dict[str, Any]:
                 break
     memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     versions: dict[str, str] = {"python": platform.python_version()}
-    for package in ("longlink", "uvloop", "msgspec", "brotli", "uvicorn"):
+    for package in ("longlink-server", "uvloop", "msgspec", "brotli", "uvicorn"):
         with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[package] = metadata.version(package)
+            versions[package.removesuffix("-server")] = metadata.version(package)
     peers_python = PEERS / "venv" / "bin" / "python"
     if peers_python.exists():
         code = (

@@ -68,6 +68,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run (~2 min)")
     p.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: write the tables and plots of that run (bench/results/*.json)",
+    )
+    p.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -220,6 +226,13 @@ def shared_note(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     console = Console()
+    if args.render:  # the tables and plots of an earlier run, measured again: nothing
+        earlier: dict[str, Any] = json.loads(args.render.read_text())
+        versions = earlier["machine"]["versions"]
+        for name, version in report.machine()["versions"].items():
+            versions.setdefault(name, version)  # only what the run could not read
+        write(console, earlier, report.IMG if args.doc else RESULTS / args.render.stem, args.doc)
+        return
     missing = scenarios.missing_tools()
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `make bench-setup` first")
@@ -262,14 +275,19 @@ def main(argv: list[str] | None = None) -> None:
     path = RESULTS / f"{stamp}.json"
     results["file"] = str(path.relative_to(ROOT))
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    made = plots.all_plots(results, report.IMG if args.doc else RESULTS / stamp)
+    write(console, results, report.IMG if args.doc else RESULTS / stamp, args.doc)
+
+
+def write(console: Console, results: dict[str, Any], img: Path, doc: bool) -> None:
+    """The plots, the markdown section (into docs/benchmarks.md when ``doc``), a summary."""
+    made = plots.all_plots(results, img)
     section = report.markdown(results, made)
-    if args.doc:
+    if doc:
         report.update_doc(section)
     console.print(section.replace(report.BEGIN, "").replace(report.END, ""), markup=False)
     console.print(
-        f"results: {path}; plots: {', '.join(str(p) for p in made)}"
-        + ("; tables in docs/benchmarks.md" if args.doc else "")
+        f"results: {results['file']}; plots: {', '.join(str(p) for p in made)}"
+        + ("; tables in docs/benchmarks.md" if doc else "")
     )
 
 
