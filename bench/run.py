@@ -81,6 +81,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "needs the privilege)",
     )
     p.add_argument(
+        "--disturbed",
+        type=float,
+        default=0.5,
+        help="a saturated side-by-side run during which other work used more than this many "
+        "cores is measured once more, and the quieter of the two kept",
+    )
+    p.add_argument(
         "--quiet-wait",
         type=float,
         default=5.0,

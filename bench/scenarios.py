@@ -312,6 +312,13 @@ def _headline_one(ctx: Context, peer: Peer, round_no: int) -> dict[str, Any]:
             fixed = measured(gen, server, fixed_rate, args.fixed_seconds, 1.0, drain=30)
             quiet_machine(wait=ctx.args.quiet_wait)
             saturated = measured(gen, server, 0, args.seconds, args.warmup)
+            if saturated.get("rest_cores", 0) > args.disturbed:
+                # other work took the machine meanwhile: once more, keep the quieter one
+                quiet_machine(wait=ctx.args.quiet_wait)
+                again = measured(gen, server, 0, args.seconds, args.warmup)
+                again["retried"] = True
+                if again.get("rest_cores", 0) < saturated.get("rest_cores", 0):
+                    saturated = again
             gen.close()
     return {
         "server": peer.label,
