@@ -90,7 +90,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--quiet-wait",
         type=float,
-        default=5.0,
+        default=2.0,
         help="before each measured run, wait up to this long for other work on the machine "
         "to calm down (the machine may be shared)",
     )
