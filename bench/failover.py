@@ -153,7 +153,8 @@ def _kill_run(ctx: Context, kind: str, procs: dict[str, Server], secret: str) ->
     ) as gen:  # fmt: skip
         gen.connect(args.failover_conns)
         time.sleep(0.5)
-        report = gen.run(args.failover_rate, args.failover_seconds, 2.0, on_mark=on_mark, drain=15)
+        seconds = args.failover_seconds if kind == "dispatch" else args.failover_seconds / 2
+        report = gen.run(args.failover_rate, seconds, 2.0, on_mark=on_mark, drain=15)
         gen.send("readmit 30")
         readmit = gen.answer("readmit", 60)
         gen.close()

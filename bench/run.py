@@ -83,14 +83,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--disturbed",
         type=float,
-        default=0.5,
+        default=0.8,
         help="a saturated side-by-side run during which other work used more than this many "
         "cores is measured once more, and the quieter of the two kept",
     )
     p.add_argument(
         "--quiet-wait",
         type=float,
-        default=2.0,
+        default=1.5,
         help="before each measured run, wait up to this long for other work on the machine "
         "to calm down (the machine may be shared)",
     )
@@ -106,8 +106,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--peers", nargs="+", choices=scenarios.PEER_KEYS, default=list(scenarios.PEER_KEYS)
     )
     head.add_argument("--rounds", type=int, default=1, help="side-by-side rounds")
-    head.add_argument("--seconds", type=float, default=8.0, help="saturated run, seconds")
-    head.add_argument("--warmup", type=float, default=2.0, help="seconds before counting")
+    head.add_argument("--seconds", type=float, default=6.0, help="saturated run, seconds")
+    head.add_argument("--warmup", type=float, default=1.5, help="seconds before counting")
     head.add_argument(
         "--window", type=int, default=32, help="saturated: messages the publisher keeps in flight"
     )
@@ -117,7 +117,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=100_000,
         help="deliveries/s of the fixed-rate run after the saturated one",
     )
-    head.add_argument("--fixed-seconds", type=float, default=5.0)
+    head.add_argument("--fixed-seconds", type=float, default=4.0)
     head.add_argument(
         "--ceiling-bursts",
         type=int,
@@ -141,7 +141,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=[200.0, 1000.0],
         help="messages/s to the room (aggregated runs)",
     )
-    fan.add_argument("--fanout-seconds", type=float, default=5.0)
+    fan.add_argument("--fanout-seconds", type=float, default=4.0)
     fan.add_argument(
         "--codec",
         choices=["br", "zlib", "none"],
@@ -174,7 +174,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--failover-seconds",
         type=float,
         default=16.0,
-        help="run length: longer than claim_idle_ms after the kill",
+        help="run length when a dispatch worker is killed (longer than claim_idle_ms after "
+        "the kill); the other kinds run half as long",
     )
     fail.add_argument("--failover-aggregate-ms", type=int, default=50)
     fail.add_argument(

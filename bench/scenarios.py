@@ -420,7 +420,7 @@ def memory(ctx: Context) -> list[dict[str, Any]]:
                                 f"server log: {server.tail(2)}"
                             )
                             break
-                        time.sleep(1.5)
+                        time.sleep(1.0)
                         rss = server.rss_kib()
                         row["steps"].append(
                             {
