@@ -361,13 +361,70 @@ static void ll_decode(conn *c, const uint8_t *f, size_t n, uint64_t now) {
     record(c);
 }
 
+/* Messages in a compressed BATCH, by the frame's fingerprint: every member of a room
+ * gets the same bytes (the gateway builds a batch once), so each distinct frame is
+ * decompressed once and the others look its count up. Not a mapping of one
+ * connection's stream onto another's: a member that gets its batches merged or cut
+ * differently (it joined during a window, or the gateway coalesced two) is counted from
+ * its own frames. A direct-mapped cache keyed by (length, FNV-1a of the first and last
+ * 64 bytes); a collision costs one more decompression. */
+#define FP_SLOTS (1u << 16)
+typedef struct { uint64_t key; uint32_t len, msgs; } fp_slot;
+static fp_slot fp_cache[FP_SLOTS];
+
+static uint64_t fingerprint(const uint8_t *p, size_t n) {
+    uint64_t h = 1469598103934665603ull ^ n;
+    size_t head = n < 64 ? n : 64;
+    for (size_t i = 0; i < head; i++) h = (h ^ p[i]) * 1099511628211ull;
+    for (size_t i = n > 64 ? n - 64 : n; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Inner PUSH frames of a BATCH body (decoded). */
+static uint32_t count_inner(const uint8_t *body, size_t blen) {
+    uint32_t n = 0;
+    size_t at = 0;
+    while (at + 20 <= blen) {
+        uint32_t len = be32(body + at);
+        if (len < 20 || at + len > blen) break;
+        n += body[at + 5] == OP_PUSH;
+        at += len;
+    }
+    return n;
+}
+
+/* Messages in a whole longlink PUSH frame `f` (n bytes), without timing them. */
+static uint32_t ll_count(const uint8_t *f, size_t n) {
+    int flags = f[6], codec = f[7];
+    if (!(flags & FLAG_BATCH)) return 1;
+    const uint8_t *body = f + 20;
+    size_t blen = n - 20;
+    if (codec == 0) return count_inner(body, blen);
+    uint64_t key = fingerprint(f, n);
+    fp_slot *slot = &fp_cache[key & (FP_SLOTS - 1)];
+    if (slot->key == key && slot->len == n) return slot->msgs;
+    if (codec == 1) {
+        uLongf out = (uLongf)zcap;
+        if (uncompress(zbuf, &out, body, (uLong)blen) != Z_OK) return 0;
+        blen = out;
+    } else {
+        size_t out = zcap;
+        if (BrotliDecoderDecompress(blen, body, &out, zbuf) != BROTLI_DECODER_RESULT_SUCCESS) return 0;
+        blen = out;
+    }
+    uint32_t msgs = count_inner(zbuf, blen);
+    *slot = (fp_slot){key, (uint32_t)n, msgs};
+    return msgs;
+}
+
 /* How many payload bytes of a frame are needed to count it. */
 static uint64_t need_of(conn *c, int op, uint64_t len) {
     if (op >= 8 || c->sample || c->state != S_READY || c->kind != K_SUB) return len;
     switch (opt_proto) {
     case P_WS: return 0;
     case P_SOCKETIO: return len < 2 ? len : 2;
-    default: return len < 20 ? len : 20;
+    case P_LONGLINK_STREAM: return 0;
+    default: return len;  /* longlink: the whole frame (its batch is counted) */
     }
 }
 
@@ -400,10 +457,14 @@ static void on_message(conn *c, int op, const uint8_t *p, uint64_t have, uint64_
         }
         return;
     default:
-        if (have == len && (c->sample || len < 20)) {
+        if (have < len || len < 20) return;
+        if (c->sample) {
             ll_decode(c, p, len, now);
-        } else if (have >= 6 && p[5] == OP_PUSH) {
-            c->frames++;  /* messages: from a sample's record */
+        } else if (p[5] == OP_PUSH) {
+            c->frames++;
+            uint32_t k = ll_count(p, len);
+            c->msgs += k;
+            rx_msgs += k;
         }
         return;
     }
