@@ -108,7 +108,8 @@ def unavailable(peer: Peer) -> str | None:
 
 def longlink_env(ctx: Context, name: str, aggregate_ms: int, secret: str) -> dict[str, str]:
     """Default settings but for free ports, an API key, the shared token secret, the
-    aggregation window, a data directory of its own and no heartbeats needed in a run."""
+    aggregation window, a data directory of its own, no heartbeats needed in a run and
+    no cap on connections per client address (they all come from 127.0.0.1)."""
     data = ctx.workdir / f"data-{name}"
     data.mkdir(parents=True, exist_ok=True)
     return {
@@ -120,6 +121,8 @@ def longlink_env(ctx: Context, name: str, aggregate_ms: int, secret: str) -> dic
         "LONGLINK_AGGREGATE_MS": str(aggregate_ms),
         "LONGLINK_DATA_DIR": str(data),
         "LONGLINK_MAX_HEARTBEAT_S": "3600",
+        # every client of the load generator comes from 127.0.0.1: no per-address cap
+        "LONGLINK_MAX_CONNS_PER_IP": "0",
     }
 
 
