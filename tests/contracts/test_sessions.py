@@ -8,6 +8,7 @@ nodes a target reaches.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -60,6 +61,23 @@ async def test_adding_a_known_connection_replaces_it(registry: Registry) -> None
     await registry.add_session(session("c1", "n2", "u", "d", ["b"]))
     assert await registry.room_online(["a", "b"]) == {"a": 0, "b": 1}
     assert await registry.nodes_for(Target(users=["u"])) == {"n2"}
+
+
+async def test_a_reconnect_racing_the_old_sessions_removal_keeps_the_room_routed(
+    registry: Registry,
+) -> None:
+    """The last connection of a room leaves while another of the same node joins it, in
+    every interleaving of their commands: the room keeps its node (a count decremented to
+    zero and dropped apart would lose the join in between)."""
+    await report(registry, "n1")
+    await registry.add_session(session("c0", "n1", "u", "d0", ["r"]))
+    for i in range(1, 40):
+        await asyncio.gather(
+            registry.remove_session(f"c{i - 1}"),
+            registry.add_session(session(f"c{i}", "n1", "u", f"d{i}", ["r"])),
+        )
+        assert await registry.nodes_for(Target(rooms=["r"])) == {"n1"}, i
+        assert await registry.room_online(["r"]) == {"r": 1}
 
 
 async def test_nodes_for_each_target_kind(registry: Registry) -> None:
