@@ -62,3 +62,17 @@ async def test_version_option() -> None:
     out, _ = await asyncio.wait_for(proc.communicate(), WAIT)
     assert proc.returncode == 0
     assert out.decode().strip() == f"longlink, version {longlink.__version__}"
+
+
+#: The longest a module of the package may grow (docs/architecture.md, "Modules").
+MODULE_LINES = 600
+
+
+def test_no_module_is_over_600_lines() -> None:
+    package = ROOT / "src" / "longlink"
+    long = {
+        str(path.relative_to(package)): lines
+        for path in package.rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MODULE_LINES
+    }
+    assert not long, f"split these modules (over {MODULE_LINES} lines): {long}"

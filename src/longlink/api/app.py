@@ -22,27 +22,40 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
 
 import msgspec
 from msgspec import UnsetType
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from longlink.api import errors
 from longlink.api.admission import RELOADABLE_SETTINGS, PushGate
 from longlink.api.cors import Cors
-from longlink.api.errors import ApiError, encode_error
+from longlink.api.errors import ApiError
 from longlink.api.keys import ApiKey
 from longlink.api.openapi import MAX_HISTORY_LIMIT, openapi_document
 from longlink.api.ops import ops_routes
+from longlink.api.params import (
+    history_path,
+    path_id,
+    query_int,
+    query_msg_id,
+    read_body,
+)
 from longlink.api.push import Pusher, PushNotQueued
+from longlink.api.refusals import (
+    RETRY_AFTER_S,
+    connect_refusal,
+    on_api_error,
+    on_http_error,
+    on_internal_error,
+    on_outage,
+)
 from longlink.api.responses import (
     Drained,
     Health,
@@ -72,19 +85,15 @@ from longlink.api.services import Services
 from longlink.api.stats import read_stats
 from longlink.clientip import AddressRate, ProxyRule
 from longlink.control.connect import (
-    ConnectDenied,
     ConnectError,
-    ConnectInvalid,
     Connector,
     ConnectRequest,
-    NoNodes,
 )
 from longlink.control.endpoints import node_healthy
 from longlink.control.origins import Origins
 from longlink.control.tickets import TicketVerifier
 from longlink.history.base import HistoryEntry, after
 from longlink.model import IdsUnavailable, NodeCommand
-from longlink.protocol.ids import id_problem
 from longlink.settings import ConfigError, Settings
 from longlink.trace import LocalTraceView, TraceView
 from longlink.web.pages import page_routes
@@ -96,8 +105,6 @@ JSON = "application/json"
 # The push routes' body limits are settings (max_push_body, max_batch_body; api.schemas.Limits).
 #: Largest body of every other route.
 BODY_LIMIT = 64 << 10
-#: Seconds a client is told to wait after 503 (queue full, no node).
-RETRY_AFTER_S = 1
 
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("longlink.api")
@@ -109,78 +116,8 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
     return Response(_encoder.encode(content), status_code=status, media_type=JSON, headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 ``too_large`` past ``limit`` bytes.
-
-    A ``Content-Length`` over the limit is refused before anything is read;
-    a body streamed without one is counted as it arrives.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise ApiError(400, errors.BAD_REQUEST, "Content-Length is not a number") from None
-        if length > limit:
-            raise ApiError(413, errors.TOO_LARGE, f"body is {length} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, errors.TOO_LARGE, f"body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ApiError(400, errors.BAD_REQUEST, "client disconnected") from None
-    return b"".join(chunks)
-
-
-def _path_id(request: Request, name: str, check: Callable[[str], str | None] = id_problem) -> str:
-    value: str = request.path_params[name]
-    problem = check(value)
-    if problem:
-        raise ApiError(400, errors.BAD_REQUEST, f"{name}: {problem}")
-    return value
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _history_path(request: Request) -> tuple[str, bool]:
-    """(room, whether the path asks for its history) of ``/v1/rooms/{room}/history``.
-
-    Read from the raw path where the server gives it, so a slash written
-    ``%2F`` stays part of the room: ``/v1/rooms/a%2Fhistory`` is room
-    ``a/history`` itself, ``/v1/rooms/a%2Fb/history`` the history of ``a/b``.
-    """
-    raw = request.scope.get("raw_path")
-    if not isinstance(raw, bytes):
-        return str(request.path_params["room"]), True
-    path = raw.split(b"?", 1)[0].decode("latin-1")
-    rest = path.split("/v1/rooms/", 1)[-1]
-    if rest.endswith("/history"):
-        return unquote(rest.removesuffix("/history")), True
-    return unquote(rest), False
-
-
-def _query_msg_id(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 20 or int(raw) >= 1 << 64:
-        raise ApiError(400, errors.BAD_REQUEST, f"{name}: expected a decimal message id")
-    return int(raw)
-
-
-def _query_int(request: Request, name: str, low: int, high: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, errors.BAD_REQUEST, f"{name}: expected a whole number {low}..{high}")
-    return int(raw)
 
 
 def _history_message(entry: HistoryEntry) -> HistoryMessage:
@@ -264,7 +201,7 @@ class _Api:
             try:
                 connected = await self.connector.connect(wanted)
             except ConnectError as exc:
-                raise _connect_refusal(exc) from exc
+                raise connect_refusal(exc) from exc
         except ApiError as exc:
             exc.headers.update(cors)  # the page may read why it was refused
             raise
@@ -380,9 +317,7 @@ class _Api:
     async def room(self, request: Request) -> Response:
         """``GET /v1/rooms/{room}`` ``{"room", "area", "online"}``; ``PUT`` ``{"area"}`` sets it."""
         self._key(request)
-        return await self._room_call(
-            request, _path_id(request, "room", self.gate.limits.id_problem)
-        )
+        return await self._room_call(request, path_id(request, "room", self.gate.limits.id_problem))
 
     async def _room_call(self, request: Request, room: str) -> Response:
         limits = self.gate.limits
@@ -410,15 +345,15 @@ class _Api:
         """
         key = self._key(request)
         limits = self.gate.limits
-        room, history = _history_path(request)
+        room, history = history_path(request)
         problem = limits.id_problem(room)
         if problem:
             raise ApiError(400, errors.BAD_REQUEST, f"room: {problem}")
         if not history:
             return await self._room_call(request, room)
         key.check_room(room)
-        since = _query_msg_id(request, "since")
-        limit = _query_int(request, "limit", 1, MAX_HISTORY_LIMIT)
+        since = query_msg_id(request, "since")
+        limit = query_int(request, "limit", 1, MAX_HISTORY_LIMIT)
         store = self.services.history
         kept = (await store.read([room]))[room] if store is not None and store.size > 0 else []
         missed, recovered = after(kept, since)
@@ -429,7 +364,7 @@ class _Api:
     async def get_user(self, request: Request) -> Response:
         """``GET /v1/users/{user}``: the user's live connections."""
         self._key(request)
-        user = _path_id(request, "user", self.gate.limits.id_problem)
+        user = path_id(request, "user", self.gate.limits.id_problem)
         sessions = await self.services.registry.user_sessions(user)
         connections = [
             UserConnection(s.conn_id, s.node, s.device, list(s.rooms), s.connected_ms)
@@ -440,7 +375,7 @@ class _Api:
     async def kick_user(self, request: Request) -> Response:
         """``POST /v1/users/{user}/kick`` ``{"reason"?}``: ``{"kicked": n}``."""
         self._key(request)
-        user = _path_id(request, "user", self.gate.limits.id_problem)
+        user = path_id(request, "user", self.gate.limits.id_problem)
         body = decode_body(await read_body(request, BODY_LIMIT), KickBody, empty_ok=True)
         # The user's tokens issued so far are refused at AUTH from now on, for as long as
         # any of them can live (docs/security.md, "Revocation").
@@ -480,7 +415,7 @@ class _Api:
     async def drain(self, request: Request) -> Response:
         """``POST /v1/nodes/{node}/drain`` (``{"draining": false}`` undoes it)."""
         self._key(request)
-        node = _path_id(request, "node")
+        node = path_id(request, "node")
         body = decode_body(await read_body(request, BODY_LIMIT), DrainBody, empty_ok=True)
         if not await self.services.registry.set_draining(node, body.draining):
             raise ApiError(404, errors.NOT_FOUND, f"node {node!r} is unknown")
@@ -532,62 +467,6 @@ def _log_pushes(key: ApiKey, pushes: list[PushRequest], ids: list[int]) -> None:
         )
 
 
-# ------------------------------------------------------------------ refusals
-
-#: The HTTP status of each refusal of the connect flow (its code is the error's).
-_CONNECT_STATUS: dict[type[ConnectError], int] = {
-    ConnectInvalid: 400,
-    ConnectDenied: 401,
-    NoNodes: 503,
-}
-
-
-def _connect_refusal(exc: ConnectError) -> ApiError:
-    """The §2 error answer of a refused connect."""
-    status = _CONNECT_STATUS.get(type(exc), 400)
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, NoNodes) else None
-    return ApiError(status, exc.code, exc.message, headers=headers)
-
-
-async def _on_api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return Response(encode_error(exc), status_code=exc.status, media_type=JSON, headers=exc.headers)
-
-
-async def _on_http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (unknown route, wrong method) in the API's error shape."""
-    assert isinstance(exc, HTTPException)
-    where = f"{request.method} {request.url.path}"
-    if exc.status_code == 404:
-        error = ApiError(404, errors.NOT_FOUND, f"no route for {where}")
-    elif exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
-        error = ApiError(
-            405, errors.METHOD_NOT_ALLOWED, f"{where} is not allowed; allowed: {allowed}"
-        )
-    else:
-        error = ApiError(exc.status_code, f"http_{exc.status_code}", str(exc.detail))
-    error.headers.update(exc.headers or {})
-    return await _on_api_error(request, error)
-
-
-async def _on_outage(request: Request, exc: Exception) -> Response:
-    """A backend is unreachable (Redis restarting): 503 with Retry-After, no traceback."""
-    log.warning("%s %s: backend unavailable: %s", request.method, request.url.path, exc)
-    error = ApiError(
-        503,
-        errors.UNAVAILABLE,
-        "a backend is unavailable; retry later",
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
-    return await _on_api_error(request, error)
-
-
-async def _on_internal_error(request: Request, exc: Exception) -> Response:
-    error = ApiError(500, errors.INTERNAL, "internal error; see the server log")
-    return await _on_api_error(request, error)
-
-
 def build_app(services: Services, trace_view: TraceView | None = None) -> Starlette:
     """The HTTP app of PROTOCOL.md §2 over ``services``.
 
@@ -624,10 +503,10 @@ def build_app(services: Services, trace_view: TraceView | None = None) -> Starle
     app = Starlette(
         routes=routes,
         exception_handlers={
-            ApiError: _on_api_error,
-            HTTPException: _on_http_error,
-            **dict.fromkeys(services.outages, _on_outage),
-            500: _on_internal_error,
+            ApiError: on_api_error,
+            HTTPException: on_http_error,
+            **dict.fromkeys(services.outages, on_outage),
+            500: on_internal_error,
         },
     )
     app.state.gate = api.gate

@@ -41,12 +41,6 @@ queued and the pump task writes the ACK right away (several at once become one
 once, unless the original is still waiting to be taken (or, without
 ``auto_ack``, waiting for the application's :meth:`Client.ack`): that ack will
 cover both.
-
-Shutdown order of :meth:`Client.close`: the inboxes are closed (readers wake
-with :class:`ConnectionClosed`), the session task is cancelled and awaited,
-queued ACKs are flushed (1 s at most), the pump task is cancelled and awaited,
-the transport is closed, pending requests fail, and an HTTP client the
-``Client`` created is closed.
 """
 
 from __future__ import annotations
@@ -60,7 +54,7 @@ import ssl as ssl_module
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import httpx
 
@@ -73,11 +67,12 @@ from longlink.client.errors import (
     ConnectionClosed,
     ControlError,
     ServerError,
+    decode_reply,
 )
 from longlink.client.inbox import Inbox
 from longlink.client.messages import ClientEvent, Disconnected, Message, Reconnected
 from longlink.client.transport import Transport
-from longlink.protocol import Codec, ErrorCode, Op, ProtocolError
+from longlink.protocol import Codec, Op, ProtocolError
 from longlink.protocol.client import (
     ClientSession,
     Lost,
@@ -87,10 +82,9 @@ from longlink.protocol.client import (
     Reply,
     ack_frames,
 )
-from longlink.protocol.messages import AuthOk, JoinOk, decode_body
+from longlink.protocol.messages import AuthOk, JoinOk
 
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 #: Events kept for an application that does not read them (oldest dropped first).
 EVENT_QUEUE_SIZE = 1000
@@ -339,7 +333,7 @@ class Client:
         :attr:`rooms` to have it joined at the next AUTH), :class:`TimeoutError`.
         """
         reply = await self._request(lambda: self._session.join(room))
-        ok = _decode_reply(reply.body, JoinOk)
+        ok = decode_reply(reply.body, JoinOk)
         self._session.joined(room)
         return ok.online
 
@@ -591,13 +585,6 @@ class Client:
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # mark an unawaited failure as seen
-
-
-def _decode_reply(body: bytes, kind: type[_T]) -> _T:
-    try:
-        return decode_body(body, kind)
-    except ProtocolError as exc:
-        raise ServerError(ErrorCode.BAD_FRAME.value, str(exc)) from exc
 
 
 def _op_name(op: int) -> str:

@@ -15,7 +15,13 @@ reconnects (or stops, see :class:`ConnectionClosed`).
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from longlink.protocol import ErrorCode, ProtocolError
 from longlink.protocol.errors import LonglinkError
+from longlink.protocol.messages import decode_body
+
+_T = TypeVar("_T")
 
 
 class ClientError(LonglinkError):
@@ -96,3 +102,11 @@ class ConnectionClosed(ClientError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def decode_reply(body: bytes, kind: type[_T]) -> _T:
+    """The body of a reply as ``kind``; a malformed one is the server's ``bad_frame``."""
+    try:
+        return decode_body(body, kind)
+    except ProtocolError as exc:
+        raise ServerError(ErrorCode.BAD_FRAME.value, str(exc)) from exc
