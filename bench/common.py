@@ -118,6 +118,30 @@ async def stdin_lines() -> asyncio.StreamReader:
     return reader
 
 
+class Lines:
+    """The lines a child prints, read by a thread, taken with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.queue.put(line)
+        self.queue.put("")
+
+    def next(self, timeout: float, what: str) -> str:
+        try:
+            line = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no {what} within {timeout:.0f} s") from None
+        if not line:
+            raise RuntimeError(f"process exited (code {self.proc.wait()}) before {what}")
+        return line
+
+
 class Child:
     """A copy of ``script`` in a child process, spoken to with one-line commands and answers."""
 
@@ -128,14 +152,7 @@ class Child:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put("")
+        self.lines = Lines(self.proc)
 
     def send(self, command: str) -> None:
         assert self.proc.stdin is not None
@@ -146,12 +163,7 @@ class Child:
         """The words after ``word`` on the next line starting with it (others are skipped)."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"no {word!r} within {timeout} s") from None
-            if not line:
-                raise RuntimeError(f"child exited (code {self.proc.wait()}) before {word!r}")
+            line = self.lines.next(max(0.0, deadline - time.monotonic()), repr(word))
             fields = line.split()
             if fields and fields[0] == word:
                 return fields[1:]

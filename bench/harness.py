@@ -16,18 +16,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import CORES, cpu_seconds, rss_kib
+from common import CORES, Lines, cpu_seconds, rss_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -54,30 +52,6 @@ def pinned(core: int) -> list[str]:
     if NICE[0]:
         prefix += ["nice", "-n", str(NICE[0])]
     return prefix
-
-
-class Lines:
-    """The lines a child prints, read by a thread, taken with a timeout."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        self.queue: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.queue.put(line)
-        self.queue.put("")
-
-    def next(self, timeout: float, what: str) -> str:
-        try:
-            line = self.queue.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no {what} within {timeout:.0f} s") from None
-        if not line:
-            raise RuntimeError(f"process exited (code {self.proc.wait()}) before {what}")
-        return line
 
 
 class Server:
