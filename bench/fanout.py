@@ -85,7 +85,9 @@ SCRIPT = os.path.abspath(__file__)
 # =========================================================================== servers
 
 
-async def serve_longlink(aggregate_ms: int, secret: str, history_size: int = 100) -> None:
+async def serve_longlink(
+    aggregate_ms: int, secret: str, history_size: int = 100, write_join: int = 64
+) -> None:
     """The real thing: ``Node`` with every role on the embedded backends."""
     from longlink.node import Node
     from longlink.settings import Settings
@@ -99,6 +101,7 @@ async def serve_longlink(aggregate_ms: int, secret: str, history_size: int = 100
             token_secret=secret,
             aggregate_ms=aggregate_ms,
             history_size=history_size,
+            write_join=write_join,
             data_dir=data_dir,
             max_heartbeat_s=3600,
             drain_timeout_s=1.0,
@@ -566,6 +569,8 @@ def measure(
             window,
             "--history-size",
             str(history_size),
+            "--write-join",
+            str(args.write_join),
             "--secret",
             secret,
             *nice,
@@ -611,7 +616,7 @@ def measure(
         if handroll:
             rate = 0.0
         elif window_ms == 0:
-            rate = args.rate_off or max(20.0, 3 * 200_000 / args.conns)  # past saturation
+            rate = args.rate_off or max(20.0, 4_000_000 / args.conns)  # past saturation
         else:
             rate = args.rate
         for gen in gens:
@@ -652,7 +657,8 @@ def measure(
         "name": (f"hand-rolled, window {window_ms} ms" if handroll_agg else "hand-rolled")
         if handroll
         else f"longlink, window {window_ms} ms"
-        + ("" if args.history == "on" else f", history {'on' if history_size else 'off'}"),
+        + ("" if args.history == "on" else f", history {'on' if history_size else 'off'}")
+        + (", one write per message" if args.write_join == 1 else ""),
         "conns": len(final),
         "connect_s": connect_s,
         "idle_kib": (idle.rss_kib - before.rss_kib) / (args.conns - WARM_CONNS),
@@ -833,6 +839,12 @@ def main() -> None:
     parser.add_argument("--role", choices=("counter", "sampler"), default="counter")
     parser.add_argument("--aggregate-ms", type=int, default=50)
     parser.add_argument("--history-size", type=int, default=100)
+    parser.add_argument(
+        "--write-join",
+        type=int,
+        default=64,
+        help="LONGLINK_WRITE_JOIN of the longlink server (1: one write per message)",
+    )
     parser.add_argument("--secret", default="")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--http-port", type=int, default=0)
@@ -843,7 +855,9 @@ def main() -> None:
     if args.serve:
         pin(SERVER_CORE)
         if args.serve == "longlink":
-            uvloop.run(serve_longlink(args.aggregate_ms, args.secret, args.history_size))
+            uvloop.run(
+                serve_longlink(args.aggregate_ms, args.secret, args.history_size, args.write_join)
+            )
         else:
             uvloop.run(serve_handroll(args.secret))
     elif args.load:

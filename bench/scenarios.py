@@ -57,6 +57,8 @@ class Peer:
 
 PEERS_ALL = (
     Peer("longlink", "longlink (aggregation off)", "longlink", "longlink"),
+    # The same server writing every message on its own (docs/benchmarks.md, "write join").
+    Peer("longlink-1write", "longlink, one write per message", "longlink", "longlink"),
     Peer(
         "handroll",
         "hand-rolled uvloop (frame once, write to each)",
@@ -126,9 +128,12 @@ def longlink_env(ctx: Context, name: str, aggregate_ms: int, secret: str) -> dic
     }
 
 
-def longlink_server(ctx: Context, name: str, aggregate_ms: int, secret: str) -> Server:
-    """``longlink serve``: every role in one process on the embedded backends."""
-    env = longlink_env(ctx, name, aggregate_ms, secret)
+def longlink_server(
+    ctx: Context, name: str, aggregate_ms: int, secret: str, **extra: str
+) -> Server:
+    """``longlink serve``: every role in one process on the embedded backends; ``extra``
+    are more environment variables (``LONGLINK_WRITE_JOIN="1"``)."""
+    env = {**longlink_env(ctx, name, aggregate_ms, secret), **extra}
     longlink = Path(sys.executable).parent / "longlink"
     return Server(name, [str(longlink), "serve"], env=env, log=ctx.workdir / f"{name}.log")
 
@@ -289,6 +294,9 @@ def _headline_one(ctx: Context, peer: Peer, round_no: int) -> dict[str, Any]:
     secret = secrets.token_hex(32)
     if peer.key == "longlink":
         server = longlink_server(ctx, f"longlink-headline-{round_no}", 0, secret)
+    elif peer.key == "longlink-1write":
+        name = f"longlink-1write-headline-{round_no}"
+        server = longlink_server(ctx, name, 0, secret, LONGLINK_WRITE_JOIN="1")
     else:
         server = peer_server(ctx, peer)
     with running(server):

@@ -261,3 +261,9 @@ def test_api_keys_must_be_tables(tmp_path: Path) -> None:
         load_settings(write(tmp_path, 'api_keys = "k"\n'), environ={})
     with pytest.raises(ConfigError, match="api_keys"):
         load_settings(write(tmp_path, 'api_keys = ["k"]\n'), environ={})
+
+
+@pytest.mark.parametrize("raw", ["0", "1025"])
+def test_write_join_out_of_range_is_config_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match="LONGLINK_WRITE_JOIN"):
+        load_settings(environ={"LONGLINK_WRITE_JOIN": raw})

@@ -91,6 +91,7 @@ class Settings:
     dedup_size: int = 100_000  # ... and how many ids at most
     outbox_soft_kib: int = 256  # client write buffer past which low-priority batches drop
     outbox_hard_kib: int = 1024  # ... past which a high-priority push closes with server_busy
+    write_join: int = 64  # room messages waiting back to back joined into one write (1: none)
     # Room history and recovery (PROTOCOL.md §1.4 rules 2-4; docs/rooms.md).
     history_size: int = 100  # messages kept per room; 0: history off
     history_ttl_s: int = 300  # seconds a room message is kept after its acceptance
@@ -298,6 +299,8 @@ def load_settings(
     for name in ("history_size", "history_ttl_s", "history_max_bytes"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{ENV_NAMES[name]}: must be >= 0 (0 turns room history off)")
+    if not 1 <= settings.write_join <= 1024:
+        raise ConfigError(f"{ENV_NAMES['write_join']}: must be 1..1024 (1: one write per message)")
     bad_roles = set(settings.roles) - set(ROLES)
     if bad_roles:
         raise ConfigError(f"unknown roles {sorted(bad_roles)}; choose from {', '.join(ROLES)}")

@@ -181,6 +181,46 @@ async def test_a_big_room_is_written_in_slices_in_order_and_high_priority_cuts_i
     assert gateway.delivery.stats.coalesced._value.get() == 1
 
 
+async def test_single_room_messages_waiting_back_to_back_share_one_write(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Aggregation off, writer behind: each message keeps its own frame (a ROOM-tagged
+    batch), but the frames waiting for the same room go out in one write per connection."""
+    monkeypatch.setattr(delivery_module, "SLICE", 64)
+    room = [connect(gateway, ["r"], ws=i % 2 == 0, codec=i % 3) for i in range(200)]
+    other = [connect(gateway, ["s"]) for _ in range(100)]
+    first, *rest = messages(1, 6)
+    gateway.commands.deliver([first])  # too big for one slice: queued for the writer
+    await asyncio.sleep(0)  # the writer takes its first slice, then yields
+    gateway.commands.deliver([*rest, *messages(20, 2, room="s"), *messages(7, 2)])
+    await idle(gateway)
+    for conn in room:
+        assert received(conn) == [1, 2, 3, 4, 5, 6, 7, 8], conn.conn_id
+        assert len(writes(conn)) == 3  # 1; 2-6; 7-8 (after room s's turn)
+        frames = b"".join(writes(conn))
+        assert frames.count(b"r") >= 8  # every message carries its ROOM tag
+    for conn in other:
+        assert received(conn) == [20, 21] and len(writes(conn)) == 1
+    assert gateway.delivery.stats.coalesced._value.get() == 4 + 1 + 1
+    assert gateway.delivery.stats.deliveries.labels("low")._value.get() == 8 * 200 + 2 * 100
+
+
+async def test_write_join_1_writes_each_room_message_on_its_own(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery_module, "SLICE", 64)
+    gateway.delivery.write_join = 1  # LONGLINK_WRITE_JOIN=1
+    room = [connect(gateway, ["r"]) for _ in range(100)]
+    first, *rest = messages(1, 4)
+    gateway.commands.deliver([first])
+    await asyncio.sleep(0)
+    gateway.commands.deliver(rest)
+    await idle(gateway)
+    for conn in room:
+        assert received(conn) == [1, 2, 3, 4] and len(writes(conn)) == 4
+    assert gateway.delivery.stats.coalesced._value.get() == 0
+
+
 async def test_a_slow_client_loses_low_priority_then_is_closed(gateway: Gateway) -> None:
     slow, fine = connect(gateway, ["r"]), connect(gateway, ["r"])
     slow.transport.buffered = 100 * 1024  # type: ignore[union-attr]  # over the soft limit

@@ -18,7 +18,9 @@ Two write paths, so low-priority volume never delays a high-priority push:
   written at once. Room batches waiting back to back for the same room are
   written together, one write per connection carrying all of their frames:
   when the writer falls behind, batches grow instead of the delay (the window
-  adapts to the room's heat). :meth:`Delivery.wait_ready` lets an in-process
+  adapts to the room's heat). Single messages to one room waiting back to
+  back (aggregation off) keep a frame each but share one write per
+  connection, up to ``write_join`` (a setting). :meth:`Delivery.wait_ready` lets an in-process
   dispatcher wait while the queue holds more than :data:`BACKLOG_PACE` writes.
 
 Room batches are written per group of the room (transport, codec; see
@@ -49,7 +51,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from longlink.gateway.connection import Connection
 from longlink.gateway.dedup import SeenIds
-from longlink.gateway.fanout import Part, batch_parts, by_transport, message_parts, one_room
+from longlink.gateway.fanout import (
+    Part,
+    batch_parts,
+    by_transport,
+    message_parts,
+    one_room,
+    room_messages_parts,
+)
 from longlink.gateway.guarantee import Guarantee
 from longlink.gateway.hub import Hub
 from longlink.gateway.metrics import GatewayMetrics
@@ -95,7 +104,7 @@ class DeliveryMetrics:
         )
         self.coalesced = Counter(
             "longlink_coalesced_batches",
-            "Room batches written in the same write as the batch before them (writer behind)",
+            "Room batches or messages written in the same write as the one before (writer behind)",
             registry=registry,
         )
         self.overload_drops = Counter(
@@ -151,8 +160,11 @@ class Delivery:
         dedup_window_s: float,
         dedup_size: int,
         recovery: Recovery,
+        write_join: int = 64,
     ) -> None:
         self.hub = hub
+        #: Single room messages joined into one write at most (writer behind; 1: none).
+        self.write_join = write_join
         self.recovery = recovery
         self.outbox = outbox
         self.guarantee = guarantee
@@ -300,6 +312,7 @@ class Delivery:
             while low:
                 job = low.popleft()
                 self._queued -= job.estimate
+                joined: list[Message] | None = None
                 if job.batches is not None:
                     batches = job.batches
                     room = batches[0].room
@@ -318,6 +331,9 @@ class Delivery:
                     if job.message.guaranteed:
                         self.guarantee.deliver(job.message)
                         parts = []
+                    elif (joined := self._join_room_messages(job)) is not None:
+                        parts = self._plan_room_messages(joined)
+                        messages = len(joined)
                     else:
                         parts = self._plan_message(job.message, job.conns)
                 written = 0
@@ -340,6 +356,9 @@ class Delivery:
                     else:
                         self._fanout.pop(job.batches[0].room, None)
                     self._count_batches(job.batches, written, _LOW)
+                elif joined is not None:
+                    for message in joined:
+                        self._finish_message(message, written)
                 elif job.message is not None and not job.message.guaranteed:
                     self._finish_message(job.message, written)
                 if budget <= 0 or not low:
@@ -350,6 +369,31 @@ class Delivery:
             self._writing = False
             self._inflight = 0
             self._wake_pacer()
+
+    def _join_room_messages(self, job: _Job) -> list[Message] | None:
+        """``job``'s single room message and those for the same room queued right
+        after it (at most ``write_join``), taken off the queue; None when alone.
+
+        When the writer is behind, a hot room's messages wait back to back: each
+        keeps its own frame, but they share one write per connection (the
+        syscalls, not the bytes, are the cost), without waiting for anything.
+        """
+        message = job.message
+        low = self._low
+        if message is None or not low or not one_room(message):
+            return None
+        room = message.target.rooms[0]
+        joined = [message]
+        while low and len(joined) < self.write_join:
+            nxt = low[0].message
+            if nxt is None or nxt.guaranteed or not one_room(nxt) or nxt.target.rooms[0] != room:
+                break
+            self._queued -= low.popleft().estimate
+            joined.append(nxt)
+        if len(joined) == 1:
+            return None
+        self.stats.coalesced.inc(len(joined) - 1)
+        return joined
 
     def _wake_pacer(self) -> None:
         if self.backlog <= BACKLOG_PACE // 2 or not self._low:
@@ -371,6 +415,13 @@ class Delivery:
         """The plan of one message; then the recoveries of its rooms hear of it."""
         parts = message_parts(self.hub, message, conns)
         if message.target.rooms:
+            self.recovery.planned_message(message)
+        return parts
+
+    def _plan_room_messages(self, messages: list[Message]) -> list[Part]:
+        """The plan of single messages to one room (one write); then the recoveries hear."""
+        parts = room_messages_parts(self.hub, messages)
+        for message in messages:
             self.recovery.planned_message(message)
         return parts
 

@@ -12,6 +12,9 @@ wrapped in a WebSocket message once per transport — so the write loop
 * A single message to rooms becomes, per room, a BATCH whose first inner
   frame is ROOM (PROTOCOL.md §1.4 rule 1), built once per room; a
   connection in several of the target rooms gets it once.
+* Single messages to one room waiting back to back (the writer is behind)
+  keep a frame each, joined into one write per member
+  (:func:`room_messages_parts`).
 * A single message to users, devices or everyone is a plain PUSH, framed
   once per transport.
 * A connection that joined or left a room after the oldest message of a
@@ -88,6 +91,32 @@ def _room_message_parts(hub: Hub, message: Message, rooms: list[str]) -> list[Pa
             done.update(fresh)
             if fresh:
                 parts.append((fresh, data))
+    return parts
+
+
+def room_messages_parts(hub: Hub, messages: list[Message]) -> list[Part]:
+    """The plan of single messages to one room, each its own room batch, one write.
+
+    Every message keeps its frame (ROOM tag first, as :func:`room_message`);
+    the frames of all of them are joined per group, so each member gets one
+    write carrying them in order. The members are the room's as they are now
+    (as when the messages are written one after the other in one loop turn).
+    """
+    room = messages[0].target.rooms[0]
+    groups = hub.groups.get(room)
+    if not groups:
+        return []
+    frames = [room_message(message, room) for message in messages]
+    joined: list[bytes | None] = [None, None]  # per transport kind
+    parts: list[Part] = []
+    for key, members in groups.items():
+        kind = group_of(key)[0]
+        data = joined[kind]
+        if data is None:
+            data = joined[kind] = b"".join(
+                [ws_message(frame) for frame in frames] if kind == WS else frames
+            )
+        parts.append((list(members), data))
     return parts
 
 

@@ -152,6 +152,7 @@ class Gateway:
             dedup_window_s=s.dedup_window_s,
             dedup_size=s.dedup_size,
             recovery=self.recovery,
+            write_join=s.write_join,
         )
         self.sessions = Sessions(
             session_rules(settings, upstream_enabled=events is not None),
