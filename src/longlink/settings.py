@@ -53,6 +53,15 @@ class Settings:
     ws_port: int = 7000
     tcp_port: int = 7001
     reuse_port: bool = False  # SO_REUSEPORT: gateway processes on one machine share the ports
+    # HTTP stream POSTs that land on another process sharing the port go to the owner through
+    # a unix socket in this directory ("": {tmp}/longlink-relay-{uid}; gateway/relay.py).
+    stream_relay_dir: str = ""
+    # The addresses clients are given, when they differ from the listeners' (a TLS-terminating
+    # proxy in front): e.g. wss://push.example.com/ws, https://push.example.com/v1/stream,
+    # push.example.com:7443. None: built from public_host and the ports.
+    advertise_ws: str | None = None
+    advertise_stream: str | None = None
+    advertise_tcp: str | None = None
     node_id: str = "g1"
     id_node: int | None = None  # message-id node number (0..1023); None: lease a free one
     region: str = "local"

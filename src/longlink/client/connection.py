@@ -54,7 +54,7 @@ import ssl as ssl_module
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -71,7 +71,7 @@ from longlink.client.errors import (
 )
 from longlink.client.inbox import Inbox
 from longlink.client.messages import ClientEvent, Disconnected, Message, Reconnected
-from longlink.client.transport import Transport
+from longlink.client.transport import TRANSPORT_KINDS, Transport, TransportKind
 from longlink.protocol import Codec, Op, ProtocolError
 from longlink.protocol.client import (
     ClientSession,
@@ -112,12 +112,14 @@ class Client:
 
     Give either ``ticket`` (a JWT from the business backend) or ``user`` (demo
     mode servers only; without ``device`` the one the server picks at the first
-    connection is asked for again on reconnects). ``transport`` picks WebSocket
-    or TCP. ``rooms`` are joined at AUTH; :attr:`rooms` is the set re-sent on
-    every reconnect, each with the last msg id received from it so the server
-    sends what was missed (a :class:`~longlink.client.Recovery` event tells
-    whether it could). ``heartbeat_s`` asks the server for an interval (it
-    clamps it); with ``adaptive_heartbeat`` the interval grows while the
+    connection is asked for again on reconnects). ``transports`` are tried in
+    order, control's advice first (PROTOCOL.md §1.5): by default WebSocket,
+    then the HTTP stream where WebSocket fails; ``transport`` names a single
+    one (``"ws"``, ``"stream"`` or ``"tcp"``). ``rooms`` are joined at AUTH;
+    :attr:`rooms` is the set re-sent on every reconnect, each with the last msg
+    id received from it so the server sends what was missed (a
+    :class:`~longlink.client.Recovery` event tells whether it could).
+    ``heartbeat_s`` asks the server for an interval (it clamps it); with ``adaptive_heartbeat`` the interval grows while the
     connection stays healthy and falls back at once on a missed reply
     (PROTOCOL.md §1.6 rule 2); with ``report`` a connection-quality REPORT
     goes after connecting and once a minute (§1.6 rule 1).
@@ -139,7 +141,8 @@ class Client:
         user: str | None = None,
         device: str | None = None,
         ticket: str | None = None,
-        transport: Literal["ws", "tcp"] = "ws",
+        transport: TransportKind | None = None,
+        transports: Sequence[str] | None = None,
         rooms: Iterable[str] = (),
         codecs: Sequence[str] = (Codec.BROTLI.label, Codec.ZLIB.label),
         heartbeat_s: int | None = None,
@@ -161,8 +164,7 @@ class Client:
     ) -> None:
         if ticket is None and user is None:
             raise ValueError("give a ticket, or a user for a server in demo mode")
-        if transport not in ("ws", "tcp"):
-            raise ValueError(f"transport must be 'ws' or 'tcp', not {transport!r}")
+        kinds = _transports(transport, transports)
         if ca_file is not None:
             if ssl is not None:
                 raise ValueError("give ssl or ca_file, not both")
@@ -181,7 +183,7 @@ class Client:
         )
         self._dialer = Dialer(
             url,
-            transport,
+            kinds,
             http_client,
             ticket=ticket,
             user=user,
@@ -585,6 +587,21 @@ class Client:
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # mark an unawaited failure as seen
+
+
+def _transports(
+    transport: TransportKind | None, transports: Sequence[str] | None
+) -> tuple[TransportKind, ...]:
+    """The transports to try, in order, from the ``transport`` and ``transports`` options."""
+    if transport is not None and transports is not None:
+        raise ValueError("give transport or transports, not both")
+    names = [transport] if transport is not None else list(transports or ("ws", "stream"))
+    kinds = tuple(k for k in TRANSPORT_KINDS for name in names if name == k)
+    unknown = [name for name in names if name not in TRANSPORT_KINDS]
+    if unknown or not names:
+        raise ValueError(f"transports must be among {TRANSPORT_KINDS}, not {names!r}")
+    order = {name: index for index, name in enumerate(names)}
+    return tuple(sorted(dict.fromkeys(kinds), key=order.__getitem__))
 
 
 def _op_name(op: int) -> str:

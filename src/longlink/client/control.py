@@ -17,17 +17,22 @@ from longlink.client.errors import AuthError, ControlError
 
 class Endpoint(msgspec.Struct, frozen=True):
     """One gateway node; ``ws`` is a ``ws://…`` (or ``wss://…``) URL, ``tcp`` a
-    ``host:port``; ``tls`` says the node's TCP port speaks TLS (PROTOCOL.md §1.5)."""
+    ``host:port``, ``stream`` the HTTP stream's ``http(s)://…/v1/stream`` URL;
+    ``tls`` says the node's TCP port speaks TLS (PROTOCOL.md §1.5)."""
 
     node: str = ""
     region: str = ""
     ws: str | None = None
     tcp: str | None = None
+    stream: str | None = None
     tls: bool = False
 
     def address(self, transport: str) -> str | None:
-        """Where to reach this node with ``transport`` (``"ws"`` or ``"tcp"``), if it serves it."""
-        return self.ws if transport == "ws" else self.tcp
+        """Where to reach this node with ``transport`` (``"ws"``, ``"tcp"`` or ``"stream"``),
+        if it serves it."""
+        if transport == "ws":
+            return self.ws
+        return self.stream if transport == "stream" else self.tcp
 
 
 class Grant(msgspec.Struct, frozen=True):
@@ -37,6 +42,8 @@ class Grant(msgspec.Struct, frozen=True):
     endpoints: list[Endpoint]
     expires_at: int = 0
     heartbeat_s: int = 0
+    #: Control's advice: the transports to try, best first (PROTOCOL.md §1.5); None: no advice.
+    transports: list[str] | None = None
 
 
 class _ErrorDetail(msgspec.Struct):
@@ -58,9 +65,11 @@ def connect_request(
     user: str | None,
     device: str | None,
     region: str | None,
-    transport: str,
+    transports: list[str],
+    failed: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of ``/v1/connect``: the ticket if given, else ``user`` (demo mode)."""
+    """The JSON body of ``/v1/connect``: the ticket if given, else ``user`` (demo mode);
+    ``transports`` the client speaks, ``failed`` those that failed it (PROTOCOL.md §1.5)."""
     body: dict[str, Any] = {}
     if ticket is not None:
         body["ticket"] = ticket
@@ -70,7 +79,9 @@ def connect_request(
             body["device"] = device
     if region is not None:
         body["region"] = region
-    body["transports"] = [transport]
+    body["transports"] = list(transports)
+    if failed:
+        body["failed"] = list(failed)
     return body
 
 

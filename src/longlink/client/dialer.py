@@ -9,13 +9,20 @@ a node that is listed right now. It raises:
 * :class:`ControlError` when ``/v1/connect`` fails otherwise.
 * :class:`ConnectFailed` when no listed endpoint could be opened and
   authenticated (unreachable, timed out, ``server_busy``, closed at AUTH).
+
+Transports (PROTOCOL.md §1.5): the client's ``transports`` are tried in
+control's order of advice (``/v1/connect`` answers ``transports`` best
+first), each on every endpoint before the next transport. A transport that
+could not carry an AUTH_OK on any endpoint is *failed*: the dialer reports
+it in every later ``/v1/connect`` (``"failed": ["ws"]``) and in the REPORT,
+so control can put the HTTP stream first, until it works again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -35,7 +42,7 @@ class Dialer:
     """
 
     url: str
-    kind: TransportKind
+    kinds: tuple[TransportKind, ...]
     http: httpx.AsyncClient | None = None
     ticket: str | None = None
     user: str | None = None
@@ -43,6 +50,10 @@ class Dialer:
     region: str | None = None
     timeout_s: float = 10.0
     ssl: ssl_module.SSLContext | None = None
+    #: Transports that failed and have not worked since (reported to control).
+    failed: list[str] = field(default_factory=list)
+    #: The transport of the last connection made.
+    kind: TransportKind = "ws"
 
     async def dial(self, session: ClientSession) -> tuple[Transport, Output]:
         """An open transport on which the session's AUTH got AUTH_OK.
@@ -69,27 +80,60 @@ class Dialer:
             user=self.user,
             device=self.device,
             region=self.region,
-            transport=self.kind,
+            transports=list(self.kinds),
+            failed=self.failed,
         )
         if self.http is None:
             verify: ssl_module.SSLContext | bool = self.ssl if self.ssl is not None else True
             self.http = httpx.AsyncClient(timeout=self.timeout_s, verify=verify)
         return await fetch_grant(self.http, self.url, body, timeout_s=self.timeout_s)
 
+    def order(self, grant: Grant) -> list[TransportKind]:
+        """The client's transports in control's order of advice, the rest after them."""
+        advised = [k for k in (grant.transports or []) if k in self.kinds]
+        return [*advised, *(k for k in self.kinds if k not in advised)]
+
     async def _try_endpoints(
         self, grant: Grant, session: ClientSession, started: float, control_s: float
     ) -> tuple[Transport, Output]:
         """``started``: when this attempt began; ``control_s``: what the grant took (REPORT)."""
-        loop = asyncio.get_running_loop()
         failures: list[str] = []
+        for kind in self.order(grant):
+            tried = len(failures)
+            found = await self._try_kind(kind, grant, session, started, control_s, failures)
+            if found is not None:
+                if kind in self.failed:
+                    self.failed.remove(kind)
+                self.kind = kind
+                return found
+            if len(failures) > tried and kind not in self.failed:
+                self.failed.append(kind)  # it failed on every endpoint that offers it
+                session.failed = [*session.failed, kind]
+        detail = "; ".join(failures) or f"no endpoint serves {', '.join(self.kinds)}"
+        raise ConnectFailed(f"no endpoint could be reached ({detail})")
+
+    async def _try_kind(
+        self,
+        kind: TransportKind,
+        grant: Grant,
+        session: ClientSession,
+        started: float,
+        control_s: float,
+        failures: list[str],
+    ) -> tuple[Transport, Output] | None:
+        loop = asyncio.get_running_loop()
         for endpoint in grant.endpoints:  # best first (§2.1)
-            address = endpoint.address(self.kind)
+            address = endpoint.address(kind)
             if not address:
                 continue
             opening = loop.time()
             try:
                 transport = await open_transport(
-                    self.kind, address, ssl=self._ssl_for(endpoint), timeout_s=self.timeout_s
+                    kind,
+                    address,
+                    ssl=self._ssl_for(endpoint, kind),
+                    timeout_s=self.timeout_s,
+                    http=self.http,
                 )
             except ConnectFailed as exc:
                 failures.append(str(exc))
@@ -99,7 +143,9 @@ class Dialer:
                 "transport": round((loop.time() - opening) * 1000),
             }
             try:
-                opened = await self._handshake(transport, grant.token, session, started, steps)
+                opened = await self._handshake(
+                    kind, transport, grant.token, session, started, steps
+                )
             except AuthError as exc:
                 await transport.close()
                 if exc.code != ErrorCode.SERVER_BUSY:
@@ -108,18 +154,18 @@ class Dialer:
                 continue
             except (ConnectionClosed, ProtocolError, TimeoutError) as exc:
                 transport.abort()
-                failures.append(f"{endpoint.node}: {exc!r}")
+                await transport.close()
+                failures.append(f"{endpoint.node} ({kind}): {exc!r}")
                 continue
             except BaseException:
                 transport.abort()
                 raise
             return transport, opened
-        detail = "; ".join(failures) or f"no endpoint serves {self.kind}"
-        raise ConnectFailed(f"no endpoint could be reached ({detail})")
+        return None
 
-    def _ssl_for(self, endpoint: Endpoint) -> ssl_module.SSLContext | None:
+    def _ssl_for(self, endpoint: Endpoint, kind: TransportKind) -> ssl_module.SSLContext | None:
         """TLS for ``wss://`` URLs and for a TCP port the endpoint marks ``tls``."""
-        if self.kind == "tcp" and not endpoint.tls:
+        if kind == "tcp" and not endpoint.tls:
             return None
         if self.ssl is None:
             self.ssl = ssl_module.create_default_context()  # the platform's CAs
@@ -127,6 +173,7 @@ class Dialer:
 
     async def _handshake(
         self,
+        kind: TransportKind,
         transport: Transport,
         token: str,
         session: ClientSession,
@@ -135,9 +182,7 @@ class Dialer:
     ) -> Output:
         """Send AUTH and wait for AUTH_OK (PROTOCOL §1.3 rules 1-2)."""
         loop = asyncio.get_running_loop()
-        auth = session.connect(
-            token, loop.time(), transport=self.kind, started=started, steps=steps
-        )
+        auth = session.connect(token, loop.time(), transport=kind, started=started, steps=steps)
         await transport.send(auth)
         async with asyncio.timeout(self.timeout_s):
             while True:

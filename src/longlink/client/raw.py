@@ -20,14 +20,16 @@ from types import TracebackType
 
 from longlink.client.errors import ConnectionClosed
 from longlink.client.messages import MAX_SERVER_FRAME
+from longlink.client.stream import StreamTransport
 from longlink.client.transport import TcpTransport, TransportKind, WsTransport, open_transport
 from longlink.protocol import Frame, encode_frame
 
 
 class RawConnection:
-    """One open WebSocket or TCP connection speaking raw frames; an async context manager."""
+    """One open WebSocket, TCP or HTTP stream connection speaking raw frames; an async
+    context manager. (The HTTP stream opens with the first frame sent: its AUTH.)"""
 
-    def __init__(self, transport: TcpTransport | WsTransport) -> None:
+    def __init__(self, transport: TcpTransport | WsTransport | StreamTransport) -> None:
         self._transport = transport
         self._backlog: deque[Frame] = deque()  # frames read by wait_closed()
         self._closed_by_peer = False
@@ -42,15 +44,18 @@ class RawConnection:
         ssl: ssl_module.SSLContext | None = None,
         max_frame: int = MAX_SERVER_FRAME,
     ) -> RawConnection:
-        """Connect to ``address``: a ``ws://`` URL for ``"ws"``, ``host:port`` for ``"tcp"``.
+        """Connect to ``address``: a ``ws://`` URL for ``"ws"``, ``host:port`` for ``"tcp"``,
+        an ``http://…/v1/stream`` URL for ``"stream"``.
 
         Raises :class:`~longlink.client.ConnectFailed` if it cannot be opened,
         ``ValueError`` for another ``transport``. Server frames up to
         ``max_frame`` bytes are accepted.
         """
-        if transport not in ("ws", "tcp"):
-            raise ValueError(f"transport must be 'ws' or 'tcp', not {transport!r}")
-        kind: TransportKind = "ws" if transport == "ws" else "tcp"
+        if transport not in ("ws", "tcp", "stream"):
+            raise ValueError(f"transport must be 'ws', 'tcp' or 'stream', not {transport!r}")
+        kind: TransportKind = (
+            "ws" if transport == "ws" else "stream" if transport == "stream" else "tcp"
+        )
         opened = await open_transport(
             kind, address, ssl=ssl, timeout_s=timeout_s, max_frame=max_frame
         )
@@ -75,7 +80,8 @@ class RawConnection:
         return None
 
     async def send_bytes(self, data: bytes) -> None:
-        """Send ``data`` as is: one binary message on WebSocket, raw stream bytes on TCP.
+        """Send ``data`` as is: one binary message on WebSocket, raw stream bytes on TCP,
+        one POST body on the HTTP stream.
 
         Raises :class:`ConnectionClosed` if the connection is gone.
         """

@@ -1,9 +1,10 @@
-"""Thin bridges between a socket and frames: WebSocket and TCP (PROTOCOL.md §1.4).
+"""Thin bridges between a socket and frames: WebSocket, TCP and HTTP stream (PROTOCOL.md §1.5).
 
 A transport sends bytes and receives decoded :class:`~longlink.protocol.Frame`
 values; it knows nothing of sessions. Framing is ``longlink.protocol``'s: a
 WebSocket binary message is one frame (:func:`decode_frame`), a TCP stream is
-fed to a :class:`FrameDecoder`.
+fed to a :class:`FrameDecoder`, and so is the HTTP stream's response
+(:mod:`longlink.client.stream`).
 
 Every way a transport can end surfaces as :class:`ConnectionClosed` (from
 ``send`` and ``recv``); a malformed frame from the server raises
@@ -18,15 +19,19 @@ import ssl as ssl_module
 from collections import deque
 from typing import Literal, Protocol
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from longlink.client.errors import ConnectFailed, ConnectionClosed
 from longlink.client.messages import MAX_SERVER_FRAME
+from longlink.client.stream import StreamTransport
 from longlink.protocol import ErrorCode, Frame, FrameDecoder, ProtocolError, decode_frame
 
-TransportKind = Literal["ws", "tcp"]
+TransportKind = Literal["ws", "tcp", "stream"]
+#: Every transport the SDK speaks, in its default order of preference.
+TRANSPORT_KINDS: tuple[TransportKind, ...] = ("ws", "stream", "tcp")
 
 #: The WebSocket subprotocol of PROTOCOL.md §1.4.
 SUBPROTOCOL = Subprotocol("longlink.v1")
@@ -175,8 +180,20 @@ async def open_transport(
     ssl: ssl_module.SSLContext | None = None,
     timeout_s: float | None = None,
     max_frame: int = MAX_SERVER_FRAME,
-) -> TcpTransport | WsTransport:
-    """Open a ``kind`` transport to ``address``; any failure raises :class:`ConnectFailed`."""
+    http: httpx.AsyncClient | None = None,
+) -> TcpTransport | WsTransport | StreamTransport:
+    """Open a ``kind`` transport to ``address``; any failure raises :class:`ConnectFailed`.
+
+    The HTTP stream opens with its first ``send`` (the AUTH frame is the body of
+    its opening POST): its failures surface there, as :class:`ConnectionClosed`.
+    ``http`` is the client it uses (else its own, closed with it).
+    """
+    if kind == "stream":
+        if not address.startswith(("http://", "https://")):
+            raise ConnectFailed(f"cannot open stream {address}: not an http(s) URL")
+        return StreamTransport(
+            address, http, ssl=ssl, timeout_s=timeout_s or 10.0, max_frame=max_frame
+        )
     try:
         async with asyncio.timeout(timeout_s):
             if kind == "ws":

@@ -6,7 +6,8 @@ a tracked figure) and the asyncio protocol of its transport. It does three
 things and no more:
 
 * frames in: the transport bridges (:mod:`~longlink.gateway.tcp`,
-  :mod:`~longlink.gateway.websocket`) decode bytes into frames and call
+  :mod:`~longlink.gateway.websocket`, :mod:`~longlink.gateway.stream`)
+  decode bytes into frames and call
   :meth:`Connection.frame_received`, which hands them to the session;
 * outputs out: :meth:`Connection.apply` writes the frames the session
   returns (with the transport's own framing, through the outbox policy) and
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 
 TCP = 0
 WS = 1
-KINDS = ("tcp", "ws")
+STREAM = 2
+#: Transport names by kind (metrics labels, REPORT windows); gateway/fanout.py frames each.
+KINDS = ("tcp", "ws", "stream")
 
 
 class SessionHost(Protocol):

@@ -17,6 +17,10 @@ wrapped in a WebSocket message once per transport — so the write loop
   (:func:`room_messages_parts`).
 * A single message to users, devices or everyone is a plain PUSH, framed
   once per transport.
+
+Per transport (:func:`framed`): TCP writes frames as they are, WebSocket one
+binary message per frame, the HTTP stream the frames of one write as one
+chunk of its chunked response (PROTOCOL.md §1.5).
 * A connection that joined or left a room after the oldest message of a
   batch was accepted gets a part of its own: exactly the messages accepted
   while it was in the room (:meth:`~longlink.gateway.hub.Hub.settle`).
@@ -34,12 +38,16 @@ from longlink.protocol import websocket as wsp
 from longlink.protocol.frames import MAX_U32, MAX_U64, encode_frame
 from longlink.protocol.push import push_frame, room_batch, room_tag
 from longlink.protocol.server import SessionState
+from longlink.protocol.stream import chunk
 
 if TYPE_CHECKING:
     from longlink.gateway.connection import Connection
     from longlink.gateway.hub import Change, Hub
 
+TCP = 0
 WS = 1
+STREAM = 2
+KIND_COUNT = 3  # the transports of gateway/connection.py: tcp, ws, stream
 _OPEN = SessionState.OPEN
 
 #: One part of a fan-out: these connections get these bytes.
@@ -49,6 +57,14 @@ Part = tuple[list["Connection"], bytes]
 def ws_message(frame: bytes) -> bytes:
     """``frame`` as one binary WebSocket message (the same bytes for every client)."""
     return wsp.encode_frame(wsp.WsOpcode.BINARY, frame)
+
+
+def framed(kind: int, frames: list[bytes]) -> bytes:
+    """``frames`` as one write on a transport of ``kind`` (the same bytes for every client)."""
+    if kind == WS:
+        return b"".join([ws_message(frame) for frame in frames])
+    data = frames[0] if len(frames) == 1 else b"".join(frames)
+    return chunk(data) if kind == STREAM else data
 
 
 def room_message(message: Message, room: str) -> bytes:
@@ -76,12 +92,12 @@ def _room_message_parts(hub: Hub, message: Message, rooms: list[str]) -> list[Pa
         if not groups:
             continue
         frame = room_message(message, room)
-        framed: list[bytes | None] = [None, None]  # per transport kind
+        written: list[bytes | None] = [None] * KIND_COUNT  # per transport kind
         for key, members in groups.items():
             kind = group_of(key)[0]
-            data = framed[kind]
+            data = written[kind]
             if data is None:
-                data = framed[kind] = ws_message(frame) if kind == WS else frame
+                data = written[kind] = framed(kind, [frame])
             if len(rooms) == 1:
                 parts.append((list(members), data))
                 continue
@@ -128,10 +144,7 @@ def batch_parts(hub: Hub, batches: list[RoomBatch]) -> list[Part]:
     parts: list[Part] = []
     for key, members in (groups or {}).items():
         kind, codec = group_of(key)
-        frames = [batch.frame_for(codec) for batch in batches]
-        if kind == WS:
-            frames = [ws_message(frame) for frame in frames]
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        data = framed(kind, [batch.frame_for(codec) for batch in batches])
         if straddling:
             parts.append(([c for c in members if c not in straddling], data))
         else:
@@ -141,7 +154,7 @@ def batch_parts(hub: Hub, batches: list[RoomBatch]) -> list[Part]:
             continue
         frame = _frame_for_member(batches, changes)
         if frame:
-            parts.append(([conn], ws_message(frame) if conn.kind == WS else frame))
+            parts.append(([conn], framed(conn.kind, [frame])))
     return parts
 
 
@@ -191,17 +204,11 @@ def _frame_for_member(batches: list[RoomBatch], changes: list[Change]) -> bytes:
 
 
 def by_transport(conns: Iterable[Connection], frame: bytes) -> list[Part]:
-    """One part per transport present: TCP gets ``frame``, WebSocket it framed once."""
-    tcp: list[Connection] = []
-    ws: list[Connection] = []
+    """One part per transport present, each with ``frame`` framed once for it."""
+    kinds: list[list[Connection]] = [[] for _ in range(KIND_COUNT)]
     for conn in conns:
-        (ws if conn.kind == WS else tcp).append(conn)
-    parts: list[Part] = []
-    if tcp:
-        parts.append((tcp, frame))
-    if ws:
-        parts.append((ws, ws_message(frame)))
-    return parts
+        kinds[conn.kind].append(conn)
+    return [(members, framed(kind, [frame])) for kind, members in enumerate(kinds) if members]
 
 
 def one_room(message: Message) -> bool:

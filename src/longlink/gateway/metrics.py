@@ -43,6 +43,13 @@ class GatewayMetrics:
             "Connections closed with server_busy: over the hard write-buffer limit",
             registry=registry,
         )
+        self.stream_posts = Counter(
+            "longlink_stream_posts",
+            "POST /v1/stream/{conn_id} answered, by status (204: frames handed to the session,"
+            " here or on the process that owns it)",
+            ["status"],
+            registry=registry,
+        )
         self.heartbeats = Counter(
             "longlink_heartbeats", "HEARTBEAT frames answered", registry=registry
         )

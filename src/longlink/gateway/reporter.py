@@ -36,7 +36,7 @@ class NodeReporter:
         hub: Hub,
         sessions: Sessions,
         quality: Quality,
-        endpoints: Callable[[], tuple[str, str]],
+        endpoints: Callable[[], tuple[str, str, str]],
         *,
         node: str,
         region: str,
@@ -71,13 +71,14 @@ class NodeReporter:
         last_now, last_cpu = self._cpu
         self._cpu = (now, cpu)
         load = (cpu - last_cpu) / (now - last_now) if now > last_now else 0.0
-        ws, tcp = self.endpoints()
+        ws, tcp, stream = self.endpoints()
         known = await self.registry.report_node(
             NodeInfo(
                 node=self.node,
                 region=self.region,
                 ws=ws,
                 tcp=tcp,
+                stream=stream,
                 connections=len(self.hub.conns) + len(self.sessions.unauthenticated),
                 load=round(load, 3),
                 reported_ms=int(time.time() * 1000),

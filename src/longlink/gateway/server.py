@@ -16,17 +16,23 @@ part                does
 ``commands``        the node channel's handler (messages and commands)
 ``reporter``        the node's report to the registry every second
 ``quality``         clients' REPORTs and TCP_INFO samples, windows per transport
+``door``            the WebSocket port's front door: WebSocket or HTTP stream
+``relay``           HTTP stream POSTs to the process that owns the session
 ==================  ==========================================================
 
 Lifetime (``async with Gateway(...)``):
 
-1. start: bind TCP and WebSocket listeners, attach to the node channel,
-   report the node to the registry, start the tick, report and retry loops;
+1. start: bind TCP and WebSocket listeners (the latter also serves the
+   HTTP stream, gateway/port.py), the stream relay's socket when the ports
+   are shared, attach to the node channel, report the node to the registry,
+   start the tick, report, retry and door loops;
 2. run: connections come and go; dispatch writes to the node channel;
 3. close (idempotent), in this order: stop accepting; KICK every client with
    reason ``drain`` so SDKs reconnect through control to another node; wait
-   up to ``drain_timeout_s`` for their transports to flush and close; detach
-   from the node channel; stop the loops; forget the node in the registry.
+   up to ``drain_timeout_s`` for their transports to flush and close (those
+   still at the port's front door are closed at once); close the relay;
+   detach from the node channel; stop the loops; forget the node in the
+   registry.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import logging
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -46,7 +53,6 @@ from longlink.clientip import ProxyRule
 from longlink.control.origins import Origins
 from longlink.control.tokens import TokenIssuer
 from longlink.gateway.commands import NodeCommands
-from longlink.gateway.connection import Connection
 from longlink.gateway.delivery import Delivery
 from longlink.gateway.events import Presence
 from longlink.gateway.guarantee import Guarantee
@@ -54,12 +60,14 @@ from longlink.gateway.heartbeats import Heartbeats
 from longlink.gateway.hub import Hub
 from longlink.gateway.metrics import GatewayMetrics
 from longlink.gateway.outbox import Outbox
+from longlink.gateway.port import Door
 from longlink.gateway.quality import Quality
 from longlink.gateway.recovery import Recovery
+from longlink.gateway.relay import Relay, default_dir
 from longlink.gateway.reporter import NodeReporter
 from longlink.gateway.sessions import Sessions
+from longlink.gateway.stream import StreamInbox
 from longlink.gateway.tcp import TcpConnection
-from longlink.gateway.websocket import WsConnection
 from longlink.history.base import RoomHistory
 from longlink.logic.base import Registry
 from longlink.logic.events import EventSink
@@ -172,13 +180,34 @@ class Gateway:
             max_conns_per_ip=s.max_conns_per_ip,
             proxies=ProxyRule(s.trusted_proxies),
         )
+        # The HTTP stream (PROTOCOL.md §1.5) on the WebSocket port: its front door, the
+        # POSTs' way to their session, and (ports shared) to the process that owns it.
+        inbox = StreamInbox(self.hub, self.outbox.behind, s.max_frame)
+        self.relay = (
+            Relay(
+                inbox,
+                Path(s.stream_relay_dir) if s.stream_relay_dir else default_dir(),
+                self.sessions.owner,
+                max_body=4 * s.max_frame,
+            )
+            if s.reuse_port
+            else None
+        )
+        self.door = Door(
+            self.sessions,
+            inbox,
+            self.metrics,
+            owner=self.sessions.owner,
+            relay=self.relay,
+            clock=lambda: self.heartbeats.clock,
+        )
         self.commands = NodeCommands(self.hub, self.delivery, self.presence)
         self.reporter = NodeReporter(
             registry,
             self.hub,
             self.sessions,
             self.quality,
-            lambda: self.endpoints,
+            lambda: (*self.endpoints, self.stream_endpoint),
             node=node,
             region=s.region,
             cost=s.node_cost,
@@ -208,7 +237,7 @@ class Gateway:
         # new connections over them (SO_REUSEPORT; docs/deployment.md).
         reuse_port = s.reuse_port or None
 
-        async def listen(factory: Callable[[], Connection], port: int) -> asyncio.Server:
+        async def listen(factory: Callable[[], asyncio.Protocol], port: int) -> asyncio.Server:
             return await loop.create_server(
                 factory,
                 s.host,
@@ -222,8 +251,10 @@ class Gateway:
 
         sessions = self.sessions
         tcp = await listen(lambda: TcpConnection(sessions), s.tcp_port)
-        ws = await listen(lambda: WsConnection(sessions), s.ws_port)
+        ws = await listen(self.door.protocol, s.ws_port)
         self._servers = [tcp, ws]
+        if self.relay is not None:
+            await self.relay.start()
         self.tcp_port = tcp.sockets[0].getsockname()[1]
         self.ws_port = ws.sockets[0].getsockname()[1]
         await self.channel.attach(s.node_id, self.commands.deliver)
@@ -233,6 +264,7 @@ class Gateway:
             asyncio.create_task(self.reporter.run(), name="gateway-report"),
             asyncio.create_task(self.guarantee.run(), name="gateway-retries"),
             asyncio.create_task(self.quality.run(), name="gateway-quality"),
+            asyncio.create_task(self.door.run(), name="gateway-door"),
         ]
 
     async def close(self) -> None:
@@ -244,6 +276,7 @@ class Gateway:
         sessions.accepting = False
         for server in self._servers:
             server.close()
+        self.door.close()
         for conn in list(sessions.unauthenticated):
             conn.apply(conn.close())
         self.commands.drain()
@@ -258,6 +291,8 @@ class Gateway:
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self.relay is not None:
+            await self.relay.close()
         await self.guarantee.close()  # ACKs received so far reach the store
         await self.channel.detach(self.settings.node_id)
         for task in self._loops:
@@ -284,11 +319,27 @@ class Gateway:
         """(ws url, tcp address) clients should use for this node.
 
         With TLS the URL is ``wss://``; control then marks the node's endpoints
-        ``"tls": true`` (the TCP port speaks TLS too).
+        ``"tls": true`` (the TCP port speaks TLS too). Behind a proxy the
+        operator names the public ones (``LONGLINK_ADVERTISE_WS``, ``_TCP``;
+        docs/configuration.md).
         """
-        host = self.settings.advertised_host
+        s = self.settings
+        host = s.advertised_host
         scheme = "wss" if self.ssl is not None else "ws"
-        return f"{scheme}://{host}:{self.ws_port}/ws", f"{host}:{self.tcp_port}"
+        return (
+            s.advertise_ws or f"{scheme}://{host}:{self.ws_port}/ws",
+            s.advertise_tcp or f"{host}:{self.tcp_port}",
+        )
+
+    @property
+    def stream_endpoint(self) -> str:
+        """The HTTP stream's URL for this node (PROTOCOL.md §1.5): ``POST`` opens a session.
+
+        ``https://`` with TLS; ``LONGLINK_ADVERTISE_STREAM`` behind a proxy.
+        """
+        s = self.settings
+        scheme = "https" if self.ssl is not None else "http"
+        return s.advertise_stream or f"{scheme}://{s.advertised_host}:{self.ws_port}/v1/stream"
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a short step (registry I/O) as a tracked task (awaited on close)."""

@@ -140,6 +140,12 @@ class Sessions:
     def clock(self) -> float:
         return self.heartbeats.clock
 
+    @property
+    def owner(self) -> str:
+        """What every conn_id of this process starts with (before its last ``-``): the
+        HTTP stream's POSTs find their process by it (gateway/relay.py)."""
+        return self._prefix[:-1]
+
     # ------------------------------------------------------------------ transports
 
     def accepted(self, conn: Connection) -> None:

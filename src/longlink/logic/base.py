@@ -65,7 +65,9 @@ class NodeInfo(msgspec.Struct):
     ``cost`` and ``full`` are the node's price and the load at which it counts
     as full (``LONGLINK_NODE_COST``, ``LONGLINK_NODE_FULL``): control prefers
     cheaper nodes until they are full. ``quality`` is its connection-quality
-    window per transport (logic/quality.py).
+    window per transport (logic/quality.py). ``ws``, ``tcp`` and ``stream``
+    are the addresses clients are given (PROTOCOL.md §1.5; ``stream`` is the
+    HTTP stream's ``POST`` URL, None from a node that does not serve it).
     """
 
     node: str
@@ -79,6 +81,7 @@ class NodeInfo(msgspec.Struct):
     cost: float = 1.0
     full: float = 0.8
     quality: dict[str, QualitySnapshot] = {}
+    stream: str | None = None
 
 
 class Online(msgspec.Struct):
