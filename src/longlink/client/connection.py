@@ -121,8 +121,9 @@ class Client:
     :class:`~longlink.client.Recovery` event tells whether it could).
     ``heartbeat_s`` asks the server for an interval (it clamps it); with
     ``adaptive_heartbeat`` the interval grows while the connection stays
-    healthy and falls back at once on a missed reply (PROTOCOL.md §1.6 rule 2); with ``report`` a connection-quality REPORT
-    goes after connecting and once a minute (§1.6 rule 1).
+    healthy and falls back at once on a missed reply (PROTOCOL.md §1.6 rule
+    2); with ``report`` a connection-quality REPORT goes after connecting and
+    once a minute (§1.6 rule 1).
 
     Extensions beyond the contract: ``request_timeout_s`` bounds JOIN, LEAVE
     and UPSTREAM (then :class:`TimeoutError`); ``max_queue`` bounds received
