@@ -197,6 +197,7 @@ class _Api:
                 device=body.device,
                 region=body.region,
                 transports=tuple(body.transports) if body.transports is not None else None,
+                failed=tuple(body.failed or ()),
             )
             try:
                 connected = await self.connector.connect(wanted)

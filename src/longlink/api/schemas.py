@@ -199,7 +199,24 @@ class ConnectBody(msgspec.Struct, frozen=True):
     user: Annotated[Id, Meta(description="demo mode only, instead of a ticket")] | None = None
     device: Annotated[Id, Meta(description="demo mode only; default a random id")] | None = None
     region: Annotated[Id, Meta(description="nodes of this region come first")] | None = None
-    transports: Annotated[list[Literal["ws", "tcp"]], Meta(min_length=1)] | None = None
+    transports: (
+        Annotated[
+            list[Literal["ws", "tcp", "stream"]],
+            Meta(min_length=1, description="the transports the client speaks"),
+        ]
+        | None
+    ) = None
+    failed: (
+        Annotated[
+            list[Annotated[str, Meta(max_length=32)]],
+            Meta(
+                max_length=8,
+                description="transports that failed this client (e.g. WebSocket blocked):"
+                " the answer's transports put them last",
+            ),
+        ]
+        | None
+    ) = None
 
     #: The rule checked by the connect flow, as JSON Schema (merged into the OpenAPI component).
     json_schema_rules: ClassVar[dict[str, Any]] = {"anyOf": [_given("ticket"), _given("user")]}

@@ -12,7 +12,9 @@ the refusal.
    only, a bare user name. A ticket wins when both are given.
 2. Endpoints: :func:`~longlink.control.endpoints.choose_endpoints` over the
    nodes' reports (region first, then measured quality, then price until
-   full, then least load; healthy only).
+   full, then least load; healthy only); and the transports to try, best
+   first (:func:`~longlink.control.endpoints.advise_transports`: the HTTP
+   stream before WebSocket for a client that reports WebSocket failures).
 3. Token: for the user and the device the ticket or the client named, or a
    fresh ``dev-…`` id when neither did.
 
@@ -37,7 +39,7 @@ from typing import Protocol
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from longlink.control.endpoints import DEFAULT_BAD_RTT_MS, choose_endpoints
+from longlink.control.endpoints import DEFAULT_BAD_RTT_MS, advise_transports, choose_endpoints
 from longlink.control.tickets import TicketError, TicketVerifier
 from longlink.control.tokens import TokenIssuer
 from longlink.logic.base import NodeInfo
@@ -101,7 +103,8 @@ class NodeSource(Protocol):
 class ConnectRequest:
     """What a client sends to connect (PROTOCOL.md §2.1), ids already checked.
 
-    ``transports`` is a subset of ``("ws", "tcp")``; None means any.
+    ``transports`` is a subset of ``("ws", "tcp", "stream")`` in the client's
+    order; None means any. ``failed`` names transports that failed the client.
     """
 
     ticket: str | None = None
@@ -109,6 +112,7 @@ class ConnectRequest:
     device: str | None = None
     region: str | None = None
     transports: tuple[str, ...] | None = None
+    failed: tuple[str, ...] = ()
 
 
 class Endpoint(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -118,6 +122,8 @@ class Endpoint(msgspec.Struct, frozen=True, omit_defaults=True):
     region: str
     ws: str | UnsetType = UNSET
     tcp: str | UnsetType = UNSET
+    #: The HTTP stream's URL (PROTOCOL.md §1.5): ``POST`` it with the AUTH frame.
+    stream: str | UnsetType = UNSET
     #: The node's listeners speak TLS (``wss://``, and TLS on the TCP port).
     tls: bool | UnsetType = UNSET
 
@@ -131,6 +137,8 @@ class Connected(msgspec.Struct, frozen=True):
     heartbeat_s: int
     #: Best first; never empty.
     endpoints: list[Endpoint]
+    #: The transports to try, best first (PROTOCOL.md §1.5): control's advice.
+    transports: list[str] = []
 
 
 class Connector:
@@ -165,11 +173,12 @@ class Connector:
     async def connect(self, request: ConnectRequest) -> Connected:
         """A token and endpoints for the client; raises a :class:`ConnectError` otherwise."""
         user, device = self._identity(request)
+        wanted = list(request.transports) if request.transports is not None else None
         endpoints = choose_endpoints(
             await self._nodes.nodes(),
             region=request.region,
             now_ms=int(self._clock() * 1000),
-            transports=list(request.transports) if request.transports is not None else None,
+            transports=wanted,
             bad_rtt_ms=self.bad_rtt_ms,
         )
         if not endpoints:
@@ -182,6 +191,7 @@ class Connector:
             expires_at=expires_at,
             heartbeat_s=self.heartbeat_s,
             endpoints=[Endpoint(**endpoint) for endpoint in endpoints],
+            transports=advise_transports(endpoints, wanted, request.failed),
         )
 
     def _identity(self, request: ConnectRequest) -> tuple[str, str | None]:

@@ -28,7 +28,9 @@ from longlink.logic.quality import QualitySnapshot
 __all__ = [
     "DEFAULT_BAD_RTT_MS",
     "DEFAULT_STALE_MS",
+    "PREFERENCE",
     "TRANSPORTS",
+    "advise_transports",
     "choose_endpoints",
     "node_healthy",
     "node_quality",
@@ -37,7 +39,10 @@ __all__ = [
 #: A node whose last report is older than this is not offered (PROTOCOL.md §2.1).
 DEFAULT_STALE_MS = 5000
 #: Transports a client may ask for, in the order they appear in an endpoint.
-TRANSPORTS = ("ws", "tcp")
+TRANSPORTS = ("ws", "tcp", "stream")
+#: Control's default advice, best first (PROTOCOL.md §1.5): WebSocket, then the HTTP
+#: stream (same port, any HTTP path through proxies), then raw TCP.
+PREFERENCE = ("ws", "stream", "tcp")
 #: Round trips (p90, ms) past which a node counts as suffering.
 DEFAULT_BAD_RTT_MS = 300
 #: Samples a window needs before its p90 is trusted.
@@ -66,7 +71,7 @@ def _suffering(node: NodeInfo, bad_rtt_ms: int) -> bool:
 
 
 def _offered(node: NodeInfo, wanted: Iterable[str]) -> dict[str, str]:
-    addresses = {"ws": node.ws, "tcp": node.tcp}
+    addresses = {"ws": node.ws, "tcp": node.tcp, "stream": node.stream}
     return {t: address for t in wanted if (address := addresses.get(t))}
 
 
@@ -83,7 +88,7 @@ def choose_endpoints(
     """Up to ``limit`` endpoints, best first, for a client in ``region``.
 
     ``transports`` is the client's wish (a subset of :data:`TRANSPORTS`; None
-    means all). Each endpoint is ``{"node", "region", "ws", "tcp"}`` where a
+    means all). Each endpoint is ``{"node", "region", "ws", "tcp", "stream"}`` where a
     transport the client did not ask for, or the node does not offer, is left
     out. A node whose listeners speak TLS (its ``ws`` URL is ``wss://``) gets
     ``"tls": True``: its TCP port is TLS too (PROTOCOL.md §1.5). An empty list
@@ -120,3 +125,19 @@ def choose_endpoints(
             seen.add(addresses)
             chosen.append(endpoint)
     return chosen[: max(limit, 0)]
+
+
+def advise_transports(
+    endpoints: list[dict[str, Any]], wanted: list[str] | None, failed: Iterable[str] = ()
+) -> list[str]:
+    """The transports a client should try, best first (PROTOCOL.md §1.5).
+
+    The client's own order (``wanted``; None: :data:`PREFERENCE`), limited to
+    what the chosen ``endpoints`` offer, with the transports that ``failed``
+    the client moved last: a client that reports WebSocket failures is told
+    to use the HTTP stream first.
+    """
+    order = [t for t in (wanted if wanted is not None else PREFERENCE) if t in TRANSPORTS]
+    offered = [t for t in dict.fromkeys(order) if any(t in e for e in endpoints)]
+    bad = set(failed)
+    return [t for t in offered if t not in bad] + [t for t in offered if t in bad]
