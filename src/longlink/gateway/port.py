@@ -229,8 +229,6 @@ class PortConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.pause_reading()  # the answer waits: so does the next request
             status.add_done_callback(functools.partial(self._answered, request=request, cors=cors))
-        if not self.queue and not self.busy and self.transport is not None:
-            door.wait(self, KEEPALIVE_S)
 
     def _answered(
         self, future: asyncio.Future[int], *, request: Request, cors: list[tuple[str, str]]

@@ -116,7 +116,7 @@ class Request:
 class _Collector:
     """Callback target for httptools: one request at a time."""
 
-    __slots__ = ("body", "complete", "error", "headers", "in_head", "max_body", "url")
+    __slots__ = ("body", "complete", "error", "headers", "in_head", "max_body", "parser", "url")
 
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
@@ -124,8 +124,9 @@ class _Collector:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.in_head = False  # a request began and its head is not complete yet
-        self.complete: list[tuple[bytes, list[tuple[bytes, bytes]], bytes]] = []
+        self.complete: list[Request] = []
         self.error: RequestError | None = None
+        self.parser: httptools.HttpRequestParser | None = None
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -157,8 +158,12 @@ class _Collector:
             self.body.append(body)
 
     def on_message_complete(self) -> None:
-        if self.error is None:
-            self.complete.append((self.url, self.headers, b"".join(self.body)))
+        parser = self.parser
+        if self.error is None and parser is not None:
+            method = parser.get_method().decode("ascii", "replace")
+            body = b"".join(self.body)
+            keep = parser.should_keep_alive()
+            self.complete.append(_request(method, self.url, self.headers, body, keep))
         self.body = []
 
     def _refuse(self, status: int, reason: str) -> None:
@@ -180,6 +185,7 @@ class RequestReader:
     def __init__(self, max_body: int) -> None:
         self._collector = _Collector(max_body)
         self._parser = httptools.HttpRequestParser(self._collector)
+        self._collector.parser = self._parser
         self._head_bytes = 0  # bytes fed since the current request's head began
         self._failed = False
 
@@ -215,9 +221,7 @@ class RequestReader:
         if not collector.complete:
             return []
         done, collector.complete = collector.complete, []
-        keep_alive = parser.should_keep_alive()
-        method = parser.get_method().decode("ascii", "replace")
-        return [_request(method, url, headers, body, keep_alive) for url, headers, body in done]
+        return done
 
 
 def _request(
