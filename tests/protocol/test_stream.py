@@ -74,7 +74,8 @@ def test_routes() -> None:
     [
         (post("/v1/stream", b"x" * 2000), 413),
         (
-            b"POST /v1/stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"POST /v1/stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n",
             411,
         ),
         (b"POST /v1/stream HTTP/1.1\r\nX-Big: " + b"a" * (MAX_HEAD + 10), 431),
