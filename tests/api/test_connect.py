@@ -42,7 +42,8 @@ async def test_demo_user(hn: Harness) -> None:
     response = await connect(hn, {"user": "alice"})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"token", "expires_at", "heartbeat_s", "endpoints"}
+    assert set(body) == {"token", "expires_at", "heartbeat_s", "endpoints", "transports"}
+    assert body["transports"] == ["ws", "tcp"]  # what the node offers, best first (§1.5)
     assert body["heartbeat_s"] == 30
     assert body["endpoints"] == [
         {

@@ -15,7 +15,8 @@
 //   2. the frame codec, pure: encodeFrame, decodeFrame, splitBatch
 //   3. bodies: bounded zlib inflate, unpackPushes (BATCH + ROOM tag), Message
 //   4. small policies: RecentIds (dedup window), Backoff (full jitter)
-//   5. transports: "ws" (each binary message one frame); a second one plugs in TRANSPORTS
+//   5. transports: "ws" (each binary message one frame), "stream" (HTTP: a fetch whose
+//      streaming response carries the frames back to back, POSTs for the client's frames)
 //   6. Client: /v1/connect, AUTH, heartbeats and liveness, requests, ACKs, reconnects,
 //      room recovery (the last msgId per room as `since`, `recovery` events)
 
@@ -418,13 +419,19 @@ export class Backoff {
 /**
  * How to reach a gateway, by the names of PROTOCOL.md §1.5 and /v1/connect. Each entry:
  *   key:  the endpoint field holding its address ("ws" → "ws://host:7000/ws")
- *   open(address, {WebSocket, timeoutMs, onFrame(bytes), onClose(reason)}) → Promise of
- *         {send(bytes), close()}: a connection delivering whole frames' bytes, in order.
- * The HTTP stream ("stream", frames back to back) is not implemented yet; it plugs in here.
+ *   open(address, {WebSocket, fetch, token, maxFrame, timeoutMs, onFrame(bytes), onClose(reason)})
+ *         → Promise of {send(bytes), close()}: a connection delivering whole frames' bytes,
+ *         in order. The first send is the AUTH frame.
  */
 export const TRANSPORTS = {
   ws: { key: "ws", open: openWebSocket },
+  stream: { key: "stream", open: openStream },
 };
+
+/** The order transports are tried in when the options name none. */
+const DEFAULT_TRANSPORTS = ["ws", "stream"];
+/** Most bytes of client frames one POST of the HTTP stream carries. */
+const STREAM_POST_BYTES = 64 * 1024;
 
 function openWebSocket(address, { WebSocket, timeoutMs, onFrame, onClose }) {
   return new Promise((resolve, reject) => {
@@ -471,6 +478,127 @@ function openWebSocket(address, { WebSocket, timeoutMs, onFrame, onClose }) {
     };
     ws.onerror = () => fail("WebSocket error");
     ws.onclose = (event) => fail(`WebSocket closed (${event.code}${event.reason ? " " + event.reason : ""})`);
+  });
+}
+
+/**
+ * The HTTP stream (PROTOCOL.md §1.5) for networks that break WebSocket: the first send
+ * (AUTH) is the body of `POST {address}`, whose streaming response body carries the
+ * server's frames back to back; later sends go as `POST {address}/{conn_id}` with the
+ * connection token, one POST at a time (frames queued meanwhile travel together). The
+ * conn_id is read from the AUTH_OK that comes first on the stream. It resolves at once:
+ * a stream that cannot be opened ends before AUTH_OK (onClose), as a refused WebSocket.
+ */
+function openStream(address, { fetch, token, maxFrame, timeoutMs, onFrame, onClose }) {
+  const abort = new AbortController();
+  let ended = false;
+  let opened = false; // the opening POST was sent
+  let connId = null; // from AUTH_OK
+  let posting = false;
+  let queued = [];
+  let queuedBytes = 0;
+  const fail = (why) => {
+    if (ended) return;
+    ended = true;
+    abort.abort();
+    onClose(why);
+  };
+  const read = async (response) => {
+    if (response.status !== 200 || response.body == null) {
+      fail(`the stream was refused: HTTP ${response.status}`);
+      return;
+    }
+    const reader = response.body.getReader();
+    let buffer = EMPTY;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (ended) return;
+      if (done) {
+        fail("the stream ended");
+        return;
+      }
+      buffer = buffer.length ? concat([buffer, value], buffer.length + value.length) : value;
+      let pos = 0;
+      while (buffer.length - pos >= HEADER_SIZE) {
+        const length = new DataView(buffer.buffer, buffer.byteOffset + pos, 4).getUint32(0);
+        if (length < HEADER_SIZE || length > maxFrame) {
+          fail(`bad frame length ${length} on the stream`);
+          return;
+        }
+        if (buffer.length - pos < length) break;
+        const frame = buffer.slice(pos, pos + length);
+        pos += length;
+        if (connId === null && frame[5] === Op.AUTH_OK) {
+          try {
+            connId = String(parseJson(frame.subarray(HEADER_SIZE), "AUTH_OK").conn_id ?? "") || null;
+          } catch {
+            // the client's own decoding reports the bad frame
+          }
+          if (connId !== null) queueMicrotask(post);
+        }
+        onFrame(frame);
+        if (ended) return;
+      }
+      buffer = pos === buffer.length ? EMPTY : buffer.slice(pos);
+    }
+  };
+  const post = async () => {
+    if (posting || ended || connId === null || queued.length === 0) return;
+    posting = true;
+    const frames = [];
+    let size = 0;
+    while (queued.length && (size === 0 || size + queued[0].length <= STREAM_POST_BYTES)) {
+      const frame = queued.shift();
+      frames.push(frame);
+      size += frame.length;
+    }
+    queuedBytes -= size;
+    try {
+      const response = await fetch(`${address}/${encodeURIComponent(connId)}`, {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream", authorization: `Bearer ${token}` },
+        body: concat(frames, size),
+        signal: AbortSignal.any ? AbortSignal.any([abort.signal, AbortSignal.timeout(3 * timeoutMs)]) : abort.signal,
+      });
+      await response.arrayBuffer().catch(() => {});
+      if (response.status !== 204) {
+        fail(`POST answered HTTP ${response.status}`);
+        return;
+      }
+    } catch (error) {
+      fail(`POST failed: ${error?.message ?? error}`);
+      return;
+    } finally {
+      posting = false;
+    }
+    post();
+  };
+  return Promise.resolve({
+    send(bytes) {
+      if (ended) throw new LonglinkError("disconnected", "the stream is closed");
+      const frame = asBytes(bytes);
+      if (!opened) {
+        opened = true;
+        fetch(address, {
+          method: "POST",
+          headers: { "content-type": "application/octet-stream" },
+          body: frame,
+          signal: abort.signal,
+        })
+          .then(read)
+          .catch((error) => fail(`stream: ${error?.message ?? error}`));
+        return;
+      }
+      if (queuedBytes > 4 * STREAM_POST_BYTES) throw new LonglinkError("disconnected", "the stream's POSTs are not answered");
+      queued.push(frame);
+      queuedBytes += frame.length;
+      post();
+    },
+    close() {
+      if (ended) return;
+      ended = true;
+      abort.abort();
+    },
   });
 }
 
@@ -530,14 +658,23 @@ export class Client {
       maxQueuedFrames: 10000,
       ...o,
     };
-    this.transports = (o.transports ?? ["ws"]).filter((name) => Object.hasOwn(TRANSPORTS, name));
+    this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
+    // By default WebSocket, then the HTTP stream; a runtime with no WebSocket, the stream alone.
+    const fallback = typeof this._WebSocket === "function" ? DEFAULT_TRANSPORTS : ["stream"];
+    this.transports = [...new Set(o.transports ?? fallback)].filter((name) => Object.hasOwn(TRANSPORTS, name));
     if (this.transports.length === 0) {
       throw new TypeError(`none of the transports ${JSON.stringify(o.transports)} is implemented (known: ${Object.keys(TRANSPORTS)})`);
     }
-    this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
     if (this.transports.includes("ws") && typeof this._WebSocket !== "function") {
       throw new TypeError("no WebSocket in this runtime: pass { WebSocket } (Node 20: node --experimental-websocket)");
     }
+    /**
+     * Transports that failed on every endpoint and have not worked since: reported to
+     * /v1/connect (`failed`), whose advice then puts them last (PROTOCOL.md §1.5).
+     */
+    this.failedTransports = [];
+    /** The transport of the current (or last) connection. */
+    this.transport = null;
     this._fetch = o.fetch ?? globalThis.fetch?.bind(globalThis);
     if (typeof this._fetch !== "function") throw new TypeError("no fetch in this runtime: pass { fetch }");
     /** Rooms joined at every AUTH: those given, plus join()ed, minus leave()d. */
@@ -708,6 +845,7 @@ export class Client {
 
   async _grant() {
     const body = { transports: this.transports };
+    if (this.failedTransports.length > 0) body.failed = [...this.failedTransports];
     if (this.options.ticket != null) body.ticket = this.options.ticket;
     else {
       body.user = this.options.user;
@@ -758,8 +896,12 @@ export class Client {
 
   async _tryEndpoints(grant) {
     const failures = [];
-    for (const kind of this.transports) {
+    // Control's advice first (PROTOCOL.md §1.5), then the rest of the client's own order.
+    const advised = Array.isArray(grant.transports) ? grant.transports.filter((k) => this.transports.includes(k)) : [];
+    const order = [...new Set([...advised, ...this.transports])];
+    for (const kind of order) {
       const { key, open } = TRANSPORTS[kind];
+      const tried = failures.length;
       for (const endpoint of grant.endpoints) {
         const address = endpoint?.[key];
         if (!address) continue;
@@ -767,6 +909,9 @@ export class Client {
         try {
           link.transport = await open(address, {
             WebSocket: this._WebSocket,
+            fetch: this._fetch,
+            token: grant.token,
+            maxFrame: this.options.maxFrame,
             timeoutMs: this.options.connectTimeoutMs,
             onFrame: (bytes) => this._received(link, bytes),
             onClose: (reason) => this._ended(link, reason),
@@ -782,15 +927,19 @@ export class Client {
         this._handshaking = link;
         try {
           link.authOk = await this._handshake(link, grant.token);
+          this.transport = kind;
+          this.failedTransports = this.failedTransports.filter((k) => k !== kind);
           return link;
         } catch (error) {
           this._discard(link);
           if (error.code !== "server_busy" && error.code !== "connect_failed") throw error;
-          failures.push(`${link.node}: ${error.message}`);
+          failures.push(`${link.node} (${kind}): ${error.message}`);
         } finally {
           this._handshaking = null;
         }
       }
+      // Failed on every endpoint that offers it: reported from now on, until it works.
+      if (failures.length > tried && !this.failedTransports.includes(kind)) this.failedTransports.push(kind);
     }
     throw new LonglinkError("connect_failed", `no endpoint could be reached (${failures.join("; ") || "none listed"})`);
   }
