@@ -56,7 +56,7 @@ const roomTag = (tag) => encodeFrame(Op.ROOM, json(tag));
 
 test("connect: /v1/connect, WebSocket with longlink.v1, AUTH asking for zlib, resolves after AUTH_OK", async () => {
   const { gateway, client, rec, socket, auth, authOkBody } = await connected();
-  assert.deepEqual(gateway.connectBodies, [{ url: "http://fake/v1/connect", body: { transports: ["ws"], user: "alice" } }]);
+  assert.deepEqual(gateway.connectBodies, [{ url: "http://fake/v1/connect", body: { transports: ["ws", "stream"], user: "alice" } }]);
   assert.equal(socket.url, "ws://fake/ws");
   assert.equal(socket.protocol, "longlink.v1");
   assert.equal(socket.binaryType, "arraybuffer");
@@ -75,8 +75,8 @@ test("options are checked: credentials, a WebSocket, known transports and events
   assert.throws(() => new Client("http://x", base), TypeError);
   assert.throws(() => new Client("http://x", { ...base, user: "u", WebSocket: "not a class", transports: ["ws"] }), /WebSocket/);
   assert.throws(() => new Client("http://x", { ...base, user: "u", transports: ["carrier-pigeon"] }), /transports/);
-  const client = new Client("http://x", { ...base, user: "u", transports: ["stream", "ws"] });
-  assert.deepEqual(client.transports, ["ws"]); // the HTTP stream is not implemented yet
+  const client = new Client("http://x", { ...base, user: "u", transports: ["stream", "ws", "carrier-pigeon"] });
+  assert.deepEqual(client.transports, ["stream", "ws"]); // in the order given, known ones
   assert.throws(() => client.on("mesage", () => {}), /unknown event/);
 });
 
@@ -85,7 +85,7 @@ test("a ticket goes to /v1/connect instead of a user", async () => {
   const connecting = client.connect();
   await gateway.authenticate(1);
   await connecting;
-  assert.deepEqual(gateway.connectBodies[0].body, { transports: ["ws"], ticket: "jwt" });
+  assert.deepEqual(gateway.connectBodies[0].body, { transports: ["ws", "stream"], ticket: "jwt" });
   client.close();
 });
 
@@ -375,7 +375,7 @@ test("reconnect: a fresh /v1/connect each time, the same device, AUTH with the r
   await rec.state("connected", 2);
   assert.deepEqual(auth.rooms, ["lobby", "news"]);
   assert.equal(auth.token, "token-2");
-  assert.deepEqual(gateway.connectBodies[1].body, { transports: ["ws"], user: "alice", device: "dev-1" });
+  assert.deepEqual(gateway.connectBodies[1].body, { transports: ["ws", "stream"], user: "alice", device: "dev-1" });
   assert.deepEqual(rec.states.map((s) => s.state), ["connecting", "connected", "disconnected", "connecting", "connected"]);
   client.close();
 });
