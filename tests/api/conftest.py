@@ -42,6 +42,7 @@ def gateway_node(name: str = "g1", **changes: Any) -> NodeInfo:
         "region": "local",
         "ws": f"ws://127.0.0.1:7000/ws?{name}",
         "tcp": "127.0.0.1:7001",
+        "stream": f"http://127.0.0.1:7000/v1/stream?{name}",
     }
     values.update(changes)
     return NodeInfo(**values)

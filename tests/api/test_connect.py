@@ -43,7 +43,7 @@ async def test_demo_user(hn: Harness) -> None:
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"token", "expires_at", "heartbeat_s", "endpoints", "transports"}
-    assert body["transports"] == ["ws", "tcp"]  # what the node offers, best first (§1.5)
+    assert body["transports"] == ["ws", "stream", "tcp"]  # control's advice (§1.5)
     assert body["heartbeat_s"] == 30
     assert body["endpoints"] == [
         {
@@ -51,6 +51,7 @@ async def test_demo_user(hn: Harness) -> None:
             "region": "local",
             "ws": "ws://127.0.0.1:7000/ws?g1",
             "tcp": "127.0.0.1:7001",
+            "stream": "http://127.0.0.1:7000/v1/stream?g1",
         }
     ]
     claims = TokenIssuer(TOKEN_SECRET, 1).verify(body["token"])

@@ -12,13 +12,11 @@ from longlink.client.transport import split_host_port
 
 def test_request_body_with_ticket_or_user() -> None:
     assert connect_request(
-        ticket="jwt", user="ignored", device=None, region="eu", transport="ws"
+        ticket="jwt", user="ignored", device=None, region="eu", transports=["ws"]
     ) == {"ticket": "jwt", "region": "eu", "transports": ["ws"]}
-    assert connect_request(ticket=None, user="u1", device="d1", region=None, transport="tcp") == {
-        "user": "u1",
-        "device": "d1",
-        "transports": ["tcp"],
-    }
+    assert connect_request(
+        ticket=None, user="u1", device="d1", region=None, transports=["ws", "stream"], failed=["ws"]
+    ) == {"user": "u1", "device": "d1", "transports": ["ws", "stream"], "failed": ["ws"]}
 
 
 async def answer(response: httpx.Response | Exception) -> object:

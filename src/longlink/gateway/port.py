@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from longlink.gateway.connection import WS
 from longlink.gateway.metrics import GatewayMetrics
 from longlink.gateway.stream import StreamConnection, StreamInbox
 from longlink.gateway.websocket import WsConnection
@@ -53,8 +54,8 @@ from longlink.protocol.stream import (
 )
 
 if TYPE_CHECKING:
-    from longlink.gateway.connection import SessionHost
     from longlink.gateway.relay import Relay
+    from longlink.gateway.sessions import Sessions
 
 log = logging.getLogger("longlink.gateway")
 
@@ -70,7 +71,7 @@ class Door:
 
     def __init__(
         self,
-        host: SessionHost,
+        host: Sessions,
         inbox: StreamInbox,
         metrics: GatewayMetrics,
         *,
@@ -148,10 +149,11 @@ class Door:
 class PortConnection(asyncio.Protocol):
     """A connection to the WebSocket port until it is handed on (module docstring)."""
 
-    __slots__ = ("busy", "door", "first", "queue", "reader", "transport")
+    __slots__ = ("busy", "door", "first", "peer", "queue", "reader", "transport")
 
     def __init__(self, door: Door) -> None:
         self.door = door
+        self.peer: str | None = None  # the address counted in its share (gateway/sessions.py)
         self.transport: asyncio.Transport | None = None
         self.reader: RequestReader | None = None
         self.first = b""  # the first bytes, while fewer than "GET " arrived
@@ -159,13 +161,28 @@ class PortConnection(asyncio.Protocol):
         self.busy = False  # a request is being answered (its answer waits)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        host = self.door.host
+        # The WebSocket port's share per address (max_conns_per_ip) counts from arrival.
+        admitted, self.peer = host.admit_peer(WS, transport)
+        if not admitted or not host.accepting:
+            self._give_back()
+            transport.close()
+            return
         self.transport = cast(asyncio.Transport, transport)
         self.door.wait(self, self.door.auth_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.door.left(self)
+        self._give_back()
         self.transport = None
         self.queue.clear()
+
+    def _give_back(self) -> None:
+        """Hand the address's share back (closed, or handed to a transport that counts
+        itself)."""
+        if self.peer is not None:
+            self.door.host.release_peer(WS, self.peer)
+            self.peer = None
 
     def data_received(self, data: bytes) -> None:
         if self.reader is None:
@@ -189,6 +206,7 @@ class PortConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.door.left(self)
+        self._give_back()
         self.transport = None
         conn = WsConnection(self.door.host)
         transport.set_protocol(conn)
@@ -277,6 +295,7 @@ class PortConnection(asyncio.Protocol):
         """Hand the connection to a stream session; the body is its first frames."""
         transport = self.transport
         assert transport is not None
+        self._give_back()
         self.transport = None
         self.queue.clear()
         conn = StreamConnection(self.door.host, cors)

@@ -166,29 +166,42 @@ class Sessions:
 
     def _admit_address(self, conn: Connection) -> bool:
         """Count ``conn`` against its address's share of its listener; False when over it."""
-        if not self.max_conns_per_ip or conn.transport is None:
-            return True
-        peer = conn.transport.get_extra_info("peername")
+        admitted, conn.peer = self.admit_peer(conn.kind, conn.transport)
+        return admitted
+
+    def admit_peer(
+        self, kind: int, transport: asyncio.BaseTransport | None
+    ) -> tuple[bool, str | None]:
+        """Count a new connection of listener ``kind`` against its address's share:
+        ``(admitted, the address counted or None)``; give the address back with
+        :meth:`release_peer` when the connection ends (the port's front door,
+        gateway/port.py, counts its connections this way too)."""
+        if not self.max_conns_per_ip or transport is None:
+            return True, None
+        peer = transport.get_extra_info("peername")
         ip = peer[0] if isinstance(peer, tuple) and peer else None
         if not isinstance(ip, str) or self.proxies.trusted(ip):
-            return True
-        key = (conn.kind, ip)
+            return True, None
+        key = (kind, ip)
         count = self.per_ip.get(key, 0)
         if count >= self.max_conns_per_ip:
-            self.metrics.refused.labels(KINDS[conn.kind], "per_ip").inc()
-            return False
+            self.metrics.refused.labels(KINDS[kind], "per_ip").inc()
+            return False, None
         self.per_ip[key] = count + 1
-        conn.peer = ip
-        return True
+        return True, ip
+
+    def release_peer(self, kind: int, ip: str) -> None:
+        """A connection counted by :meth:`admit_peer` ended."""
+        key = (kind, ip)
+        count = self.per_ip.get(key, 0) - 1
+        if count > 0:
+            self.per_ip[key] = count
+        else:
+            self.per_ip.pop(key, None)
 
     def released(self, conn: Connection) -> None:
         if conn.peer is not None:
-            key = (conn.kind, conn.peer)
-            count = self.per_ip.get(key, 0) - 1
-            if count > 0:
-                self.per_ip[key] = count
-            else:
-                self.per_ip.pop(key, None)
+            self.release_peer(conn.kind, conn.peer)
             conn.peer = None
         self.transports.discard(conn)
         if not self.transports:
