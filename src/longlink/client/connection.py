@@ -59,7 +59,7 @@ from typing import Any
 import httpx
 
 from longlink.client.backoff import Backoff
-from longlink.client.dialer import Dialer
+from longlink.client.dialer import Dialer, transport_order
 from longlink.client.errors import (
     AuthError,
     ClientError,
@@ -71,7 +71,7 @@ from longlink.client.errors import (
 )
 from longlink.client.inbox import Inbox
 from longlink.client.messages import ClientEvent, Disconnected, Message, Reconnected
-from longlink.client.transport import TRANSPORT_KINDS, Transport, TransportKind
+from longlink.client.transport import Transport, TransportKind
 from longlink.protocol import Codec, Op, ProtocolError
 from longlink.protocol.client import (
     ClientSession,
@@ -165,7 +165,7 @@ class Client:
     ) -> None:
         if ticket is None and user is None:
             raise ValueError("give a ticket, or a user for a server in demo mode")
-        kinds = _transports(transport, transports)
+        kinds = transport_order(transport, transports)
         if ca_file is not None:
             if ssl is not None:
                 raise ValueError("give ssl or ca_file, not both")
@@ -588,21 +588,6 @@ class Client:
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # mark an unawaited failure as seen
-
-
-def _transports(
-    transport: TransportKind | None, transports: Sequence[str] | None
-) -> tuple[TransportKind, ...]:
-    """The transports to try, in order, from the ``transport`` and ``transports`` options."""
-    if transport is not None and transports is not None:
-        raise ValueError("give transport or transports, not both")
-    names = [transport] if transport is not None else list(transports or ("ws", "stream"))
-    kinds = tuple(k for k in TRANSPORT_KINDS for name in names if name == k)
-    unknown = [name for name in names if name not in TRANSPORT_KINDS]
-    if unknown or not names:
-        raise ValueError(f"transports must be among {TRANSPORT_KINDS}, not {names!r}")
-    order = {name: index for index, name in enumerate(names)}
-    return tuple(sorted(dict.fromkeys(kinds), key=order.__getitem__))
 
 
 def _op_name(op: int) -> str:

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
 
 from longlink.client.control import Endpoint, Grant, connect_request, fetch_grant
 from longlink.client.errors import AuthError, ConnectFailed, ConnectionClosed
-from longlink.client.transport import Transport, TransportKind, open_transport
+from longlink.client.transport import TRANSPORT_KINDS, Transport, TransportKind, open_transport
 from longlink.protocol import ErrorCode, ProtocolError
 from longlink.protocol.client import AuthRefused, ClientSession, Lost, Opened, Output
 
@@ -195,3 +196,19 @@ class Dialer:
                     if isinstance(item, Lost):
                         raise ConnectionClosed(f"{item.reason} during AUTH")
                 # Nothing else may precede AUTH_OK (§1.3 rule 1): skip it.
+
+
+def transport_order(
+    transport: TransportKind | None, transports: Sequence[str] | None
+) -> tuple[TransportKind, ...]:
+    """The transports to try, in order, from the client's ``transport`` and ``transports``
+    options (neither: WebSocket, then the HTTP stream); raises ``ValueError``."""
+    if transport is not None and transports is not None:
+        raise ValueError("give transport or transports, not both")
+    names = [transport] if transport is not None else list(transports or ("ws", "stream"))
+    kinds = tuple(k for k in TRANSPORT_KINDS for name in names if name == k)
+    unknown = [name for name in names if name not in TRANSPORT_KINDS]
+    if unknown or not names:
+        raise ValueError(f"transports must be among {TRANSPORT_KINDS}, not {names!r}")
+    order = {name: index for index, name in enumerate(names)}
+    return tuple(sorted(dict.fromkeys(kinds), key=order.__getitem__))
