@@ -53,8 +53,9 @@ class Settings:
     ws_port: int = 7000
     tcp_port: int = 7001
     reuse_port: bool = False  # SO_REUSEPORT: gateway processes on one machine share the ports
-    # HTTP stream POSTs that land on another process sharing the port go to the owner through
-    # a unix socket in this directory ("": {tmp}/longlink-relay-{uid}; gateway/relay.py).
+    # HTTP stream POSTs that land on another gateway process of this machine go to the owner
+    # through a unix socket in this directory (on with reuse_port or when set; "" with
+    # reuse_port: {tmp}/longlink-relay-{uid}; gateway/relay.py).
     stream_relay_dir: str = ""
     # The addresses clients are given, when they differ from the listeners' (a TLS-terminating
     # proxy in front): e.g. wss://push.example.com/ws, https://push.example.com/v1/stream,

@@ -28,7 +28,9 @@ Wire, one request after the other on a connection, big-endian::
     request:  u16 len(conn_id) | u16 len(token) | u32 len(body) | conn_id | token | body
     answer:   u16 status
 
-The relay listens only when the port is shared (``reuse_port``).
+The relay listens when the port is shared (``reuse_port``) or a relay
+directory is named (``stream_relay_dir``: gateways of one machine behind a
+proxy that spreads connections over their ports).
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ class Gateway:
                 self.sessions.owner,
                 max_body=4 * s.max_frame,
             )
-            if s.reuse_port
+            if s.reuse_port or s.stream_relay_dir
             else None
         )
         self.door = Door(

@@ -184,6 +184,10 @@ export interface Transport {
     address: string,
     options: {
       WebSocket: WebSocketConstructor;
+      fetch: typeof fetch;
+      /** The connection token (the HTTP stream's POSTs carry it). */
+      token: string;
+      maxFrame: number;
       timeoutMs: number;
       onFrame(bytes: Uint8Array): void;
       onClose(reason: string): void;
@@ -191,7 +195,11 @@ export interface Transport {
   ): Promise<TransportConnection>;
 }
 
-/** The transports this SDK implements, by name: `"ws"` (the HTTP stream comes later). */
+/**
+ * The transports this SDK implements, by name (PROTOCOL.md §1.5): `"ws"` (WebSocket) and
+ * `"stream"` (the HTTP stream: a `fetch` whose streaming response body carries the server's
+ * frames, POSTs for the client's; for networks that block WebSocket).
+ */
 export const TRANSPORTS: Record<string, Transport>;
 
 /** The WebSocket class (the browser's, Node's global, or e.g. the `ws` package's). */
@@ -243,7 +251,10 @@ export interface ClientOptions {
   region?: string;
   /** Rooms joined at AUTH (and re-joined on every reconnect). */
   rooms?: Iterable<string>;
-  /** Transports to try, in order; names this SDK does not implement are skipped. Default `["ws"]`. */
+  /**
+   * Transports to try, in order (control's advice first); names this SDK does not implement
+   * are skipped. Default `["ws", "stream"]` (`["stream"]` where there is no WebSocket).
+   */
   transports?: string[];
   /** Reconnect after a loss (default true). */
   reconnect?: boolean;
@@ -307,8 +318,15 @@ export class Client {
   constructor(base: string, options: ClientOptions);
   /** The HTTP base URL (without a trailing slash). */
   readonly base: string;
-  /** The transports that will be tried, in order. */
+  /** The transports that will be tried, in order (control's advice goes first). */
   readonly transports: string[];
+  /** The transport of the current (or last) connection: `"ws"` or `"stream"`; null before. */
+  readonly transport: string | null;
+  /**
+   * Transports that failed on every endpoint and have not worked since: reported to
+   * `/v1/connect` as `failed`, which then advises the others first.
+   */
+  readonly failedTransports: string[];
   /** Rooms sent in every AUTH: those given, plus join()ed, minus leave()d. */
   readonly rooms: Set<string>;
   /** Online counts per room, from HEARTBEAT_OK and JOIN_OK. */
