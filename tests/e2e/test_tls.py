@@ -168,11 +168,12 @@ async def test_every_listener_speaks_tls_and_connect_advertises_it(tls_server: A
     [endpoint] = grant["endpoints"]
     assert endpoint["ws"] == f"wss://127.0.0.1:{ports['ws']}/ws"
     assert endpoint["tcp"] == f"127.0.0.1:{ports['tcp']}" and endpoint["tls"] is True
+    assert endpoint["stream"] == f"https://127.0.0.1:{ports['ws']}/v1/stream"
     # Plain HTTP on the TLS port is refused (no cleartext fallback).
     async with httpx.AsyncClient(timeout=WAIT) as http:
         with pytest.raises(httpx.HTTPError):
             await http.get(f"http://127.0.0.1:{ports['http']}/healthz")
-    for transport in ("ws", "tcp"):
+    for transport in ("ws", "tcp", "stream"):  # the stream: a guaranteed push, its ACK by POST
         async with (
             Client(url, user=f"u-{transport}", transport=transport, ca_file=str(ca)) as client,  # type: ignore[arg-type]
             httpx.AsyncClient(
