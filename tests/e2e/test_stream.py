@@ -136,7 +136,17 @@ async def test_the_front_door_closes_silent_and_idle_connections(node: Node) -> 
     async with asyncio.timeout(WAIT):
         assert await reader.read() == b""  # auth_timeout_s (1 s) and a sweep later: closed
     writer.close()
-    assert not node.gateway.door.deadlines
+    # Keep-alive: answered, then idle past the door's keep-alive time: closed too.
+    node.gateway.door.keepalive_s = 0.5
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"OPTIONS /v1/stream HTTP/1.1\r\nHost: x\r\nOrigin: " + GOOD.encode() + b"\r\n\r\n"
+    )
+    async with asyncio.timeout(WAIT):
+        answer = await reader.read()  # the 204, then the end
+    assert answer.startswith(b"HTTP/1.1 204") and b"Connection: keep-alive" in answer
+    writer.close()
+    await eventually(lambda: not node.gateway.door.deadlines, what="the door to be empty")  # type: ignore[union-attr]
 
 
 async def test_websocket_blocked_the_sdk_falls_back_and_control_advises_the_stream(

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -88,6 +87,8 @@ class Door:
         self.clock = clock
         self.max_body = BODY_FRAMES * host.rules.max_frame
         self.auth_timeout_s = host.rules.auth_timeout_s
+        #: Seconds an idle keep-alive connection is kept (:data:`KEEPALIVE_S`).
+        self.keepalive_s = KEEPALIVE_S
         #: Connections at the door -> when their next complete request is due.
         self.deadlines: dict[PortConnection, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -149,15 +150,16 @@ class Door:
 class PortConnection(asyncio.Protocol):
     """A connection to the WebSocket port until it is handed on (module docstring)."""
 
-    __slots__ = ("busy", "door", "first", "peer", "queue", "reader", "transport")
+    __slots__ = ("busy", "door", "first", "http", "peer", "queue", "reader", "transport")
 
     def __init__(self, door: Door) -> None:
         self.door = door
         self.peer: str | None = None  # the address counted in its share (gateway/sessions.py)
         self.transport: asyncio.Transport | None = None
-        self.reader: RequestReader | None = None
+        self.reader: RequestReader | None = None  # none between two requests (keep-alive)
+        self.http = False  # it speaks HTTP requests (not a WebSocket upgrade)
         self.first = b""  # the first bytes, while fewer than "GET " arrived
-        self.queue: deque[Request] = deque()
+        self.queue: list[Request] = []  # requests read, not answered yet (rarely more than one)
         self.busy = False  # a request is being answered (its answer waits)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -186,14 +188,16 @@ class PortConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.reader is None:
-            data = self.first + data
-            if len(data) < len(_GET) and _GET.startswith(data):
-                self.first = data
-                return
-            self.first = b""
-            if data.startswith(_GET):
-                self._websocket(data)
-                return
+            if not self.http:  # the first bytes: WebSocket or HTTP stream?
+                data = self.first + data
+                if len(data) < len(_GET) and _GET.startswith(data):
+                    self.first = data
+                    return
+                self.first = b""
+                if data.startswith(_GET):
+                    self._websocket(data)
+                    return
+                self.http = True
             self.reader = RequestReader(self.door.max_body)
         try:
             self.queue.extend(self.reader.feed(data))
@@ -218,7 +222,7 @@ class PortConnection(asyncio.Protocol):
         """Answer the queued requests in order; stop while an answer waits."""
         door = self.door
         while self.queue and not self.busy and self.transport is not None:
-            request = self.queue.popleft()
+            request = self.queue.pop(0)
             door.left(self)
             try:
                 kind, conn_id = route(request)
@@ -281,6 +285,10 @@ class PortConnection(asyncio.Protocol):
             transport.close()
             self.transport = None
             self.queue.clear()
+        elif not self.queue:
+            self.door.wait(self, self.door.keepalive_s)  # the next request within this
+            if self.reader is not None and self.reader.idle:
+                self.reader = None  # an idle keep-alive connection keeps no parser
 
     def _refuse(self, error: RequestError) -> None:
         transport = self.transport

@@ -116,7 +116,17 @@ class Request:
 class _Collector:
     """Callback target for httptools: one request at a time."""
 
-    __slots__ = ("body", "complete", "error", "headers", "in_head", "max_body", "parser", "url")
+    __slots__ = (
+        "body",
+        "complete",
+        "error",
+        "headers",
+        "in_head",
+        "in_message",
+        "max_body",
+        "parser",
+        "url",
+    )
 
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
@@ -124,6 +134,7 @@ class _Collector:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.in_head = False  # a request began and its head is not complete yet
+        self.in_message = False  # a request began and is not complete yet
         self.complete: list[Request] = []
         self.error: RequestError | None = None
         self.parser: httptools.HttpRequestParser | None = None
@@ -133,6 +144,7 @@ class _Collector:
         self.headers = []
         self.body = []
         self.in_head = True
+        self.in_message = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -158,6 +170,7 @@ class _Collector:
             self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         parser = self.parser
         if self.error is None and parser is not None:
             method = parser.get_method().decode("ascii", "replace")
@@ -185,9 +198,14 @@ class RequestReader:
     def __init__(self, max_body: int) -> None:
         self._collector = _Collector(max_body)
         self._parser = httptools.HttpRequestParser(self._collector)
-        self._collector.parser = self._parser
         self._head_bytes = 0  # bytes fed since the current request's head began
         self._failed = False
+
+    @property
+    def idle(self) -> bool:
+        """True between requests: nothing of a next one was fed (the reader may be
+        dropped and a new one made for the next request, to keep idle connections small)."""
+        return not self._collector.in_message
 
     def feed(self, data: bytes) -> list[Request]:
         """Parse ``data``; return the requests it completed, in order."""
@@ -196,6 +214,7 @@ class RequestReader:
         collector = self._collector
         parser = self._parser
         in_head = collector.in_head
+        collector.parser = parser  # only while feeding: no reference cycle between feeds
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -206,6 +225,8 @@ class RequestReader:
             if collector.error is not None:
                 raise collector.error from None
             raise RequestError(400, "malformed HTTP request") from exc
+        finally:
+            collector.parser = None
         if collector.error is not None:
             self._failed = True
             raise collector.error
