@@ -212,3 +212,48 @@ async def test_posts_that_land_on_another_process_are_forwarded(tmp_path: Path) 
             await raw.close()
     finally:
         await backends.close()
+
+
+async def test_a_client_that_does_not_read_waits_for_its_post_answers(tmp_path: Path) -> None:
+    settings = node_settings(tmp_path, outbox_soft_kib=16, outbox_hard_kib=64 * 1024)
+    async with (
+        Node(settings) as node,
+        httpx.AsyncClient(
+            base_url=node.http_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=WAIT
+        ) as api,
+    ):
+        gateway = node.gateway
+        assert gateway is not None
+        token = await token_for(node, "slow")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gateway.ws_port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+        auth = encode_frame(Op.AUTH, encode_body(Auth(token=token)), seq=1)
+        head = f"POST /v1/stream HTTP/1.1\r\nHost: x\r\nContent-Length: {len(auth)}\r\n\r\n"
+        writer.write(head.encode() + auth)
+        await eventually(lambda: any(c.user == "slow" for c in gateway.hub.conns.values()))
+        (conn,) = [c for c in gateway.hub.conns.values() if c.user == "slow"]
+        # Pushes it does not read: its buffer passes the soft limit, it is behind.
+        while conn not in gateway.outbox.behind:
+            body = {"to": {"users": ["slow"]}, "data_b64": "QUFB" * 7000}
+            assert (await api.post("/v1/push", json=body)).status_code == 202
+        async with httpx.AsyncClient(timeout=WAIT) as http:
+            beat = encode_frame(Op.HEARTBEAT, seq=3)
+            post = asyncio.create_task(
+                http.post(
+                    f"{stream_url(node)}/{conn.conn_id}",
+                    content=beat,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            )
+            held = lambda: getattr(conn, "waiters", None) is not None  # noqa: E731
+            await eventually(held, what="the answer to be held")
+            assert not post.done()
+            drained = 0
+            async with asyncio.timeout(WAIT):
+                while not post.done():  # reading drains the buffer: the answer comes
+                    drained += len(await reader.read(65536))
+            assert (await post).status_code == 204 and drained > 16 * 1024
+        writer.close()
