@@ -24,7 +24,9 @@ USERS = 24  # all on one process by chance: 2 in 2**24
 @pytest.fixture
 async def shared(tmp_path: Any, bus: str) -> AsyncIterator[tuple[Node, Node]]:
     await fresh_bus(bus)
-    base = node_settings(tmp_path, bus=bus, reuse_port=True)
+    base = node_settings(
+        tmp_path, bus=bus, reuse_port=True, stream_relay_dir=str(tmp_path / "relay")
+    )
     backends = Backends.from_settings(base)
     try:
         async with Node(base.replace(node_id="pa"), backends) as a:
@@ -38,7 +40,7 @@ async def shared(tmp_path: Any, bus: str) -> AsyncIterator[tuple[Node, Node]]:
         await backends.close()
 
 
-@pytest.mark.parametrize("transport", ["tcp", "ws"])
+@pytest.mark.parametrize("transport", ["tcp", "ws", "stream"])
 async def test_gateways_on_one_port_share_the_clients_and_get_their_pushes(
     shared: tuple[Node, Node], transport: str
 ) -> None:
