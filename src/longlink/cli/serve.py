@@ -77,7 +77,7 @@ def banner(settings: Settings, node: Any) -> list[str]:
         lines.append(f"  dashboard: {url}/admin   (asks for the API key)")
     if node.gateway is not None:
         ws, tcp = node.gateway.endpoints
-        lines.append(f"  clients:   {ws}   tcp://{tcp}")
+        lines.append(f"  clients:   {ws}   tcp://{tcp}   {node.gateway.stream_endpoint}")
     if settings.demo:
         lines.append('  demo mode: /v1/connect accepts {"user": NAME}')
         if settings.api_key:
