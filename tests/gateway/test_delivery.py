@@ -16,6 +16,7 @@ from longlink.gateway import delivery as delivery_module
 from longlink.gateway.connection import Connection
 from longlink.gateway.fanout import ws_message
 from longlink.gateway.server import Gateway
+from longlink.gateway.stream import StreamConnection
 from longlink.gateway.tcp import TcpConnection
 from longlink.gateway.websocket import WsConnection
 from longlink.logic.memory import MemoryRegistry
@@ -69,12 +70,16 @@ def gateway() -> Iterator[Gateway]:
 _serial = 0
 
 
-def connect(gateway: Gateway, rooms: list[str], *, ws: bool = False, codec: int = 0) -> Connection:
+def connect(
+    gateway: Gateway, rooms: list[str], *, ws: bool = False, codec: int = 0, stream: bool = False
+) -> Connection:
     """An open connection with a fake transport, indexed in ``rooms``."""
     global _serial
     _serial += 1
     host = gateway.sessions
-    conn: Connection = WsConnection(host) if ws else TcpConnection(host)
+    conn: Connection = (
+        StreamConnection(host, []) if stream else WsConnection(host) if ws else TcpConnection(host)
+    )
     conn.transport = FakeTransport()  # type: ignore[assignment]
     if isinstance(conn, WsConnection):
         conn.handshake = None
@@ -96,6 +101,8 @@ def writes(conn: Connection) -> list[bytes]:
 def received(conn: Connection) -> list[int]:
     """Msg ids of every push written to ``conn``, in order."""
     data = b"".join(writes(conn))
+    if isinstance(conn, StreamConnection):
+        data = dechunk(data)
     if isinstance(conn, WsConnection):
         reader = wsp.WsReader(1 << 24, require_mask=False)
         frames = [
@@ -104,6 +111,17 @@ def received(conn: Connection) -> list[int]:
     else:
         frames = FrameDecoder(1 << 24).feed(data)
     return [m.msg_id for f in frames if f.op == Op.PUSH for m in unpack_pushes(f)]
+
+
+def dechunk(data: bytes) -> bytes:
+    """The body of an HTTP chunked stream's chunks (PROTOCOL.md §1.5), each checked."""
+    body = b""
+    while data:
+        size, _, data = data.partition(b"\r\n")
+        length = int(size, 16)
+        assert data[length : length + 2] == b"\r\n"
+        body, data = body + data[:length], data[length + 2 :]
+    return body
 
 
 def messages(first: int, count: int, room: str = "r", **extra: Any) -> list[Message]:
@@ -219,6 +237,30 @@ async def test_write_join_1_writes_each_room_message_on_its_own(
     for conn in room:
         assert received(conn) == [1, 2, 3, 4] and len(writes(conn)) == 4
     assert gateway.delivery.stats.coalesced._value.get() == 0
+
+
+async def test_stream_connections_get_every_write_path_as_chunks(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP stream is a third group kind: room batches, joined single room messages and
+    user pushes reach it as the same frames as TCP, each write one chunk."""
+    monkeypatch.setattr(delivery_module, "SLICE", 64)
+    streams = [connect(gateway, ["r"], stream=True, codec=i % 3) for i in range(100)]
+    tcp = [connect(gateway, ["r"]) for _ in range(10)]
+    gateway.commands.deliver([batch(100, 5)])
+    await idle(gateway)
+    first, *rest = messages(1, 4)
+    gateway.commands.deliver([first])
+    await asyncio.sleep(0)
+    gateway.commands.deliver(rest)
+    user = Message(msg_id=50, target=Target(users=[streams[0].user]), payload=b"u")
+    gateway.commands.deliver([user])
+    await idle(gateway)
+    for conn in streams + tcp:
+        expected = [100, 101, 102, 103, 104, 1, 2, 3, 4]
+        assert received(conn) == ([*expected, 50] if conn is streams[0] else expected)
+    assert writes(streams[1])[0] is writes(streams[4])[0], "one chunk per group"
+    assert gateway.delivery.stats.coalesced._value.get() > 0
 
 
 async def test_a_slow_client_loses_low_priority_then_is_closed(gateway: Gateway) -> None:

@@ -123,15 +123,13 @@ def room_messages_parts(hub: Hub, messages: list[Message]) -> list[Part]:
     if not groups:
         return []
     frames = [room_message(message, room) for message in messages]
-    joined: list[bytes | None] = [None, None]  # per transport kind
+    joined: list[bytes | None] = [None] * KIND_COUNT  # per transport kind
     parts: list[Part] = []
     for key, members in groups.items():
         kind = group_of(key)[0]
         data = joined[kind]
         if data is None:
-            data = joined[kind] = b"".join(
-                [ws_message(frame) for frame in frames] if kind == WS else frames
-            )
+            data = joined[kind] = framed(kind, frames)
         parts.append((list(members), data))
     return parts
 
