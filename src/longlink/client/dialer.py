@@ -100,15 +100,19 @@ class Dialer:
         """``started``: when this attempt began; ``control_s``: what the grant took (REPORT)."""
         failures: list[str] = []
         for kind in self.order(grant):
-            tried = len(failures)
+            busy = sum(1 for f in failures if f.endswith(": server_busy"))
+            tried = len(failures) - busy
             found = await self._try_kind(kind, grant, session, started, control_s, failures)
             if found is not None:
                 if kind in self.failed:
                     self.failed.remove(kind)
                 self.kind = kind
                 return found
-            if len(failures) > tried and kind not in self.failed:
-                self.failed.append(kind)  # it failed on every endpoint that offers it
+            broken = len(failures) - sum(1 for f in failures if f.endswith(": server_busy"))
+            if broken > tried and kind not in self.failed:
+                # It failed on the endpoints that offer it (a busy node is not the transport's
+                # fault): reported until it works again.
+                self.failed.append(kind)
                 session.failed = [*session.failed, kind]
         detail = "; ".join(failures) or f"no endpoint serves {', '.join(self.kinds)}"
         raise ConnectFailed(f"no endpoint could be reached ({detail})")

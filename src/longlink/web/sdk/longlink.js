@@ -901,7 +901,7 @@ export class Client {
     const order = [...new Set([...advised, ...this.transports])];
     for (const kind of order) {
       const { key, open } = TRANSPORTS[kind];
-      const tried = failures.length;
+      let broken = false; // the transport itself failed somewhere (a busy node does not count)
       for (const endpoint of grant.endpoints) {
         const address = endpoint?.[key];
         if (!address) continue;
@@ -918,6 +918,7 @@ export class Client {
           });
         } catch (error) {
           failures.push(error.message);
+          broken = true;
           continue;
         }
         if (this._closed) {
@@ -934,12 +935,13 @@ export class Client {
           this._discard(link);
           if (error.code !== "server_busy" && error.code !== "connect_failed") throw error;
           failures.push(`${link.node} (${kind}): ${error.message}`);
+          if (error.code !== "server_busy") broken = true;
         } finally {
           this._handshaking = null;
         }
       }
       // Failed on every endpoint that offers it: reported from now on, until it works.
-      if (failures.length > tried && !this.failedTransports.includes(kind)) this.failedTransports.push(kind);
+      if (broken && !this.failedTransports.includes(kind)) this.failedTransports.push(kind);
     }
     throw new LonglinkError("connect_failed", `no endpoint could be reached (${failures.join("; ") || "none listed"})`);
   }
