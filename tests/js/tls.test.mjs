@@ -1,5 +1,5 @@
 // The JavaScript SDK over TLS (PROTOCOL.md §1.5): https:// for /v1/connect, then the
-// wss:// endpoint it advertises, with a private CA given to Node by NODE_EXTRA_CA_CERTS.
+// wss:// endpoint it advertises (or the https:// HTTP stream), with a private CA given to Node by NODE_EXTRA_CA_CERTS.
 // Node reads that variable at start, so the client runs in a child process.
 
 import test, { after, before } from "node:test";
@@ -33,7 +33,8 @@ after(async () => {
 const CHILD = `
 const { Client } = await import(process.env.SDK);
 const base = process.env.BASE;
-const client = new Client(base, { user: "tls-user", WebSocket: globalThis.WebSocket, reconnect: false });
+const transports = JSON.parse(process.env.TRANSPORTS);
+const client = new Client(base, { user: "tls-user", WebSocket: globalThis.WebSocket, reconnect: false, transports });
 const got = new Promise((resolve) => client.on("message", (m) => resolve(m.json())));
 const ok = await client.connect();
 const push = await fetch(base + "/v1/push", {
@@ -41,11 +42,11 @@ const push = await fetch(base + "/v1/push", {
   headers: { authorization: "Bearer " + process.env.KEY, "content-type": "application/json" },
   body: JSON.stringify({ to: { users: ["tls-user"] }, data: "over tls" }),
 });
-console.log(JSON.stringify({ status: push.status, message: await got, conn: ok.conn_id !== undefined }));
+console.log(JSON.stringify({ status: push.status, message: await got, conn: ok.conn_id !== undefined, transport: client.transport }));
 client.close();
 `;
 
-test("the SDK connects over https and wss with a CA from NODE_EXTRA_CA_CERTS", async () => {
+for (const transport of ["ws", "stream"]) test(`the SDK connects over https and ${transport} with a CA from NODE_EXTRA_CA_CERTS`, async () => {
   assert.match(server.base, /^https:/);
   // The child needs a WebSocket as this process has one (Node 20: behind a flag).
   const flags = process.execArgv.filter((arg) => arg === "--experimental-websocket");
@@ -56,6 +57,7 @@ test("the SDK connects over https and wss with a CA from NODE_EXTRA_CA_CERTS", a
       SDK: join(ROOT, "src", "longlink", "web", "sdk", "longlink.js"),
       BASE: server.base,
       KEY: API_KEY,
+      TRANSPORTS: JSON.stringify([transport]),
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -69,5 +71,5 @@ test("the SDK connects over https and wss with a CA from NODE_EXTRA_CA_CERTS", a
   });
   assert.equal(code, 0, err);
   const line = out.trim().split("\n").pop();
-  assert.deepEqual(JSON.parse(line), { status: 202, message: "over tls", conn: true });
+  assert.deepEqual(JSON.parse(line), { status: 202, message: "over tls", conn: true, transport });
 });
