@@ -96,7 +96,7 @@ $(PEERS)/node/.installed: bench/peers/package.json bench/peers/package-lock.json
 # (fuzz/targets.py); inputs reaching new code are added to fuzz/corpus/TARGET (commit them).
 # A crash, hang or runaway allocation stops the run and leaves crash-*/timeout-*/oom-* files.
 FUZZ_RUNS ?= 1000000
-FUZZ_TARGETS ?= frame stream batch ws upgrade session json
+FUZZ_TARGETS ?= frame stream batch ws upgrade session json http
 fuzz: $(STAMP)
 	@set -e; for target in $(FUZZ_TARGETS); do \
 		echo "fuzz $$target: $(FUZZ_RUNS) inputs"; \

@@ -37,6 +37,8 @@ def main() -> None:
     for frame in frames:
         write("frame", frame)
         write("stream", b"\x07" + frame + frame)
+        head = b"POST /v1/stream/g1-ab-1 HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer t\r\n"
+        write("http", b"\x0b" + head + b"Content-Length: %d\r\n\r\n" % len(frame) + frame)
         write("ws", b"\x05" + wsp.encode_masked_frame(wsp.WsOpcode.BINARY, frame, os.urandom(4)))
     write("batch", b"\x00" + room_tag("lobby") + push_frame(b"x", 1))
     write("batch", b"\x00" + batch_frame(push_frame(b"x", 1))[20:])

@@ -16,6 +16,8 @@ target             what                                            may raise
 ``upgrade``        ``HandshakeParser.feed`` (HTTP upgrade)         HandshakeError
 ``session``        the client bodies (AUTH, JOIN, ACK, REPORT, …)  ProtocolError
 ``json``           the HTTP request bodies (push, batch, connect)  ApiError
+``http``           the HTTP stream's requests (``RequestReader``,   RequestError,
+                   ``route``, ``body_frames``) over chunks          ProtocolError
 =================  ==============================================  ===============
 """
 
@@ -39,6 +41,7 @@ from longlink.protocol.messages import (
     parse_msg_id,
 )
 from longlink.protocol.push import split_room_batch
+from longlink.protocol.stream import RequestError, RequestReader, body_frames, route
 
 MAX = 64 * 1024
 _LIMITS = Limits()
@@ -80,6 +83,16 @@ def upgrade(data: bytes) -> None:
             return
 
 
+def http(data: bytes) -> None:
+    reader = RequestReader(4 * MAX)
+    step = (data[0] % 64 + 1) if data else 1
+    for start in range(1, len(data), step):
+        for request in reader.feed(data[start : start + step]):
+            route(request)
+            if request.body:
+                body_frames(request.body, MAX)
+
+
 _BODIES = (Auth, HeartbeatBody, JoinBody, Report, RoomBody)
 
 
@@ -113,6 +126,7 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], tuple[type[Exception], ...]]] 
     "upgrade": (upgrade, (wsp.HandshakeError,)),
     "session": (session, (ProtocolError,)),
     "json": (json, (ApiError,)),
+    "http": (http, (RequestError, ProtocolError)),
 }
 
 
