@@ -24,6 +24,7 @@ with atheris.instrument_imports(include=["longlink"]):
     import longlink.protocol.frames
     import longlink.protocol.messages
     import longlink.protocol.push
+    import longlink.protocol.stream
     import longlink.protocol.websocket  # noqa: F401
 import targets  # noqa: E402
 
