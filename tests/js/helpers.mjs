@@ -176,6 +176,11 @@ export class FakeSocket extends Waiter {
     this.deliver(encodeFrame(op, bytes, options));
   }
 
+  /** The client frames with op `op` so far (e.g. every REPORT), their JSON bodies parsed. */
+  sent(op) {
+    return this.frames.filter((f) => f.op === op).map((f) => (f.body.length ? JSON.parse(new TextDecoder().decode(f.body)) : null));
+  }
+
   /** The server closes the connection. */
   drop(code = 1006) {
     if (this.readyState === 3) return;
@@ -197,10 +202,11 @@ export class FakeSocket extends Waiter {
     queueMicrotask(() => this.onclose?.({ code: 1000, reason: "" }));
   }
 
-  /** The next client frame not read yet (skipping HEARTBEATs unless asked for). */
-  async nextFrame({ heartbeats = false } = {}) {
+  /** The next client frame not read yet (skipping HEARTBEATs and REPORTs unless asked for). */
+  async nextFrame({ heartbeats = false, reports = false } = {}) {
+    const skipped = (op) => (op === Op.HEARTBEAT && !heartbeats) || (op === Op.REPORT && !reports);
     const skip = () => {
-      while (this.read < this.frames.length && !heartbeats && this.frames[this.read].op === Op.HEARTBEAT) this.read += 1;
+      while (this.read < this.frames.length && skipped(this.frames[this.read].op)) this.read += 1;
       return this.read < this.frames.length;
     };
     await this.until(skip, "a frame from the client");

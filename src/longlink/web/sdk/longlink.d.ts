@@ -24,6 +24,7 @@ export const Op: Readonly<{
   ERROR: 14;
   KICK: 15;
   ROOM: 16;
+  REPORT: 17;
 }>;
 
 /** Header flags. */
@@ -170,6 +171,77 @@ export class Backoff {
   reset(): void;
 }
 
+/**
+ * The adaptive heartbeat of one connection (PROTOCOL.md §1.6 rule 2), in seconds: from
+ * `base` (AUTH_OK's interval) the interval grows ×`growth` after every `streak` answered
+ * heartbeats, up to `ceiling` (lowered to what the server grants), and falls back to
+ * `base` at once on a missed reply. The Client uses one per connection.
+ */
+export class AdaptiveHeartbeat {
+  constructor(base: number, options?: { ceiling?: number; growth?: number; streak?: number; adaptive?: boolean });
+  readonly base: number;
+  ceiling: number;
+  readonly growth: number;
+  readonly streak: number;
+  /** The interval now, seconds. */
+  interval: number;
+  /** Heartbeats answered in a row. */
+  run: number;
+  /** What the heartbeat in flight asked for. */
+  asked: number | null;
+  /** A reply later than this many seconds counts as missed. */
+  readonly replyTimeoutS: number;
+  /** The interval the next HEARTBEAT asks for (`{"heartbeat_s": n}`), or null. */
+  ask(): number | null;
+  /** A HEARTBEAT left asking for `asked`. */
+  sent(asked: number | null): void;
+  /** HEARTBEAT_OK came back in time, with the `heartbeat_s` it granted (if asked). */
+  answered(granted: number | null | undefined): void;
+  /** No HEARTBEAT_OK in time: back to `base`; returns what the next HEARTBEAT asks for. */
+  missed(): number | null;
+}
+
+/** Milliseconds between two REPORTs (60000); the first goes right after connecting. */
+export const REPORT_EVERY_MS: number;
+/** Most round trips and failed transports one REPORT carries (64). */
+export const MAX_REPORT_ITEMS: number;
+
+/** The REPORT body (op 17, PROTOCOL.md §1.2 and §1.6 rule 1). */
+export interface QualityReport {
+  /** Heartbeat round trips since the last REPORT, ms. */
+  rtt_ms: number[];
+  /** The transport of this connection ("ws", …). */
+  transport: string;
+  /** Reconnects since the client was made. */
+  reconnects: number;
+  /** Only in the first REPORT of a connection: ms from the /v1/connect call to AUTH_OK. */
+  connect_ms?: number;
+  /** Its steps, ms: `control` (/v1/connect), `transport` (opening it), `auth` (AUTH → AUTH_OK). */
+  connect_steps?: Record<string, number>;
+  /** Transports that failed (could not open, or closed before AUTH_OK) since the last REPORT. */
+  failed?: string[];
+  /** The network type, where the platform tells it (`navigator.connection`). */
+  network?: string;
+}
+
+/** What the next REPORT says, across connections (bounded); `take()` makes it and starts over. */
+export class QualityLog {
+  constructor();
+  rtts: number[];
+  failures: string[];
+  transport: string;
+  connections: number;
+  connectMs: number | null;
+  steps: Record<string, number>;
+  failed(transport: string): void;
+  connected(transport: string, totalMs: number, steps: Record<string, number>): void;
+  rtt(ms: number): void;
+  take(network?: string | null): QualityReport;
+}
+
+/** The network type from the Network Information API (`type`, else `effectiveType`), or null. */
+export function networkType(nav?: unknown): string | null;
+
 /** A connection delivering whole frames' bytes in order. */
 export interface TransportConnection {
   send(bytes: Uint8Array): void;
@@ -266,6 +338,15 @@ export interface ClientOptions {
   autoAck?: boolean;
   /** Heartbeat interval to ask for, in seconds (the server clamps it). */
   heartbeatS?: number;
+  /**
+   * Lengthen the heartbeat interval step by step while every heartbeat is answered, up to
+   * the server's maximum; back to AUTH_OK's interval at once on a missed reply (default true).
+   */
+  adaptiveHeartbeat?: boolean;
+  /** Send a connection-quality REPORT after connecting and then once a minute (default true). */
+  report?: boolean;
+  /** The network type to report (default: from `navigator.connection` where there is one). */
+  network?: string;
   /** Message ids remembered to drop duplicates (default 10000). */
   dedupSize?: number;
   /** First reconnect delay cap in ms (default 200); doubles per attempt up to `backoffMaxMs`. */
@@ -336,6 +417,10 @@ export class Client {
   readonly state: State;
   /** The last AUTH_OK (null before the first connection). */
   readonly authOk: AuthOk | null;
+  /** The heartbeat interval now, seconds (adaptive: it grows while healthy); null while disconnected. */
+  readonly heartbeatS: number | null;
+  /** HEARTBEATs sent, over every connection. */
+  readonly heartbeatsSent: number;
 
   on<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): this;
   off<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): this;

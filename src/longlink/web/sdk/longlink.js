@@ -14,11 +14,12 @@
 //   1. constants and LonglinkError
 //   2. the frame codec, pure: encodeFrame, decodeFrame, splitBatch
 //   3. bodies: bounded zlib inflate, unpackPushes (BATCH + ROOM tag), Message
-//   4. small policies: RecentIds (dedup window), Backoff (full jitter)
+//   4. small policies: RecentIds (dedup window), Backoff (full jitter), AdaptiveHeartbeat
+//      (PROTOCOL.md §1.6 rule 2), QualityLog (what the next REPORT says, §1.6 rule 1)
 //   5. transports: "ws" (each binary message one frame), "stream" (HTTP: a fetch whose
 //      streaming response carries the frames back to back, POSTs for the client's frames)
-//   6. Client: /v1/connect, AUTH, heartbeats and liveness, requests, ACKs, reconnects,
-//      room recovery (the last msgId per room as `since`, `recovery` events)
+//   6. Client: /v1/connect, AUTH, heartbeats (adaptive) and liveness, REPORTs, requests,
+//      ACKs, reconnects, room recovery (the last msgId per room as `since`, `recovery` events)
 
 // ------------------------------------------------------------------ 1. constants
 
@@ -43,6 +44,7 @@ export const Op = Object.freeze({
   ERROR: 14,
   KICK: 15,
   ROOM: 16,
+  REPORT: 17,
 });
 
 /** Header flags; other bits must be 0. */
@@ -414,6 +416,153 @@ export class Backoff {
   }
 }
 
+/**
+ * The adaptive heartbeat of one connection (PROTOCOL.md §1.6 rule 2), a pure state
+ * machine in seconds; the same rules as the Python SDK's protocol/heartbeat.py:
+ *
+ *   start      interval = base (AUTH_OK's heartbeat_s)
+ *   answered   one more in the streak; after `streak` in a row the next HEARTBEAT asks for
+ *              ceil(interval × growth) (at most the ceiling); the server's answer (clamped)
+ *              becomes the interval, and a clamped answer lowers the ceiling to it
+ *   missed     (no HEARTBEAT_OK within replyTimeoutS) interval = base at once, streak 0;
+ *              the next HEARTBEAT goes now and asks for base
+ *
+ * Invariants (tests/js/heartbeat.test.mjs checks them on random runs): the interval never
+ * leaves [base, ceiling]; one miss brings it back to base; it only grows after `streak`
+ * answers in a row.
+ */
+export class AdaptiveHeartbeat {
+  constructor(base, { ceiling = 300, growth = 1.5, streak = 3, adaptive = true } = {}) {
+    if (!(base > 0)) throw new RangeError(`base must be > 0, not ${base}`);
+    this.base = base;
+    /** The longest interval to ask for (lowered to what the server grants). */
+    this.ceiling = adaptive ? Math.max(base, ceiling) : base;
+    this.growth = growth;
+    this.streak = streak;
+    this.interval = base;
+    this.run = 0; // heartbeats answered in a row
+    this.asked = null; // the interval the heartbeat in flight asked for
+    /** A reply later than this (seconds after the HEARTBEAT) counts as missed. */
+    this.replyTimeoutS = Math.max(1, Math.min(10, base / 3));
+  }
+
+  /** The interval the next HEARTBEAT should ask for (its body), or null: ask nothing. */
+  ask() {
+    if (this.run >= this.streak && this.interval < this.ceiling) {
+      const want = Math.min(this.ceiling, Math.ceil(this.interval * this.growth));
+      return want > this.interval ? want : null;
+    }
+    return null;
+  }
+
+  /** A HEARTBEAT left asking for `asked` (null: nothing). */
+  sent(asked) {
+    this.asked = asked ?? null;
+  }
+
+  /** HEARTBEAT_OK came back in time; `granted` is its `heartbeat_s` (if asked). */
+  answered(granted) {
+    this.run += 1;
+    const asked = this.asked;
+    this.asked = null;
+    if (asked === null || granted == null) return;
+    const value = Math.max(this.base, Math.min(granted, this.ceiling));
+    if (value < asked) this.ceiling = value; // the server's maximum: ask no further
+    if (value !== this.interval) {
+      this.interval = value;
+      this.run = 0; // the new interval has to prove itself before the next step
+    }
+  }
+
+  /** No HEARTBEAT_OK in time: back to base; returns what the next HEARTBEAT asks for. */
+  missed() {
+    this.run = 0;
+    this.asked = null;
+    const changed = this.interval !== this.base;
+    this.interval = this.base;
+    return changed ? this.base : null;
+  }
+}
+
+/** Milliseconds between two REPORTs (the first goes right after connecting, §1.6 rule 1). */
+export const REPORT_EVERY_MS = 60000;
+/** Most RTT samples and failed transports one REPORT carries (the server's bound). */
+export const MAX_REPORT_ITEMS = 64;
+const MAX_REPORT_TEXT = 32;
+
+/**
+ * What the next REPORT (op 17, PROTOCOL.md §1.6 rule 1) says, gathered across connections:
+ * heartbeat round trips, the last connect's time and steps, the transport, reconnects, the
+ * transports that failed before it, the network type. `take()` makes the body and starts
+ * over (the RTTs, connect time and failures are reported once). Bounded: the last
+ * MAX_REPORT_ITEMS round trips and failures are kept.
+ */
+export class QualityLog {
+  constructor() {
+    this.rtts = [];
+    this.failures = [];
+    this.transport = "";
+    this.connections = 0; // connections opened (reconnects = connections - 1)
+    this.connectMs = null;
+    this.steps = {};
+  }
+
+  /** A transport (by name: "ws", "stream", …) failed to reach an endpoint or authenticate. */
+  failed(transport) {
+    this.failures.push(String(transport).slice(0, MAX_REPORT_TEXT));
+    if (this.failures.length > MAX_REPORT_ITEMS) this.failures.shift();
+  }
+
+  /**
+   * A connection is up: its transport, the whole connect in ms (from the /v1/connect call
+   * to AUTH_OK, failed endpoints included) and the ms of each step (control, transport, auth).
+   */
+  connected(transport, totalMs, steps) {
+    this.connections += 1;
+    this.transport = transport;
+    this.connectMs = clampMs(totalMs);
+    this.steps = Object.fromEntries(Object.entries(steps).map(([step, ms]) => [step, clampMs(ms)]));
+  }
+
+  /** One heartbeat round trip, in ms. */
+  rtt(ms) {
+    this.rtts.push(clampMs(ms));
+    if (this.rtts.length > MAX_REPORT_ITEMS) this.rtts.shift();
+  }
+
+  /** The REPORT body for now (`network` where the platform tells it), and start over. */
+  take(network = null) {
+    const report = {
+      rtt_ms: this.rtts,
+      transport: this.transport || "unknown",
+      reconnects: Math.max(0, this.connections - 1),
+    };
+    if (this.connectMs !== null) {
+      report.connect_ms = this.connectMs;
+      report.connect_steps = this.steps;
+    }
+    if (this.failures.length > 0) report.failed = this.failures;
+    if (typeof network === "string" && network) report.network = network.slice(0, MAX_REPORT_TEXT);
+    this.rtts = [];
+    this.failures = [];
+    this.connectMs = null; // a connection's connect time is reported once
+    this.steps = {};
+    return report;
+  }
+}
+
+function clampMs(ms) {
+  return Math.min(600000, Math.max(0, Math.round(Number(ms) || 0)));
+}
+
+/** The network type where the platform tells it (the Network Information API), else null. */
+export function networkType(nav = globalThis.navigator) {
+  const info = nav?.connection;
+  if (info == null) return null;
+  if (typeof info.type === "string" && info.type !== "unknown") return info.type;
+  return typeof info.effectiveType === "string" ? info.effectiveType : null;
+}
+
 // ------------------------------------------------------------------ 5. transports
 
 /**
@@ -616,7 +765,17 @@ class Link {
     this.openedAt = now();
     this.lastRx = this.openedAt;
     this.errorCode = null; // the fatal ERROR the server sent before closing
+    this.kind = ""; // the transport's name ("ws", …)
+    this.started = this.openedAt; // when the connect began (before /v1/connect): REPORT
+    this.steps = {}; // ms of each step of the connect: control, transport, auth
+    this.authSent = 0;
+    this.authOkAt = 0;
     this.interval = 0; // heartbeat interval in ms (0: none)
+    this.beat = null; // the AdaptiveHeartbeat (null: no heartbeats)
+    this.beatSent = null; // when the HEARTBEAT in flight left
+    this.askNext = null; // a fall-back the next HEARTBEAT must carry (after a miss)
+    this.span = 0; // the interval liveness is judged by, ms (the longest in flight)
+    this.reportAt = Infinity; // when the next REPORT goes
     this.queue = [];
     this.head = 0;
     this.busy = false;
@@ -656,6 +815,8 @@ export class Client {
       maxFrame: DEFAULT_MAX_FRAME,
       maxInflate: DEFAULT_MAX_INFLATE,
       maxQueuedFrames: 10000,
+      adaptiveHeartbeat: true,
+      report: true,
       ...o,
     };
     this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
@@ -708,6 +869,14 @@ export class Client {
     this._seq = 0;
     this._pending = new Map(); // seq → {resolve, reject, timer}
     this._sleep = null;
+    this._quality = new QualityLog(); // what the next REPORT says (§1.6 rule 1)
+    /** HEARTBEATs sent, on every connection. */
+    this.heartbeatsSent = 0;
+  }
+
+  /** The heartbeat interval now, in seconds (it grows while healthy); null while disconnected. */
+  get heartbeatS() {
+    return this._link?.beat?.interval ?? null;
   }
 
   // -------------------------------------------------------------- events
@@ -886,15 +1055,25 @@ export class Client {
 
   /** A fresh grant, then the first endpoint that authenticates; token_expired gets one more grant. */
   async _establish() {
+    let started = now(); // the connect time of REPORT counts from here
     try {
-      return await this._tryEndpoints(await this._grant());
+      const grant = await this._grant();
+      return await this._tryEndpoints(grant, started, now() - started);
     } catch (error) {
       if (error.code !== "token_expired") throw error;
     }
-    return this._tryEndpoints(await this._grant()); // PROTOCOL §1.3 rule 2
+    started = now();
+    const grant = await this._grant(); // PROTOCOL §1.3 rule 2
+    return this._tryEndpoints(grant, started, now() - started);
   }
 
-  async _tryEndpoints(grant) {
+  /**
+   * The endpoints of `grant` in order (best first, §2.1) with each transport, until one
+   * authenticates. `started` and `controlMs` time the connect for REPORT; a transport that
+   * could not be opened, or closed before AUTH_OK, on any endpoint is named in the next
+   * REPORT, once per attempt (a busy node is not the transport's failure).
+   */
+  async _tryEndpoints(grant, started = now(), controlMs = 0) {
     const failures = [];
     // Control's advice first (PROTOCOL.md §1.5), then the rest of the client's own order.
     const advised = Array.isArray(grant.transports) ? grant.transports.filter((k) => this.transports.includes(k)) : [];
@@ -906,6 +1085,9 @@ export class Client {
         const address = endpoint?.[key];
         if (!address) continue;
         const link = new Link(endpoint.node ?? "");
+        link.kind = kind;
+        link.started = started;
+        const opening = now();
         try {
           link.transport = await open(address, {
             WebSocket: this._WebSocket,
@@ -921,6 +1103,7 @@ export class Client {
           broken = true;
           continue;
         }
+        link.steps = { control: controlMs, transport: now() - opening };
         if (this._closed) {
           link.transport.close();
           throw new LonglinkError("closed", "the client is closed");
@@ -928,6 +1111,7 @@ export class Client {
         this._handshaking = link;
         try {
           link.authOk = await this._handshake(link, grant.token);
+          if (broken) this._quality.failed(kind); // it failed on an endpoint before this one
           this.transport = kind;
           this.failedTransports = this.failedTransports.filter((k) => k !== kind);
           return link;
@@ -942,6 +1126,7 @@ export class Client {
       }
       // Failed on every endpoint that offers it: reported from now on, until it works.
       if (broken && !this.failedTransports.includes(kind)) this.failedTransports.push(kind);
+      if (broken) this._quality.failed(kind); // the next REPORT names it (once per attempt)
     }
     throw new LonglinkError("connect_failed", `no endpoint could be reached (${failures.join("; ") || "none listed"})`);
   }
@@ -956,6 +1141,7 @@ export class Client {
     // A reconnect cannot name a position in a room it got nothing from: not recoverable.
     link.unnamed = this._openedBefore ? rooms.filter((room) => !Object.hasOwn(since, room)) : [];
     if (this.options.heartbeatS != null) auth.heartbeat_s = this.options.heartbeatS;
+    link.authSent = now();
     try {
       link.transport.send(encodeFrame(Op.AUTH, JSON.stringify(auth)));
     } catch (error) {
@@ -978,9 +1164,17 @@ export class Client {
     this._link = link;
     this.authOk = link.authOk;
     if (this.options.ticket == null && this._device === null) this._device = link.authOk.device;
-    const interval = Number(link.authOk.heartbeat_s) * 1000;
-    link.interval = interval > 0 ? interval : 0;
-    link.nextBeat = link.interval ? now() + link.interval : Infinity;
+    const t = now();
+    const base = Number(link.authOk.heartbeat_s);
+    if (base > 0) {
+      // PROTOCOL §1.6 rule 2: from AUTH_OK's interval, longer while healthy.
+      link.beat = new AdaptiveHeartbeat(base, { adaptive: this.options.adaptiveHeartbeat !== false });
+      link.interval = link.span = base * 1000;
+      link.nextBeat = t + link.interval;
+    }
+    link.steps.auth = (link.authOkAt || t) - link.authSent;
+    this._quality.connected(link.kind, (link.authOkAt || t) - link.started, link.steps);
+    if (this.options.report !== false) link.reportAt = t; // §1.6 rule 1: right after connecting
     this._schedule(link);
     this._setState("connected");
     this._openedBefore = true;
@@ -1157,6 +1351,7 @@ export class Client {
         return;
       }
       link.authOk = body;
+      link.authOkAt = now();
       link.handshake.resolve(body);
       await link.attached.promise.catch(() => {}); // frames after AUTH_OK wait for the client
     } else if (frame.op === Op.ERROR) {
@@ -1180,7 +1375,9 @@ export class Client {
           return;
         }
         case Op.HEARTBEAT_OK: {
-          const online = parseJson(frame.body, "HEARTBEAT_OK").online ?? {};
+          const body = parseJson(frame.body, "HEARTBEAT_OK");
+          this._heartbeatAnswered(link, body.heartbeat_s);
+          const online = body.online ?? {};
           Object.assign(this.online, online);
           this._emit("online", { ...online });
           return;
@@ -1308,29 +1505,72 @@ export class Client {
     else pending.reject(error);
   }
 
-  // -------------------------------------------------------------- heartbeats
+  // -------------------------------------------------------------- heartbeats and REPORT
 
-  /** One timer per link: the next HEARTBEAT or the liveness deadline, whichever is first. */
+  /**
+   * One timer per link: the next HEARTBEAT, the reply deadline of the one in flight, the
+   * liveness deadline or the next REPORT, whichever is first.
+   */
   _schedule(link) {
     clearTimeout(link.timer);
-    if (link.ended || !link.interval) return;
-    const dead = link.lastRx + DEAD_AFTER_INTERVALS * link.interval;
-    const delay = Math.max(0, Math.min(link.nextBeat, dead) - now());
-    link.timer = setTimeout(() => this._tick(link), delay);
+    if (link.ended) return;
+    let wake = link.reportAt;
+    const beat = link.beat;
+    if (beat !== null) {
+      wake = Math.min(wake, link.nextBeat, link.lastRx + DEAD_AFTER_INTERVALS * link.span);
+      if (link.beatSent !== null) wake = Math.min(wake, link.beatSent + beat.replyTimeoutS * 1000);
+    }
+    if (wake === Infinity) return;
+    link.timer = setTimeout(() => this._tick(link), Math.max(0, wake - now()));
   }
 
   _tick(link) {
     if (link.ended) return;
     const t = now();
-    const silent = t - link.lastRx;
-    if (silent >= DEAD_AFTER_INTERVALS * link.interval) {
-      this._lost(link, `nothing from the server for ${Math.round(silent)} ms`, true); // PROTOCOL §1.3 rule 3
-      return;
+    const beat = link.beat;
+    if (beat !== null) {
+      const silent = t - link.lastRx;
+      if (silent >= DEAD_AFTER_INTERVALS * link.span) {
+        this._lost(link, `nothing from the server for ${Math.round(silent)} ms`, true); // PROTOCOL §1.3 rule 3
+        return;
+      }
+      if (link.beatSent !== null && t - link.beatSent >= beat.replyTimeoutS * 1000) {
+        // Missed (§1.6 rule 2): back to the base interval at once, and beat again now.
+        link.beatSent = null;
+        link.askNext = beat.missed();
+        link.interval = beat.interval * 1000;
+        link.nextBeat = t;
+      }
+      if (t >= link.nextBeat) {
+        const ask = link.askNext ?? beat.ask();
+        link.askNext = null;
+        beat.sent(ask);
+        const frame = ask === null ? HEARTBEAT : encodeFrame(Op.HEARTBEAT, JSON.stringify({ heartbeat_s: ask }));
+        if (!this._send(link, frame)) return;
+        this.heartbeatsSent += 1;
+        link.beatSent = t;
+        link.span = Math.max(link.span, beat.interval * 1000);
+        link.nextBeat = t + beat.interval * 1000;
+      }
     }
-    if (t >= link.nextBeat) {
-      if (!this._send(link, HEARTBEAT)) return;
-      link.nextBeat = t + link.interval;
+    if (t >= link.reportAt) {
+      const report = this._quality.take(this.options.network ?? networkType());
+      if (!this._send(link, encodeFrame(Op.REPORT, JSON.stringify(report)))) return;
+      link.reportAt = t + REPORT_EVERY_MS;
     }
+    this._schedule(link);
+  }
+
+  /** HEARTBEAT_OK: the round trip for REPORT, and the interval the server granted. */
+  _heartbeatAnswered(link, granted) {
+    const beat = link.beat;
+    const sent = link.beatSent;
+    if (beat === null || sent === null || link.ended) return; // a late answer after a miss
+    link.beatSent = null;
+    this._quality.rtt(now() - sent);
+    beat.answered(Number.isInteger(granted) ? granted : null);
+    link.interval = link.span = beat.interval * 1000;
+    link.nextBeat = sent + link.interval;
     this._schedule(link);
   }
 }
