@@ -29,7 +29,7 @@ from longlink.client import (
 from longlink.logic.base import NodeInfo
 from longlink.node import Node
 from tests.client.conftest import ClientFactory, server_conn
-from tests.conftest import WAIT, node_settings
+from tests.conftest import WAIT, eventually, node_settings
 
 E = TypeVar("E", bound=ClientEvent)
 
@@ -219,6 +219,15 @@ async def test_endpoints_are_tried_in_order(
     await server.registry.report_node(dead_node())
     client = await make_client()
     assert client.auth_ok is not None and client.auth_ok.node == "g1"
+
+    # The REPORT right after AUTH_OK names the transport that failed (PROTOCOL §1.6 rule 1).
+    def failed_counted() -> bool:
+        value = server.metrics.get_sample_value(
+            "longlink_quality_failed_transports_total", {"transport": transport}
+        )
+        return value == 1
+
+    await eventually(failed_counted, what="the failed transport in the REPORT")
 
 
 async def test_no_reachable_endpoint_raises_connect_failed(tmp_path: object) -> None:

@@ -377,3 +377,17 @@ def test_a_report_after_connecting_then_once_a_minute() -> None:
     assert len(reports[0]["rtt_ms"]) == 5  # the sixth heartbeat is still in flight
     out = pair.server.receive(decode_frame(report_frame), pair.now)  # type: ignore[arg-type]
     assert out[0].report is not None  # type: ignore[union-attr]
+
+
+def test_failed_transports_go_in_the_next_report_once_and_bounded() -> None:
+    pair = Pair(client=ClientSession(heartbeat_s=10, adaptive_heartbeat=False))
+    for _ in range(70):  # e.g. many endpoints over many reconnect attempts
+        pair.client.transport_failed("ws")
+    pair.send(pair.client.connect("good-token", pair.now, transport="tcp"))
+    pair.run()
+    [report_frame] = pair.tick(0)[1]
+    report = msgspec.json.decode(decode_frame(report_frame).body)  # type: ignore[arg-type]
+    assert report["failed"] == ["ws"] * 64  # within the server's bound: the report is kept
+    [accepted] = pair.server.receive(decode_frame(report_frame), pair.now)  # type: ignore[arg-type]
+    assert accepted.report is not None  # type: ignore[union-attr]
+    assert pair.client.failed == []  # named once

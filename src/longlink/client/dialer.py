@@ -14,8 +14,13 @@ Transports (PROTOCOL.md §1.5): the client's ``transports`` are tried in
 control's order of advice (``/v1/connect`` answers ``transports`` best
 first), each on every endpoint before the next transport. A transport that
 could not carry an AUTH_OK on any endpoint is *failed*: the dialer reports
-it in every later ``/v1/connect`` (``"failed": ["ws"]``) and in the REPORT,
-so control can put the HTTP stream first, until it works again.
+it in every later ``/v1/connect`` (``"failed": ["ws"]``), so control can put
+the HTTP stream first, until it works again.
+
+Every attempt also names in the session's next REPORT (``failed``, PROTOCOL.md
+§1.6 rule 1) each transport that failed on any endpoint (could not be opened,
+or closed before AUTH_OK; ``server_busy`` is the node's, not the transport's),
+even when a later endpoint then worked over it: once per attempt, at most 64.
 """
 
 from __future__ import annotations
@@ -103,17 +108,21 @@ class Dialer:
             busy = sum(1 for f in failures if f.endswith(": server_busy"))
             tried = len(failures) - busy
             found = await self._try_kind(kind, grant, session, started, control_s, failures)
+            busy = sum(1 for f in failures if f.endswith(": server_busy"))
+            # It failed on an endpoint (a busy node is not the transport's fault): the next
+            # REPORT names it, once for this attempt (§1.6 rule 1).
+            broken = len(failures) - busy > tried
+            if broken:
+                session.transport_failed(kind)
             if found is not None:
                 if kind in self.failed:
                     self.failed.remove(kind)
                 self.kind = kind
                 return found
-            broken = len(failures) - sum(1 for f in failures if f.endswith(": server_busy"))
-            if broken > tried and kind not in self.failed:
-                # It failed on the endpoints that offer it (a busy node is not the transport's
-                # fault): reported until it works again.
+            if broken and kind not in self.failed:
+                # It failed on the endpoints that offer it: reported to /v1/connect until it
+                # works again.
                 self.failed.append(kind)
-                session.failed = [*session.failed, kind]
         detail = "; ".join(failures) or f"no endpoint serves {', '.join(self.kinds)}"
         raise ConnectFailed(f"no endpoint could be reached ({detail})")
 

@@ -126,7 +126,8 @@ _HEARTBEAT = encode_frame(Op.HEARTBEAT)
 _json = msgspec.json.Encoder()
 #: Seconds between two REPORTs (the first goes right after connecting, §1.6 rule 1).
 REPORT_EVERY_S = 60.0
-#: Round-trip samples kept for the next REPORT (the server reads at most 64).
+#: Round-trip samples (and failed transports) kept for the next REPORT (the server reads at
+#: most 64 of each).
 MAX_RTT_SAMPLES = 64
 
 
@@ -272,6 +273,13 @@ class ClientSession:
         self._steps = dict(steps or {})
         self._auth_sent = now
         return encode_frame(Op.AUTH, encode_body(auth))
+
+    def transport_failed(self, transport: str) -> None:
+        """A transport could not reach an endpoint, or closed before AUTH_OK: the next
+        REPORT names it in ``failed`` (the last :data:`MAX_RTT_SAMPLES` failures kept)."""
+        self.failed.append(transport)
+        if len(self.failed) > MAX_RTT_SAMPLES:
+            del self.failed[0]
 
     def lost(self) -> list[int]:
         """The connection is gone: the seqs of requests that will never be answered."""
