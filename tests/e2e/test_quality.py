@@ -62,6 +62,11 @@ async def test_reports_and_kernel_samples_reach_the_quality_endpoint(
         [row] = [r for r in await quality_rows(api) if r["transport"] == transport]
         assert row["node"] == node.settings.node_id and row["region"] == "local"
         assert row["connect_ms"]["p50"] is not None  # the clients' connect times
+        # The distributions behind the quantiles (the dashboard draws them).
+        bounds = (await api.get("/v1/quality")).json()
+        assert len(row["connect_counts"]) == len(bounds["connect_bounds_ms"]) + 1
+        assert len(row["rtt_counts"]) == len(bounds["rtt_bounds_ms"]) + 1
+        assert sum(row["connect_counts"]) == 3
         assert row["kernel_rtt_ms"]["p50"] is not None
         samples = node.metrics.get_sample_value("longlink_quality_kernel_samples_total")
         assert samples is not None and samples >= 3

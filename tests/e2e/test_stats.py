@@ -34,6 +34,10 @@ async def test_stats_follow_a_room_push(node: Node, api: httpx.AsyncClient) -> N
         assert after["batch_bytes"]["none"] > before["batch_bytes"]["none"]
         assert set(after["queue_depth"]) == {"low", "high"}
         assert after["at_ms"] >= before["at_ms"]
+        # sue's REPORT (PROTOCOL §1.6 rule 1), sent right after connecting.
+        assert after["quality_reports"]["accepted"] - before["quality_reports"]["accepted"] == 1
+        assert after["quality_reports"]["dropped"] == 0
+        assert after["kernel_samples"] >= 0
 
 
 async def test_stats_need_a_key(node: Node) -> None:

@@ -167,6 +167,11 @@ class QualityRow(msgspec.Struct, frozen=True):
     failures_per_hour: float
     rtt_samples: int
     kernel_samples: int
+    #: The distributions behind the quantiles (extension, for the dashboard): samples per
+    #: bucket of ``rtt_bounds_ms`` (the same source as ``rtt_ms``) and ``connect_bounds_ms``;
+    #: the last count is everything above the last bound.
+    rtt_counts: list[int]
+    connect_counts: list[int]
 
 
 class QualityReport(msgspec.Struct, frozen=True):
@@ -174,6 +179,9 @@ class QualityReport(msgspec.Struct, frozen=True):
 
     window_s: float
     rows: list[QualityRow]
+    #: Upper bounds (ms) of the buckets of every row's ``rtt_counts`` and ``connect_counts``.
+    rtt_bounds_ms: list[int]
+    connect_bounds_ms: list[int]
 
 
 def _quantiles(counts: list[int], bounds: tuple[int, ...], *qs: float) -> Quantiles:
@@ -203,9 +211,21 @@ def quality_report(nodes: list[NodeInfo]) -> QualityReport:
                     failures_per_hour=snap.per_hour(snap.failures),
                     rtt_samples=sum(snap.rtt),
                     kernel_samples=sum(snap.kernel_rtt),
+                    rtt_counts=_counts(client_rtt, RTT_BUCKETS_MS),
+                    connect_counts=_counts(snap.connect, CONNECT_BUCKETS_MS),
                 )
             )
-    return QualityReport(window_s=window or SLOTS * SLOT_S, rows=rows)
+    return QualityReport(
+        window_s=window or SLOTS * SLOT_S,
+        rows=rows,
+        rtt_bounds_ms=list(RTT_BUCKETS_MS),
+        connect_bounds_ms=list(CONNECT_BUCKETS_MS),
+    )
+
+
+def _counts(counts: list[int], bounds: tuple[int, ...]) -> list[int]:
+    """One count per bucket of ``bounds`` and the overflow (zeros when nothing was measured)."""
+    return list(counts) if len(counts) == len(bounds) + 1 else [0] * (len(bounds) + 1)
 
 
 class Drained(msgspec.Struct, frozen=True):
@@ -280,3 +300,7 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     slow_drops: int
     #: UPSTREAM messages taken from clients.
     upstream: int
+    #: REPORT frames (PROTOCOL.md §1.6) by outcome: ``accepted``, ``dropped`` (malformed, too big).
+    quality_reports: Counts
+    #: TCP_INFO samples the gateway took of its connections.
+    kernel_samples: int

@@ -65,4 +65,8 @@ def read_stats(registry: CollectorRegistry, *, node: str, roles: Iterable[str]) 
         queue_depth=_by(s, "longlink_queue_depth", "priority", ("low", "high")),
         slow_drops=_total(s, "longlink_slow_client_drops_total"),
         upstream=_total(s, "longlink_presence_events_total", type="upstream"),
+        quality_reports=_by(
+            s, "longlink_quality_reports_total", "outcome", ("accepted", "dropped")
+        ),
+        kernel_samples=_total(s, "longlink_quality_kernel_samples_total"),
     )
