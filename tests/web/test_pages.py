@@ -121,6 +121,7 @@ def test_the_dashboard_keeps_the_key_in_memory_only() -> None:
         "/v1/online",
         "/v1/stats",
         "/v1/stats/reach",
+        "/v1/quality",
         "/v1/push",
         "/v1/messages/",
     }

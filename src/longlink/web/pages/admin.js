@@ -90,16 +90,18 @@ async function poll() {
   clearTimeout(timer);
   if (key === null) return;
   try {
-    const [nodes, online, stats, reach] = await Promise.all([
+    const [nodes, online, stats, reach, quality] = await Promise.all([
       api("/v1/nodes"),
       api("/v1/online"),
       api("/v1/stats"),
       api("/v1/stats/reach"),
+      api("/v1/quality"),
     ]);
     renderNodes(nodes.nodes);
     renderOnline(online);
     renderStats(stats, previous);
     renderReach(reach);
+    renderQuality(quality, stats);
     previous = stats;
     status(`live · updated ${new Date().toLocaleTimeString()}`);
     document.body.dataset.polls = String(Number(document.body.dataset.polls ?? 0) + 1);
@@ -172,6 +174,114 @@ function renderReach(reach) {
   $("reach").textContent = `${percent(reach.first_try_reach)} · ${percent(reach.final_reach)}`;
   $("reach-detail").textContent =
     `${reach.deliveries} guaranteed deliveries in ${reach.window_s} s: ${reach.acked} acked, ${reach.retries} retries`;
+}
+
+// ------------------------------------------------------------------ connection quality
+
+// Round trips (p90) above this are ranked down by /v1/connect (LONGLINK_QUALITY_BAD_RTT_MS's
+// default, docs/quality.md); the panel marks them.
+const BAD_RTT_MS = 300;
+const WARN_RTT_MS = 100;
+
+/** GET /v1/quality (the last minute, per node and transport) and the REPORT counters. */
+function renderQuality(quality, stats) {
+  const rows = quality.rows;
+  $("quality-window").textContent = `· last ${Math.round(quality.window_s)} s, every node`;
+  const reports = stats.quality_reports ?? { accepted: 0, dropped: 0 };
+  $("q-reports").textContent = `${reports.accepted} · ${reports.dropped}`;
+  $("q-reports-detail").textContent = `accepted · dropped; ${stats.kernel_samples ?? 0} TCP_INFO samples`;
+  const body = $("quality").tBodies[0];
+  if (rows.length === 0) {
+    for (const id of ["q-rtt", "q-connect", "q-reconnects", "q-failures"]) $(id).textContent = "–";
+    body.replaceChildren(row(["no measurements yet: clients report right after connecting", ""]));
+    return;
+  }
+  // Every node and transport together: the bucket counts add up, the quantiles are read off.
+  const rtt = sumCounts(rows.map((r) => r.rtt_counts));
+  const connect = sumCounts(rows.map((r) => r.connect_counts));
+  const connections = rows.reduce((sum, r) => sum + r.connections, 0);
+  const reconnects = rows.reduce((sum, r) => sum + r.reconnects_per_hour, 0);
+  $("q-rtt").textContent = pair(quantile(rtt, quality.rtt_bounds_ms, 0.5), quantile(rtt, quality.rtt_bounds_ms, 0.9));
+  $("q-connect").textContent = pair(
+    quantile(connect, quality.connect_bounds_ms, 0.5),
+    quantile(connect, quality.connect_bounds_ms, 0.9),
+  );
+  $("q-reconnects").textContent = connections > 0 ? (reconnects / connections).toFixed(2) : "–";
+  $("q-failures").textContent = rows.reduce((sum, r) => sum + r.failures_per_hour, 0).toFixed(1);
+  body.replaceChildren(
+    ...rows.map((r) => {
+      const tr = row(
+        [
+          r.node,
+          r.region,
+          r.transport,
+          r.connections,
+          [r.rtt_ms.p50, r.rtt_ms.p90, r.rtt_ms.p99].map(ms).join(" · ") + (kernelOnly(r) ? " *" : ""),
+          "",
+          [r.kernel_rtt_ms.p50, r.kernel_rtt_ms.p90].map(ms).join(" · "),
+          [r.connect_ms.p50, r.connect_ms.p90].map(ms).join(" · "),
+          "",
+          r.reconnects_per_hour.toFixed(1),
+          r.failures_per_hour.toFixed(1),
+          `${r.rtt_samples} · ${r.kernel_samples}`,
+        ],
+        { 3: "num", 4: `num ${rttClass(r.rtt_ms.p90)}`, 6: "num", 7: "num", 9: "num", 10: "num", 11: "num" },
+      );
+      tr.dataset.node = r.node;
+      tr.dataset.transport = r.transport;
+      tr.cells[5].append(histogram(r.rtt_counts, quality.rtt_bounds_ms, rttClass));
+      tr.cells[8].append(histogram(r.connect_counts, quality.connect_bounds_ms, () => ""));
+      tr.cells[11].title = "client round trips · kernel (TCP_INFO) samples";
+      if (kernelOnly(r)) tr.cells[4].title = "no client round trip in the window: the kernel's (TCP_INFO)";
+      return tr;
+    }),
+  );
+}
+
+/** No client reported a round trip in the window: the row's RTT is the kernel's (TCP_INFO). */
+const kernelOnly = (r) => r.rtt_samples === 0 && r.kernel_samples > 0;
+
+function sumCounts(lists) {
+  const total = [];
+  for (const counts of lists) counts.forEach((n, i) => (total[i] = (total[i] ?? 0) + n));
+  return total;
+}
+
+/** The `q` quantile of bucket counts: the bucket's upper bound (the overflow: twice the last). */
+function quantile(counts, bounds, q) {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total === 0) return null;
+  const rank = Math.max(1, Math.ceil(q * total));
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    seen += counts[i];
+    if (seen >= rank) return i < bounds.length ? bounds[i] : bounds.at(-1) * 2;
+  }
+  return bounds.at(-1) * 2;
+}
+
+const ms = (value) => (value == null ? "–" : String(Math.round(value)));
+const pair = (a, b) => `${ms(a)} · ${ms(b)}`;
+const rttClass = (value) => (value == null ? "" : value > BAD_RTT_MS ? "bad" : value > WARN_RTT_MS ? "warn" : "good");
+
+/** A bar per bucket, heights relative to the fullest; the title says "≤ bound ms: count". */
+function histogram(counts, bounds, classOf) {
+  const box = document.createElement("span");
+  box.className = "hist";
+  const top = Math.max(1, ...counts);
+  const total = counts.reduce((a, b) => a + b, 0);
+  box.setAttribute("role", "img");
+  box.setAttribute("aria-label", `${total} samples`);
+  counts.forEach((n, i) => {
+    const bar = document.createElement("i");
+    const label = i < bounds.length ? `≤ ${bounds[i]} ms` : `> ${bounds.at(-1)} ms`;
+    bar.title = `${label}: ${n}`;
+    bar.style.height = n > 0 ? `${Math.max(8, Math.round((100 * n) / top))}%` : "0";
+    const kind = classOf(i < bounds.length ? bounds[i] : bounds.at(-1) * 2);
+    if (kind) bar.className = kind;
+    box.append(bar);
+  });
+  return box;
 }
 
 function row(cells, classes = {}) {
