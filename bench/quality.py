@@ -15,8 +15,18 @@ Two parts, printed as one table with the machine:
    heartbeats answered (``longlink_heartbeats_total``), REPORTs, TCP_INFO
    samples, and the server's CPU seconds.
 
+3. **What measuring costs** (``--cpu-cost``): the server's CPU with REPORTs and
+   TCP_INFO sampling on against off, everything else equal (fixed 30 s
+   heartbeats in both runs, so only the quality work differs), at ``--conns``
+   idle connections; and the same cost from its parts, timed in this process:
+   one REPORT handled (session validation + the quality window + Prometheus),
+   one TCP_INFO sample of a real loopback socket, one node-report snapshot
+   (it counts the hub's connections), projected to ``--conns`` connections
+   reporting once a minute and the default 50 samples a second.
+
     python bench/quality.py                       # 2,000 connections, about 3 minutes
     python bench/quality.py --conns 10000 --seconds 120
+    python bench/quality.py --cpu-cost --conns 10000 --seconds 60
 """
 
 from __future__ import annotations
@@ -25,20 +35,31 @@ import argparse
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import msgspec
 import uvloop
 from common import cpu_seconds, machine_line, pin, say
+from prometheus_client import CollectorRegistry
 
 from longlink.client import Client
-from longlink.protocol import FrameDecoder, decode_frame
+from longlink.gateway.quality import Quality
+from longlink.protocol import FrameDecoder, Op, decode_frame, encode_frame
 from longlink.protocol.client import ClientSession
-from longlink.protocol.server import AuthRequest, HeartbeatRequest, ServerSession, SessionRules
+from longlink.protocol.server import (
+    AuthRequest,
+    HeartbeatRequest,
+    ReportReceived,
+    ServerSession,
+    SessionRules,
+)
 
 SERVER_CORE, LOAD_CORE = 0, 1
 
@@ -71,6 +92,76 @@ def virtual_hour(adaptive: bool, base: int = 30, server_max: int = 300) -> int:
     return beats
 
 
+def _opened_session() -> ServerSession:
+    """A server session past AUTH_OK (as the gateway holds one per connection)."""
+    server = ServerSession(SessionRules(), 0.0)
+    [request] = server.receive(decode_frame(ClientSession().connect("t", 0.0)), 0.0)
+    assert isinstance(request, AuthRequest)
+    server.opened("c", "u", "d", request.seq, 0.0)
+    return server
+
+
+@dataclass
+class _Transport:
+    sock: socket.socket
+
+    def get_extra_info(self, name: str) -> object:
+        return self.sock if name == "socket" else None
+
+
+@dataclass
+class _Conn:
+    """What the quality sampler reads of a gateway connection."""
+
+    transport: _Transport | None
+    kind: int = 1  # ws
+    closed: bool = False
+
+
+@dataclass
+class _Hub:
+    conns: dict[int, _Conn] = field(default_factory=dict)
+
+
+def micro_costs(conns: int, rounds: int = 20_000) -> dict[str, float]:
+    """Seconds per REPORT handled, per TCP_INFO sample and per snapshot at ``conns`` connections."""
+    # A typical REPORT of the SDKs a minute after connecting: 2 round trips (30 s beats).
+    body = msgspec.json.encode({"rtt_ms": [23, 31], "transport": "ws", "reconnects": 1})
+    frame = encode_frame(Op.REPORT, body)
+    listener = socket.create_server(("127.0.0.1", 0))
+    pairs = []
+    for _ in range(64):  # real loopback sockets: getsockopt(TCP_INFO) is a real syscall
+        client = socket.create_connection(listener.getsockname())
+        pairs.append((client, listener.accept()[0]))
+    hub = _Hub()
+    for i in range(conns):
+        hub.conns[i] = _Conn(_Transport(pairs[i % len(pairs)][1]))
+    quality = Quality(hub, CollectorRegistry(), per_second=50)  # type: ignore[arg-type]
+    session, conn = _opened_session(), hub.conns[0]
+    try:
+        start = time.perf_counter()
+        for i in range(rounds):
+            [event] = session.receive(decode_frame(frame), float(i))
+            assert isinstance(event, ReportReceived) and event.report is not None
+            quality.report(conn, event.report, float(i))  # type: ignore[arg-type]
+        report_s = (time.perf_counter() - start) / rounds
+        start = time.perf_counter()
+        taken = 0
+        for i in range(rounds // 50):
+            taken += quality.sample(float(i), 50)
+        sample_s = (time.perf_counter() - start) / max(1, taken)
+        start = time.perf_counter()
+        for i in range(20):
+            quality.snapshot(float(i))
+        snapshot_s = (time.perf_counter() - start) / 20
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+        listener.close()
+    return {"report": report_s, "sample": sample_s, "snapshot": snapshot_s}
+
+
 async def metric(http: httpx.AsyncClient, name: str) -> float:
     text = (await http.get("/metrics")).text
     total = 0.0
@@ -100,7 +191,12 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     return server, f"http://127.0.0.1:{http_port}"
 
 
-async def idle_run(conns: int, seconds: float, base: int, quality: bool) -> dict[str, Any]:
+async def idle_run(
+    conns: int, seconds: float, base: int, quality: bool, *, adaptive: bool | None = None
+) -> dict[str, Any]:
+    """An idle run; ``quality`` turns REPORTs and sampling on, ``adaptive`` (default: the
+    same as ``quality``) the adaptive heartbeat."""
+    adaptive = quality if adaptive is None else adaptive
     env = dict(
         os.environ,
         LONGLINK_HTTP_PORT="0",
@@ -112,6 +208,10 @@ async def idle_run(conns: int, seconds: float, base: int, quality: bool) -> dict
         LONGLINK_MAX_HEARTBEAT_S=str(base * 10),
         LONGLINK_QUALITY_SAMPLES_PER_S="50" if quality else "0",
         LONGLINK_CONTROL_BURST="1000",
+        # Every client is 127.0.0.1: no per-address caps on this loopback run.
+        LONGLINK_MAX_CONNS_PER_IP="0",
+        LONGLINK_HTTP_MAX_CONNS_PER_IP="0",
+        LONGLINK_CONNECT_RATE="0",
         LONGLINK_DATA_DIR=tempfile.mkdtemp(prefix="ll-quality-"),
     )
     server, url = start_server(env)
@@ -126,7 +226,7 @@ async def idle_run(conns: int, seconds: float, base: int, quality: bool) -> dict
                     url,
                     user=f"u{i}",
                     http_client=http,
-                    adaptive_heartbeat=quality,
+                    adaptive_heartbeat=adaptive,
                     report=quality,
                     connect_timeout_s=60,
                 )
@@ -157,9 +257,50 @@ async def idle_run(conns: int, seconds: float, base: int, quality: bool) -> dict
         server.wait(10)
 
 
+async def cpu_cost(args: argparse.Namespace) -> None:
+    """Part 3: what REPORTs and TCP_INFO sampling cost the server at ``args.conns``."""
+    costs = micro_costs(args.conns)
+    reports_per_s = args.conns / 60  # one REPORT a minute per connection (§1.6 rule 1)
+    parts = {
+        "REPORT handling": reports_per_s * costs["report"],
+        "TCP_INFO sampling (50/s)": 50 * costs["sample"],
+        "node-report snapshot (1/s)": costs["snapshot"],
+    }
+    say(f"| part, at {args.conns} connections | cost each | per second | % of a core |")
+    say("|---|---|---|---|")
+    say(
+        f"| REPORT handled | {costs['report'] * 1e6:.1f} µs | {reports_per_s:.0f}"
+        f" | {100 * parts['REPORT handling']:.3f} |"
+    )
+    say(
+        f"| TCP_INFO sample | {costs['sample'] * 1e6:.1f} µs | 50"
+        f" | {100 * parts['TCP_INFO sampling (50/s)']:.3f} |"
+    )
+    say(
+        f"| snapshot for the node report | {costs['snapshot'] * 1e6:.0f} µs | 1"
+        f" | {100 * parts['node-report snapshot (1/s)']:.3f} |"
+    )
+    say(f"| total | | | {100 * sum(parts.values()):.3f} |")
+    say("")
+    # The same on a real server: fixed heartbeats in both runs, only the quality work differs.
+    off = await idle_run(args.conns, args.seconds, 30, quality=False, adaptive=False)
+    on = await idle_run(args.conns, args.seconds, 30, quality=True, adaptive=False)
+    run = f"{args.conns} idle connections, {args.seconds:g} s, 30 s heartbeats"
+    say(f"| server, {run} | off | on |")
+    say("|---|---|---|")
+    say(f"| CPU, % of a core | {off['cpu_pct']:.2f} | {on['cpu_pct']:.2f} |")
+    say(f"| difference | | {on['cpu_pct'] - off['cpu_pct']:+.2f} |")
+    say(f"| heartbeats answered | {off['beats']:.0f} | {on['beats']:.0f} |")
+    say(f"| REPORTs handled (whole run) | {off['reports']:.0f} | {on['reports']:.0f} |")
+    say(f"| TCP_INFO samples (whole run) | {off['samples']:.0f} | {on['samples']:.0f} |")
+
+
 async def main(args: argparse.Namespace) -> None:
     pin(LOAD_CORE)
     say(machine_line())
+    if args.cpu_cost:
+        await cpu_cost(args)
+        return
     fixed, adaptive = virtual_hour(False), virtual_hour(True)
     say("| heartbeats per connection-hour (base 30 s, server max 300 s) | fixed | adaptive |")
     say("|---|---|---|")
@@ -184,4 +325,9 @@ if __name__ == "__main__":
     parser.add_argument("--conns", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--base", type=int, default=3, help="heartbeat base interval, seconds")
+    parser.add_argument(
+        "--cpu-cost",
+        action="store_true",
+        help="only part 3: the server CPU of REPORTs and TCP_INFO sampling, on against off",
+    )
     uvloop.run(main(parser.parse_args()))
