@@ -18,7 +18,9 @@ Two parts, printed as one table with the machine:
 3. **What measuring costs** (``--cpu-cost``): the server's CPU with REPORTs and
    TCP_INFO sampling on against off, everything else equal (fixed 30 s
    heartbeats in both runs, so only the quality work differs), at ``--conns``
-   idle connections; and the same cost from its parts, timed in this process:
+   idle connections; what one REPORT costs on the real path (a burst of extra
+   REPORTs over the same connections, CPU above the idle rate); and the same
+   cost from its parts, timed in this process:
    one REPORT handled (session validation + the quality window + Prometheus),
    one TCP_INFO sample of a real loopback socket, one node-report snapshot
    (it counts the hub's connections), projected to ``--conns`` connections
@@ -192,10 +194,18 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
 
 
 async def idle_run(
-    conns: int, seconds: float, base: int, quality: bool, *, adaptive: bool | None = None
+    conns: int,
+    seconds: float,
+    base: int,
+    quality: bool,
+    *,
+    adaptive: bool | None = None,
+    burst: int = 0,
 ) -> dict[str, Any]:
     """An idle run; ``quality`` turns REPORTs and sampling on, ``adaptive`` (default: the
-    same as ``quality``) the adaptive heartbeat."""
+    same as ``quality``) the adaptive heartbeat. With ``burst``, after the idle window that
+    many extra REPORTs go over the clients' connections in 10 s: the server's CPU above its
+    idle rate, divided by them, is what one REPORT costs on the real path (socket to window)."""
     adaptive = quality if adaptive is None else adaptive
     env = dict(
         os.environ,
@@ -234,13 +244,17 @@ async def idle_run(
                 clients.append(client)
 
         await asyncio.gather(*(one(i) for i in range(conns)))
+        accepted = 'longlink_quality_reports_total{outcome="accepted"}'
         beats0 = await metric(http, "longlink_heartbeats_total")
+        reports0 = await metric(http, accepted)
         cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
         await asyncio.sleep(seconds)
         beats = await metric(http, "longlink_heartbeats_total") - beats0
         cpu = cpu_seconds(server.pid) - cpu0
         elapsed = time.monotonic() - t0
-        reports = await metric(http, 'longlink_quality_reports_total{outcome="accepted"}')
+        reports_window = await metric(http, accepted) - reports0
+        burst_cost = await report_burst(server.pid, http, clients, burst, cpu / elapsed)
+        reports = await metric(http, accepted)
         samples = await metric(http, "longlink_quality_kernel_samples_total")
         await asyncio.gather(*(c.close() for c in clients))
         await http.aclose()
@@ -249,12 +263,35 @@ async def idle_run(
             "per_conn_hour": beats / conns / elapsed * 3600 * base / 30,  # in 30 s units
             "cpu_pct": 100 * cpu / elapsed,
             "reports": reports,
+            "reports_window": reports_window,
             "samples": samples,
             "elapsed": elapsed,
+            "report_s": burst_cost,
         }
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def report_burst(
+    pid: int, http: httpx.AsyncClient, clients: list[Client], count: int, idle_rate: float
+) -> float | None:
+    """Server CPU seconds per REPORT: ``count`` extra ones over 10 s, above the idle rate."""
+    if count <= 0 or not clients:
+        return None
+    body = msgspec.json.encode({"rtt_ms": [23, 31], "transport": "ws", "reconnects": 1})
+    frame = encode_frame(Op.REPORT, body)
+    links = [c._link for c in clients if c._link is not None]  # the SDK's own connections
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    chunk = max(1, count // 100)  # 100 chunks, one every 100 ms
+    for start in range(0, count, chunk):
+        for k in range(start, min(count, start + chunk)):
+            await links[k % len(links)].transport.send(frame)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2)  # loopback, a server far from busy: all read by now
+    await metric(http, "longlink_heartbeats_total")  # the idle window had one read too
+    cpu, elapsed = cpu_seconds(pid) - cpu0, time.monotonic() - t0
+    return (cpu - idle_rate * elapsed) / count
 
 
 async def cpu_cost(args: argparse.Namespace) -> None:
@@ -284,15 +321,25 @@ async def cpu_cost(args: argparse.Namespace) -> None:
     say("")
     # The same on a real server: fixed heartbeats in both runs, only the quality work differs.
     off = await idle_run(args.conns, args.seconds, 30, quality=False, adaptive=False)
-    on = await idle_run(args.conns, args.seconds, 30, quality=True, adaptive=False)
+    burst = 2 * args.conns
+    on = await idle_run(args.conns, args.seconds, 30, quality=True, adaptive=False, burst=burst)
     run = f"{args.conns} idle connections, {args.seconds:g} s, 30 s heartbeats"
     say(f"| server, {run} | off | on |")
     say("|---|---|---|")
     say(f"| CPU, % of a core | {off['cpu_pct']:.2f} | {on['cpu_pct']:.2f} |")
     say(f"| difference | | {on['cpu_pct'] - off['cpu_pct']:+.2f} |")
     say(f"| heartbeats answered | {off['beats']:.0f} | {on['beats']:.0f} |")
+    say(f"| REPORTs in the window | {off['reports_window']:.0f} | {on['reports_window']:.0f} |")
     say(f"| REPORTs handled (whole run) | {off['reports']:.0f} | {on['reports']:.0f} |")
     say(f"| TCP_INFO samples (whole run) | {off['samples']:.0f} | {on['samples']:.0f} |")
+    if on["report_s"] is not None:
+        real = on["report_s"]
+        say("")
+        say(
+            f"One REPORT on the real path (a burst of {burst} over 10 s, CPU above the idle rate):"
+            f" {real * 1e6:.1f} µs; at {reports_per_s:.0f} REPORTs/s that is"
+            f" {100 * real * reports_per_s:.2f} % of a core."
+        )
 
 
 async def main(args: argparse.Namespace) -> None:
