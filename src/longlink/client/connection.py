@@ -71,6 +71,7 @@ from longlink.client.errors import (
 )
 from longlink.client.inbox import Inbox
 from longlink.client.messages import ClientEvent, Disconnected, Message, Reconnected
+from longlink.client.tls import tls_context
 from longlink.client.transport import Transport, TransportKind
 from longlink.protocol import Codec, Op, ProtocolError
 from longlink.protocol.client import (
@@ -169,7 +170,7 @@ class Client:
         if ca_file is not None:
             if ssl is not None:
                 raise ValueError("give ssl or ca_file, not both")
-            ssl = ssl_module.create_default_context(cafile=ca_file)
+            ssl = tls_context(ca_file)
         self.url = url
         #: The last AUTH_OK, ``None`` before the first connection.
         self.auth_ok: AuthOk | None = None

@@ -34,6 +34,7 @@ import httpx
 
 from longlink.client.control import Endpoint, Grant, connect_request, fetch_grant
 from longlink.client.errors import AuthError, ConnectFailed, ConnectionClosed
+from longlink.client.tls import tls_context
 from longlink.client.transport import TRANSPORT_KINDS, Transport, TransportKind, open_transport
 from longlink.protocol import ErrorCode, ProtocolError
 from longlink.protocol.client import AuthRefused, ClientSession, Lost, Opened, Output
@@ -90,7 +91,7 @@ class Dialer:
             failed=self.failed,
         )
         if self.http is None:
-            verify: ssl_module.SSLContext | bool = self.ssl if self.ssl is not None else True
+            verify = self.ssl if self.ssl is not None else tls_context()
             self.http = httpx.AsyncClient(timeout=self.timeout_s, verify=verify)
         return await fetch_grant(self.http, self.url, body, timeout_s=self.timeout_s)
 
@@ -182,7 +183,7 @@ class Dialer:
         if kind == "tcp" and not endpoint.tls:
             return None
         if self.ssl is None:
-            self.ssl = ssl_module.create_default_context()  # the platform's CAs
+            self.ssl = tls_context()  # the platform's CAs, shared
         return self.ssl
 
     async def _handshake(

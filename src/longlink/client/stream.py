@@ -25,6 +25,7 @@ import httpx
 
 from longlink.client.errors import ConnectionClosed
 from longlink.client.messages import MAX_SERVER_FRAME
+from longlink.client.tls import tls_context
 from longlink.protocol import Frame, FrameDecoder, Op, ProtocolError
 from longlink.protocol.messages import Auth, AuthOk, decode_body
 
@@ -47,7 +48,7 @@ class StreamTransport:
     ) -> None:
         self.url = url.rstrip("/")
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(verify=ssl if ssl is not None else True)
+        self._http = http or httpx.AsyncClient(verify=ssl if ssl is not None else tls_context())
         self._timeout_s = timeout_s
         self._max_frame = max_frame
         self._frames: asyncio.Queue[Frame | ProtocolError | None] = asyncio.Queue(QUEUE_FRAMES)

@@ -27,6 +27,7 @@ from websockets.typing import Subprotocol
 from longlink.client.errors import ConnectFailed, ConnectionClosed
 from longlink.client.messages import MAX_SERVER_FRAME
 from longlink.client.stream import StreamTransport
+from longlink.client.tls import tls_context
 from longlink.protocol import ErrorCode, Frame, FrameDecoder, ProtocolError, decode_frame
 
 TransportKind = Literal["ws", "tcp", "stream"]
@@ -142,7 +143,7 @@ class WsTransport:
             ping_interval=None,  # liveness is the protocol's HEARTBEAT (§1.3 rule 3)
             open_timeout=open_timeout,
             close_timeout=_CLOSE_TIMEOUT_S,
-            ssl=(ssl or ssl_module.create_default_context()) if uri.startswith("wss:") else None,
+            ssl=(ssl or tls_context()) if uri.startswith("wss:") else None,
         )
         return cls(ws, max_frame)
 
