@@ -10,7 +10,14 @@ import pytest
 
 from longlink.bus.base import MessageQueue, NodeChannel, QueueFull
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
-from longlink.bus.redis import RedisNodeChannel, RedisQueue, high_first, node_key, split_by_priority
+from longlink.bus.redis import (
+    RedisNodeChannel,
+    RedisQueue,
+    high_first,
+    node_key,
+    queue_key,
+    split_by_priority,
+)
 from longlink.bus.redis import connect as redis_connect
 from longlink.model import Envelope, Message, NodeCommand, Priority, Target
 from tests.conftest import WAIT
@@ -84,8 +91,8 @@ async def test_redis_unacked_messages_are_claimed_by_another_worker(
         claimed += await asyncio.wait_for(alive.fetch(Priority.LOW, 10), WAIT)
     assert [m.msg_id for m in claimed] == [1, 2, 3]
     await alive.ack(Priority.LOW, claimed)
-    assert await client.xpending("{ll}:q:low", "dispatch") is not None
-    pending = await client.xpending("{ll}:q:low", "dispatch")
+    assert await client.xpending(queue_key(Priority.LOW), "dispatch") is not None
+    pending = await client.xpending(queue_key(Priority.LOW), "dispatch")
     assert pending["pending"] == 0
     await client.aclose()
 

@@ -1,14 +1,17 @@
 """The bus on Redis Streams: queues with consumer groups, one stream per gateway node.
 
-Queues (``{ll}:q:high``, ``{ll}:q:low``): physically separate streams, each
-read by the consumer group ``dispatch``. A message stays pending in the
+Queues (``ll:q:{high.<i>.<k>}``, ``ll:q:{low.<i>.<k>}``: key layout in
+:mod:`longlink.bus.keys`): physically separate streams per priority, split
+into ``shards`` streams each (a message goes to the shard of its first
+target, so a room's or a user's pushes keep their order), all read by the
+consumer group ``dispatch``. A message stays pending in the
 group until :meth:`RedisQueue.ack` (after dispatch handed it to the nodes);
 a dispatch worker that dies leaves its entries pending and another worker
 claims them with ``XAUTOCLAIM`` after ``claim_idle_ms``. Nothing accepted is
 lost; a message may be dispatched twice after a crash (gateways and SDKs
 drop duplicates by msg id).
 
-Node channels (``{ll}:node:<id>`` and ``{ll}:node:<id>:hi``): two streams
+Node channels (``ll:node:{n:<id>}`` and ``ll:node:{n:<id>}:hi``): two streams
 per gateway node, high-priority messages on their own so a low-priority
 backlog never delays them; the node reads both with one ``XREAD`` and
 handles the high stream's entries first. Each capped at
@@ -17,9 +20,9 @@ entries written while a node is down are skipped when it comes back —
 guaranteed messages do not depend on this path, they are in the offline
 store). Each entry holds one msgpack list of envelopes.
 
-A push batch is appended to its queue by one command (:data:`XADD_MANY`, a
-Lua script on that one key) rather than one ``XADD`` per message: the cost
-that matters is redis-py's CPU per command, not Redis's.
+A push batch is appended to each of its shards by one command
+(:data:`XADD_MANY`, a Lua script on that shard's stream and epoch) rather
+than one ``XADD`` per message: the cost that matters is redis-py's CPU per command, not Redis's.
 
 Room history: a channel built with a
 :class:`~longlink.history.redis.RedisHistory` queues the history appends of
@@ -27,8 +30,10 @@ a :meth:`RedisNodeChannel.send_many` first in the pipeline that writes the
 node streams (one round trip; Redis runs a connection's commands in order,
 so the history holds a message before any node can read it).
 
-Redis Cluster: every operation touches one key but a node's ``XREAD`` (its
-two streams: they must share a hash tag); see docs/deployment.md.
+Redis Cluster (``redis+cluster://``, :func:`connect`): every command and
+script touches one slot: a shard's stream and its epoch share the shard's
+tag, a node's two streams the node's tag; the shards are spread over the
+slot space, so over the primaries (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -39,15 +44,20 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from longlink.bus import keys
 from longlink.bus.base import DeliveryHandler, QueueFull
 from longlink.history.base import Kept
 from longlink.history.redis import RedisHistory
@@ -55,7 +65,7 @@ from longlink.model import Envelope, Message, Priority
 
 log = logging.getLogger("longlink.bus.redis")
 
-PREFIX = "{ll}"
+PREFIX = keys.GLOBAL
 GROUP = "dispatch"
 DEPTH_TTL_S = 0.1  # how old the queue length used for the bound may be
 _message_decoder = msgspec.msgpack.Decoder(Message)
@@ -80,19 +90,91 @@ for i = 1, #ARGV do
 end
 return #ARGV
 """
-#: Set once the registry is known whole; gone when Redis restarts without its data.
-EPOCH_KEY = PREFIX + ":epoch"
 #: Seconds after Redis came back empty before pushes are taken again: every gateway
 #: reports each second and registers its sessions again when it finds itself unknown.
 REBUILD_S = 3.0
 
 
-def connect(url: str, *, max_connections: int = 64) -> aioredis.Redis:
-    """A client for ``url`` (``redis://host:port/db``) that reconnects on its own.
+#: The URL schemes of ``LONGLINK_BUS`` on Redis (PROTOCOL.md §3).
+SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "redis+sentinel://")
 
-    The pool blocks (up to 10 s) when all ``max_connections`` are busy, so a
-    burst of concurrent pushes waits for a connection instead of failing.
+Client = aioredis.Redis | aioredis.RedisCluster
+
+
+class SentinelManaged(aioredis.Redis):
+    """The client of a Sentinel-managed primary: closing it closes the Sentinel links too."""
+
+    sentinels: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinels is not None:
+            for link in self.sentinels.sentinels:
+                await link.aclose()
+
+
+def _hosts(netloc: str, default_port: int) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """(username, password, [(host, port)]) of ``[user:password@]host:port[,host:port…]``."""
+    auth, _, hosts = netloc.rpartition("@")
+    user, _, password = auth.partition(":")
+    found: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host:
+            host, port = port, str(default_port)
+        if not host or not port.isdigit():
+            raise ValueError(f"bad host:port {item!r}")
+        found.append((host.strip("[]"), int(port)))
+    return unquote(user) or None, unquote(password) or None, found
+
+
+def connect(url: str, *, max_connections: int = 64) -> Client:
+    """A client for ``url`` that reconnects on its own.
+
+    * ``redis://host:port/db`` (``rediss://``, ``unix://``): one Redis. The
+      pool blocks (up to 10 s) when all ``max_connections`` are busy, so a
+      burst of concurrent pushes waits for a connection instead of failing.
+    * ``redis+cluster://host:port[,host:port…]``: a Redis Cluster, found from
+      any of those nodes (``redis.asyncio.RedisCluster``; ``max_connections``
+      per primary). Slots that move are followed (``MOVED``, ``ASK``).
+    * ``redis+sentinel://host:port[,host:port…]/master/db``: the primary that
+      the Sentinels name ``master``; after a failover the next connection
+      goes to the promoted replica.
     """
+    scheme, _, rest = url.partition("://")
+    if scheme == "redis+cluster":
+        user, password, hosts = _hosts(rest.partition("/")[0], 6379)
+        return aioredis.RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in hosts],
+            username=user,
+            password=password,
+            max_connections=max_connections,
+            socket_keepalive=True,
+            socket_connect_timeout=2.0,
+            # A primary that is down leaves its slots unserved; the others go on.
+            require_full_coverage=False,
+        )
+    if scheme == "redis+sentinel":
+        netloc, _, path = rest.partition("/")
+        master, _, db = path.partition("/")
+        if not master:
+            raise ValueError("redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER/DB: no master name")
+        user, password, hosts = _hosts(netloc, 26379)
+        sentinel = Sentinel(hosts, socket_timeout=2.0, socket_connect_timeout=2.0)
+        client: SentinelManaged = sentinel.master_for(
+            master,
+            redis_class=SentinelManaged,
+            db=int(db or 0),
+            username=user,
+            password=password,
+            max_connections=max_connections,
+            socket_keepalive=True,
+            socket_connect_timeout=2.0,
+            health_check_interval=10,
+            retry_on_timeout=True,
+        )
+        client.sentinels = sentinel
+        return client
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -111,14 +193,14 @@ def _reraise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-def queue_key(priority: Priority) -> str:
-    return f"{PREFIX}:q:{priority.value}"
+def queue_key(priority: Priority, shard: int = 0, shards: int = 1) -> str:
+    """The stream of ``priority``'s queue shard ``shard`` (of ``shards``)."""
+    return keys.queue_keys(priority, shards)[shard]
 
 
 def node_key(node_id: str, priority: Priority = Priority.LOW) -> str:
     """A gateway node's stream: high priority has its own, read first (never behind low)."""
-    suffix = ":hi" if priority == Priority.HIGH else ""
-    return f"{PREFIX}:node:{node_id}{suffix}"
+    return keys.node_stream(node_id, high=priority == Priority.HIGH)
 
 
 def split_by_priority(envelopes: Sequence[Envelope]) -> tuple[list[Envelope], list[Envelope]]:
@@ -151,60 +233,86 @@ def _text(value: Any) -> str:
 
 
 class RedisQueue:
-    """The high and low queues as two Redis streams with one consumer group.
+    """The high and low queues: ``shards`` Redis streams per priority, one consumer group.
+
+    A message goes to the shard of its first target
+    (:func:`~longlink.bus.keys.shard_of`), so the pushes to one room (one
+    user, one device) stay in order on one shard. On one Redis, a fetch reads
+    every shard of its priority with one ``XREADGROUP``; in a Redis Cluster
+    (each shard in its own slot) with one blocking ``XREADGROUP`` per shard,
+    all in flight at once: a fetch returns what the first ones bring (the
+    others' entries are kept for the next fetch). Entries stay pending in the
+    group until acked whatever happens to this process.
 
     Redis restarts: while Redis is unreachable :meth:`publish_many` raises
     :class:`~longlink.bus.base.QueueFull` (the API answers 503 with
     ``Retry-After``). When it comes back *without* its data, the registry
     is empty until every gateway has registered its sessions again; a push
     accepted meanwhile would find no route and be lost. So every append
-    checks, in the same command, that the :data:`EPOCH_KEY` exists: a
-    process that saw it and finds it gone refuses pushes for
-    :data:`REBUILD_S` (gateways re-register within a report interval), then
-    sets it again. A process sets it at :meth:`start` (and, had Redis been
-    away then, on its first push).
+    checks, in the same command, that its shard's epoch key
+    (:func:`~longlink.bus.keys.epoch_key`) exists: a process that saw it and
+    finds it gone refuses pushes for :data:`REBUILD_S` (gateways re-register
+    within a report interval), then sets it again. A process sets every
+    shard's epoch at :meth:`start` (and, had Redis been away then, on its
+    first push).
     """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | aioredis.RedisCluster,
         *,
         maxsize: int = 100_000,
         consumer: str | None = None,
         claim_idle_ms: int = 10_000,
         block_ms: int = 1_000,
         rebuild_s: float = REBUILD_S,
+        shards: int = 1,
     ) -> None:
         self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
+        self._clustered = isinstance(client, aioredis.RedisCluster)
         self._maxsize = maxsize
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._claim_idle_ms = claim_idle_ms
         self._block_ms = block_ms
-        self._entries: dict[int, bytes] = {}  # msg_id -> stream entry id, until acked
-        self._groups_ready: set[Priority] = set()
+        self.shards = shards
+        self._streams = {p: keys.queue_keys(p, shards) for p in Priority}
+        self._entries: dict[int, tuple[str, bytes]] = {}  # msg_id -> (stream, entry id)
+        self._groups_ready: set[str] = set()
         self._depth: dict[Priority, int] = {p: 0 for p in Priority}
         self._depth_read: dict[Priority, float] = {p: -DEPTH_TTL_S for p in Priority}
         self._closed = False
-        self._claim_cursor: dict[Priority, bytes] = {p: b"0-0" for p in Priority}
+        self._claim_cursor: dict[str, bytes] = {}
         # XAUTOCLAIM runs before a fetch at most this often while it finds nothing
         # (an entry is only claimable after claim_idle_ms anyway): one command per
         # fetch, not two. While it finds entries, or has more to scan, it runs every fetch.
         self._claim_every_s = min(claim_idle_ms, block_ms) / 1000
-        self._claim_due: dict[Priority, float] = {p: 0.0 for p in Priority}
+        self._claim_due: dict[str, float] = {}
+        self._fetched: dict[Priority, deque[Message]] = {p: deque() for p in Priority}
+        self._reads: dict[Priority, dict[str, asyncio.Task[list[Message]]]] = {
+            p: {} for p in Priority
+        }
         self._xadd_many = self._redis.register_script(XADD_MANY)
         self._rebuild_s = rebuild_s
-        self._epoch_seen = False
-        self._lost_at: float | None = None  # when this process found the epoch gone
+        self._epochs_seen: set[str] = set()  # the shards' epochs this process has seen
+        self._lost_at: float | None = None  # when this process found an epoch gone
 
-    async def _ensure_group(self, priority: Priority) -> None:
-        if priority in self._groups_ready:
-            return
-        try:
-            await self._redis.xgroup_create(queue_key(priority), GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._groups_ready.add(priority)
+    def streams(self, priority: Priority) -> tuple[str, ...]:
+        """The shard streams of ``priority``'s queue."""
+        return self._streams[priority]
+
+    async def _ensure_groups(self, priority: Priority) -> None:
+        for stream in self._streams[priority]:
+            if stream in self._groups_ready:
+                continue
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._groups_ready.add(stream)
+
+    def _forget_groups(self, priority: Priority) -> None:
+        self._groups_ready.difference_update(self._streams[priority])
 
     async def publish(self, message: Message) -> None:
         if not await self.publish_many([message]):
@@ -212,7 +320,7 @@ class RedisQueue:
             raise QueueFull(f"{message.priority.value} queue holds {depth} messages")
 
     async def publish_many(self, messages: Sequence[Message]) -> int:
-        """Hold ``messages`` in order, in one command per priority; return how many were held.
+        """Hold ``messages`` in order, in one command per shard; return how many were held.
 
         As :meth:`publish` one after another: the first message whose queue is
         at its bound stops the rest, which are not held (the count is then
@@ -234,13 +342,7 @@ class RedisQueue:
             # The lengths are read at most every DEPTH_TTL_S, not per push: the bound
             # may be passed by one interval's pushes.
             if stale:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for priority in stale:
-                        pipe.xlen(queue_key(priority))
-                    lengths = await pipe.execute()
-                for priority, length in zip(stale, lengths, strict=True):
-                    self._depth[priority] = int(length)
-                    self._depth_read[priority] = now
+                await self._read_depths(stale, now)
             depth = dict(self._depth)
             held = 0
             for message in messages:
@@ -249,11 +351,16 @@ class RedisQueue:
                 depth[message.priority] += 1
                 held += 1
             if held:
-                per_queue: dict[Priority, list[bytes]] = {}
+                per_stream: dict[str, list[bytes]] = {}
                 for message in messages[:held]:
-                    per_queue.setdefault(message.priority, []).append(_encoder.encode(message))
-                for priority, encoded in per_queue.items():  # usually one
-                    await self._append(priority, encoded)
+                    streams = self._streams[message.priority]
+                    stream = streams[keys.shard_of(message.target, len(streams))]
+                    per_stream.setdefault(stream, []).append(_encoder.encode(message))
+                if len(per_stream) == 1:  # the usual case: one push, one target
+                    [(stream, encoded)] = per_stream.items()
+                    await self._append(stream, encoded)
+                else:  # shards are independent: their appends go at once
+                    await asyncio.gather(*(self._append(k, e) for k, e in per_stream.items()))
             self._depth.update(depth)
         except RETRYABLE as exc:
             # Redis is unreachable (restarting): the API answers 503 with Retry-After.
@@ -262,27 +369,43 @@ class RedisQueue:
             raise QueueFull(f"the queue is unavailable: {exc}") from exc
         return held
 
-    async def start(self) -> None:
-        """Set the epoch if missing (a process starting: whatever is stored is whole)."""
-        with contextlib.suppress(*RETRYABLE):
-            await self._redis.set(EPOCH_KEY, int(time.time() * 1000), nx=True)
-            self._epoch_seen = True
+    async def _read_depths(self, priorities: Sequence[Priority], now: float) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for priority in priorities:
+                for stream in self._streams[priority]:
+                    pipe.xlen(stream)
+            lengths = iter(await pipe.execute())
+        for priority in priorities:
+            self._depth[priority] = sum(int(next(lengths)) for _ in self._streams[priority])
+            self._depth_read[priority] = now
 
-    async def _append(self, priority: Priority, encoded: list[bytes]) -> None:
-        """Append to the queue unless Redis lost its data and the registry is not rebuilt."""
+    async def start(self) -> None:
+        """Set the epochs if missing (a process starting: whatever is stored is whole)."""
+        with contextlib.suppress(*RETRYABLE):
+            stamp = int(time.time() * 1000)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for streams in self._streams.values():
+                    for stream in streams:
+                        pipe.set(keys.epoch_key(stream), stamp, nx=True)
+                await pipe.execute()
+            self._epochs_seen.update(keys.epoch_key(k) for ks in self._streams.values() for k in ks)
+
+    async def _append(self, stream: str, encoded: list[bytes]) -> None:
+        """Append to a shard unless Redis lost its data and the registry is not rebuilt."""
+        epoch = keys.epoch_key(stream)
         for _ in range(2):
-            if await self._xadd_many(keys=[queue_key(priority), EPOCH_KEY], args=encoded) >= 0:
-                self._epoch_seen = True
+            if await self._xadd_many(keys=[stream, epoch], args=encoded) >= 0:
+                self._epochs_seen.add(epoch)
                 self._lost_at = None
                 return
-            if not await self._renew_epoch():
+            if not await self._renew_epoch(epoch):
                 break
         raise QueueFull("Redis restarted without its data; rebuilding the registry, retry")
 
-    async def _renew_epoch(self) -> bool:
+    async def _renew_epoch(self, epoch: str) -> bool:
         """The epoch is gone: set it again now (first start) or once :data:`REBUILD_S` passed."""
         now = time.monotonic()
-        if self._epoch_seen:
+        if epoch in self._epochs_seen:
             if self._lost_at is None:
                 self._lost_at = now
                 log.warning(
@@ -290,95 +413,158 @@ class RedisQueue:
                 )
             if now - self._lost_at < self._rebuild_s:
                 return False
-        await self._redis.set(EPOCH_KEY, int(time.time() * 1000), nx=True)
+        await self._redis.set(epoch, int(time.time() * 1000), nx=True)
         return True
 
     async def fetch(self, priority: Priority, max_count: int) -> list[Message]:
-        key = queue_key(priority)
-        reply: Any
+        fetched = self._fetched[priority]
         while not self._closed:
+            if fetched:
+                return [fetched.popleft() for _ in range(min(max_count, len(fetched)))]
             _reraise_if_cancelled()  # a cancellation redis-py swallowed must still stop us
             try:
-                await self._ensure_group(priority)
-                if time.monotonic() >= self._claim_due[priority]:
-                    claimed = await self._claim(priority, max_count)
-                    if claimed:
-                        return claimed
-                reply = await self._redis.xreadgroup(
-                    GROUP,
-                    self._consumer,
-                    {key: ">"},
-                    count=max_count,
-                    block=self._block_ms,
-                )
+                await self._ensure_groups(priority)
+                claimed = await self._claim_due_shards(priority, max_count)
+                if claimed:
+                    return claimed
+                if self._clustered:
+                    fetched.extend(await self._read_shards(priority, max_count))
+                else:  # one Redis: every shard in one blocking read
+                    reply: Any = await self._redis.xreadgroup(
+                        GROUP,
+                        self._consumer,
+                        dict.fromkeys(self._streams[priority], ">"),
+                        count=max_count,
+                        block=self._block_ms,
+                    )
+                    for stream, entries in reply or ():
+                        fetched.extend(self._decode(_text(stream), entries))
             except RETRYABLE as exc:
                 _reraise_if_cancelled()
                 log.warning("redis queue %s: %s; retrying", priority.value, exc)
-                self._groups_ready.discard(priority)
+                self._forget_groups(priority)
                 await asyncio.sleep(0.5)
                 continue
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # Redis restarted empty: make the group again
-                    self._groups_ready.discard(priority)
+                    self._forget_groups(priority)
                     continue
                 raise
-            if reply:
-                return self._decode(reply[0][1])
         return []
 
-    async def _claim(self, priority: Priority, max_count: int) -> list[Message]:
+    async def _read_shards(self, priority: Priority, max_count: int) -> list[Message]:
+        """Cluster: a blocking read on every shard; what the first ones to answer bring.
+
+        Reads still blocked stay in flight; their entries come with a later fetch.
+        """
+        reads = self._reads[priority]
+        for stream in self._streams[priority]:
+            if stream not in reads:
+                reads[stream] = asyncio.create_task(
+                    self._read_shard(stream, max_count), name=f"queue-read-{stream}"
+                )
+        await asyncio.wait(reads.values(), return_when=asyncio.FIRST_COMPLETED)
+        messages: list[Message] = []
+        failure: BaseException | None = None
+        for stream, task in list(reads.items()):
+            if not task.done():
+                continue
+            del reads[stream]
+            if task.cancelled():
+                continue
+            if (exc := task.exception()) is not None:
+                failure = failure or exc
+                continue
+            messages.extend(task.result())
+        if failure is not None and not messages:
+            raise failure
+        return messages
+
+    async def _read_shard(self, stream: str, max_count: int) -> list[Message]:
+        reply: Any = await self._redis.xreadgroup(
+            GROUP, self._consumer, {stream: ">"}, count=max_count, block=self._block_ms
+        )
+        return self._decode(stream, reply[0][1]) if reply else []
+
+    async def _claim_due_shards(self, priority: Priority, max_count: int) -> list[Message]:
+        now = time.monotonic()
+        for stream in self._streams[priority]:
+            if now >= self._claim_due.get(stream, 0.0):
+                claimed = await self._claim(stream, priority, max_count)
+                if claimed:
+                    return claimed
+        return []
+
+    async def _claim(self, stream: str, priority: Priority, max_count: int) -> list[Message]:
         """Entries another worker fetched and never acked (it died): take them over."""
         reply = await self._redis.xautoclaim(
-            queue_key(priority),
+            stream,
             GROUP,
             self._consumer,
             min_idle_time=self._claim_idle_ms,
-            start_id=self._claim_cursor[priority],
+            start_id=self._claim_cursor.get(stream, b"0-0"),
             count=max_count,
         )
         cursor = bytes(reply[0]) if reply[0] else b"0-0"
-        self._claim_cursor[priority] = cursor
+        self._claim_cursor[stream] = cursor
         entries = [entry for entry in reply[1] if entry and entry[1]]
         if entries:
             log.info("claimed %d pending %s messages", len(entries), priority.value)
         elif cursor == b"0-0":  # scanned to the end, nothing idle: look again later
-            self._claim_due[priority] = time.monotonic() + self._claim_every_s
-        return self._decode(entries)
+            self._claim_due[stream] = time.monotonic() + self._claim_every_s
+        return self._decode(stream, entries)
 
-    def _decode(self, entries: Sequence[Any]) -> list[Message]:
+    def _decode(self, stream: str, entries: Sequence[Any]) -> list[Message]:
         messages: list[Message] = []
         for entry_id, fields in entries:
             message = _message_decoder.decode(fields[b"m"])
-            self._entries[message.msg_id] = entry_id
+            self._entries[message.msg_id] = (stream, entry_id)
             messages.append(message)
         return messages
 
     async def ack(self, priority: Priority, messages: Sequence[Message]) -> None:
-        ids = [self._entries.pop(m.msg_id) for m in messages if m.msg_id in self._entries]
-        if ids:
-            key = queue_key(priority)
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.xack(key, GROUP, *ids)
-                    pipe.xdel(key, *ids)
-                    await pipe.execute()
-            except RETRYABLE as exc:
-                # Redis is away: the entries stay pending and are claimed again later
-                # (dispatched twice at worst; gateways and SDKs drop duplicates).
-                _reraise_if_cancelled()
-                log.warning("redis queue %s: ack of %d failed: %s", priority.value, len(ids), exc)
+        per_stream: dict[str, list[bytes]] = {}
+        for message in messages:
+            where = self._entries.pop(message.msg_id, None)
+            if where is not None:
+                per_stream.setdefault(where[0], []).append(where[1])
+        if not per_stream:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for stream, ids in per_stream.items():
+                    pipe.xack(stream, GROUP, *ids)
+                    pipe.xdel(stream, *ids)
+                await pipe.execute()
+        except RETRYABLE as exc:
+            # Redis is away: the entries stay pending and are claimed again later
+            # (dispatched twice at worst; gateways and SDKs drop duplicates).
+            _reraise_if_cancelled()
+            count = sum(map(len, per_stream.values()))
+            log.warning("redis queue %s: ack of %d failed: %s", priority.value, count, exc)
 
     def depth(self, priority: Priority) -> int:
         return self._depth[priority]
 
     async def refresh_depths(self) -> dict[Priority, int]:
         """Read both queue lengths from Redis (for metrics and overload checks)."""
-        for priority in Priority:
-            self._depth[priority] = int(await self._redis.xlen(queue_key(priority)))
+        await self._read_depths(list(Priority), time.monotonic())
         return dict(self._depth)
 
     async def close(self) -> None:
+        """Refuse publishes, wake fetches; reads still in flight end within ``block_ms``."""
         self._closed = True
+        reads = [task for per in self._reads.values() for task in per.values()]
+        for per in self._reads.values():
+            per.clear()
+        if reads:
+            # Cancelling a read inside redis-py can hang its connection: let them end.
+            _, pending = await asyncio.wait(reads, timeout=self._block_ms / 1000 + 2)
+            for task in pending:
+                task.cancel()
+            for task in reads:
+                with contextlib.suppress(BaseException):
+                    await task
 
 
 class RedisNodeChannel:
@@ -390,7 +576,7 @@ class RedisNodeChannel:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         *,
         node_stream_max: int = 100_000,
         block_ms: int = 1_000,
