@@ -114,6 +114,15 @@ async def api(node: Node) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A private 3-primary Redis Cluster for the session (``redis+cluster://…``)."""
+    from tests.redis_server import redis_cluster_url as cluster_url
+
+    with cluster_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
     """A private redis-server for the session (see tests/redis_server.py)."""
     from tests.redis_server import redis_url

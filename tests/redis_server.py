@@ -1,9 +1,14 @@
-"""A real redis-server for the tests that need one.
+"""A real redis-server for the tests that need one, and a real Redis Cluster.
 
 When the ``redis-server`` binary exists, one is started on a free port in a
 temporary folder (no persistence unless asked). Otherwise
 ``LONGLINK_TEST_REDIS_URL`` names one. Under ``CI=true`` having neither is a
 failure, never a skip.
+
+:class:`RedisClusterServers` makes a 3-primary Redis Cluster the same way
+(``redis-server --cluster-enabled yes`` three times, then ``redis-cli
+--cluster create``), with AOF on so a primary can be restarted with its data;
+``LONGLINK_TEST_REDIS_CLUSTER_URL`` (``redis+cluster://…``) names one instead.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pytest
@@ -30,10 +35,18 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server process of our own on 127.0.0.1 (restartable, for failover tests)."""
 
-    def __init__(self, directory: str, *, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        appendonly: bool = False,
+        port: int | None = None,
+        extra: Sequence[str] = (),
+    ) -> None:
         self.directory = directory
-        self.port = free_port()
+        self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra = list(extra)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,6 +64,7 @@ class RedisServer:
             "--appendfsync", "always",
             "--daemonize", "no",
             "--logfile", os.path.join(self.directory, "redis.log"),
+            *self.extra,
         ]  # fmt: skip
         self.process = subprocess.Popen(args)
         deadline = time.monotonic() + 10
@@ -104,3 +118,88 @@ def redis_url() -> Iterator[str]:
             yield server.url
         finally:
             server.stop()
+
+
+class RedisClusterServers:
+    """Three redis-server processes joined into one Redis Cluster (no replicas), AOF on."""
+
+    def __init__(self, directory: str, primaries: int = 3) -> None:
+        self.servers: list[RedisServer] = []
+        for i in range(primaries):
+            folder = os.path.join(directory, f"n{i}")
+            os.makedirs(folder)
+            extra = [
+                "--cluster-enabled", "yes",
+                "--cluster-port", str(free_port()),  # not port + 10000: that may pass 65535
+                "--cluster-config-file", os.path.join(folder, "nodes.conf"),
+                "--cluster-node-timeout", "2000",
+                "--cluster-require-full-coverage", "no",
+                "--appendfsync", "everysec",
+            ]  # fmt: skip
+            self.servers.append(RedisServer(folder, appendonly=True, extra=extra))
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+        addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        self.wait_ok()
+
+    def wait_ok(self, timeout: float = 20.0) -> None:
+        """Until every primary says ``cluster_state:ok`` (the slots are all served)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [self._info(s.port) for s in self.servers]
+            if all("cluster_state:ok" in state for state in states):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the cluster did not become ok: {states}")
+
+    @staticmethod
+    def _info(port: int) -> str:
+        result = subprocess.run(
+            ["redis-cli", "-p", str(port), "cluster", "info"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return result.stdout
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def redis_cluster_available() -> bool:
+    return (
+        shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
+    ) or bool(os.environ.get("LONGLINK_TEST_REDIS_CLUSTER_URL"))
+
+
+@contextmanager
+def redis_cluster_url() -> Iterator[str]:
+    """A ``redis+cluster://`` URL for the block's duration (a private cluster when possible)."""
+    if not redis_cluster_available():
+        message = "no redis-server/redis-cli binaries and no LONGLINK_TEST_REDIS_CLUSTER_URL"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    if os.environ.get("LONGLINK_TEST_REDIS_CLUSTER_URL"):
+        yield os.environ["LONGLINK_TEST_REDIS_CLUSTER_URL"]
+        return
+    with tempfile.TemporaryDirectory(prefix="longlink-cluster-") as directory:
+        cluster = RedisClusterServers(directory)
+        try:
+            cluster.start()
+            yield cluster.url
+        finally:
+            cluster.stop()

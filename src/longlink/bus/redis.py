@@ -101,6 +101,36 @@ SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "redis+sentin
 Client = aioredis.Redis | aioredis.RedisCluster
 
 
+class BoundedCluster(aioredis.RedisCluster):
+    """A RedisCluster client whose commands wait for a free slot instead of failing.
+
+    redis-py's cluster client raises ``MaxConnectionsError`` when a primary's
+    ``max_connections`` are all busy (the single-Redis pool can block
+    instead): here at most ``max_connections`` commands and pipelines run at
+    once, the others wait, so no primary is asked for more connections.
+    """
+
+    def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self._busy = asyncio.Semaphore(max_connections)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._busy:
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+        busy = self._busy
+
+        async def bounded(raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+            async with busy:
+                return await execute(raise_on_error, allow_redirections)
+
+        pipe.execute = bounded  # type: ignore[method-assign]
+        return pipe
+
+
 class SentinelManaged(aioredis.Redis):
     """The client of a Sentinel-managed primary: closing it closes the Sentinel links too."""
 
@@ -144,7 +174,7 @@ def connect(url: str, *, max_connections: int = 64) -> Client:
     scheme, _, rest = url.partition("://")
     if scheme == "redis+cluster":
         user, password, hosts = _hosts(rest.partition("/")[0], 6379)
-        return aioredis.RedisCluster(
+        return BoundedCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in hosts],
             username=user,
             password=password,
