@@ -78,12 +78,16 @@ def node_settings(tmp_path: Any, **changes: Any) -> Settings:
     return base.replace(**changes)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def bus(request: pytest.FixtureRequest) -> str:
-    """Every end-to-end test on the ``node`` fixture runs on both backends."""
+    """Every end-to-end test on the ``node`` fixture runs on every backend.
+
+    ``cluster``: the session's 3-primary Redis Cluster (``redis+cluster://``).
+    """
     if request.param == "memory":
         return "memory"
-    url: str = request.getfixturevalue("redis_server_url")
+    fixture = "redis_cluster_url" if request.param == "cluster" else "redis_server_url"
+    url: str = request.getfixturevalue(fixture)
     return url
 
 

@@ -13,13 +13,14 @@ failure, never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import pytest
@@ -158,21 +159,11 @@ class RedisClusterServers:
         """Until every primary says ``cluster_state:ok`` (the slots are all served)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            states = [self._info(s.port) for s in self.servers]
+            states = [_cli(s.port, "cluster", "info") for s in self.servers]
             if all("cluster_state:ok" in state for state in states):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"the cluster did not become ok: {states}")
-
-    @staticmethod
-    def _info(port: int) -> str:
-        result = subprocess.run(
-            ["redis-cli", "-p", str(port), "cluster", "info"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return result.stdout
 
     def stop(self) -> None:
         for server in self.servers:
@@ -203,3 +194,94 @@ def redis_cluster_url() -> Iterator[str]:
             yield cluster.url
         finally:
             cluster.stop()
+
+
+class RedisSentinelSet:
+    """A primary, one replica and one Sentinel (quorum 1) watching them, as ``MASTER``."""
+
+    MASTER = "longlink"
+
+    def __init__(self, directory: str, *, down_after_ms: int = 1000) -> None:
+        self.directory = directory
+        self.down_after_ms = down_after_ms
+        folders = [os.path.join(directory, name) for name in ("a", "b", "sentinel")]
+        for folder in folders:
+            os.makedirs(folder)
+        fast_sync = ["--repl-diskless-sync-delay", "0"]  # not 5 s before the first sync
+        self.primary = RedisServer(folders[0], extra=fast_sync)
+        self.replica = RedisServer(
+            folders[1], extra=[*fast_sync, "--replicaof", "127.0.0.1", str(self.primary.port)]
+        )
+        self.sentinel_port = free_port()
+        self.sentinel_dir = folders[2]
+        self.sentinel: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.MASTER}/0"
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica.start()
+        config = os.path.join(self.sentinel_dir, "sentinel.conf")
+        with open(config, "w") as file:
+            file.write(
+                f"port {self.sentinel_port}\n"
+                "bind 127.0.0.1\n"
+                f"dir {self.sentinel_dir}\n"
+                f"logfile {os.path.join(self.sentinel_dir, 'sentinel.log')}\n"
+                f"sentinel monitor {self.MASTER} 127.0.0.1 {self.primary.port} 1\n"
+                f"sentinel down-after-milliseconds {self.MASTER} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.MASTER} 5000\n"
+            )
+        self.sentinel = subprocess.Popen(["redis-server", config, "--sentinel"])
+        self._wait(lambda: _cli(self.primary.port, "info", "replication"), "state=online")
+        self._wait(lambda: _cli(self.sentinel_port, "sentinel", "replicas", self.MASTER), "ip")
+
+    def primary_port(self) -> int:
+        """The port of the primary the Sentinel names now."""
+        reply = _cli(self.sentinel_port, "sentinel", "get-master-addr-by-name", self.MASTER)
+        return int(reply.split()[1])
+
+    @staticmethod
+    def _wait(read: Callable[[], str], wanted: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                text = read()
+                if wanted in text:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"waited for {wanted!r}, got {text!r}")
+
+    def stop(self) -> None:
+        if self.sentinel is not None and self.sentinel.poll() is None:
+            self.sentinel.terminate()
+            self.sentinel.wait(10)
+        self.replica.stop()
+        self.primary.stop()
+
+
+def _cli(port: int, *args: str) -> str:
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=5
+    )
+    return result.stdout
+
+
+@contextmanager
+def redis_sentinel_set() -> Iterator[RedisSentinelSet]:
+    """A running primary + replica + Sentinel for the block (needs the binaries)."""
+    if not redis_cluster_available() or os.environ.get("LONGLINK_TEST_REDIS_CLUSTER_URL"):
+        message = "no redis-server/redis-cli binaries: the Sentinel tests start their own"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with tempfile.TemporaryDirectory(prefix="longlink-sentinel-") as directory:
+        servers = RedisSentinelSet(directory)
+        try:
+            servers.start()
+            yield servers
+        finally:
+            servers.stop()

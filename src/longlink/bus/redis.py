@@ -332,14 +332,16 @@ class RedisQueue:
 
     async def _ensure_groups(self, priority: Priority) -> None:
         for stream in self._streams[priority]:
-            if stream in self._groups_ready:
-                continue
-            try:
-                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-            self._groups_ready.add(stream)
+            if stream not in self._groups_ready:
+                await self._create_group(stream)
+
+    async def _create_group(self, stream: str) -> None:
+        try:
+            await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups_ready.add(stream)
 
     def _forget_groups(self, priority: Priority) -> None:
         self._groups_ready.difference_update(self._streams[priority])
@@ -452,23 +454,24 @@ class RedisQueue:
             if fetched:
                 return [fetched.popleft() for _ in range(min(max_count, len(fetched)))]
             _reraise_if_cancelled()  # a cancellation redis-py swallowed must still stop us
+            if self._clustered:  # each shard on its own: a primary down stops only its shards
+                fetched.extend(await self._read_shards(priority, max_count))
+                continue
             try:
                 await self._ensure_groups(priority)
                 claimed = await self._claim_due_shards(priority, max_count)
                 if claimed:
                     return claimed
-                if self._clustered:
-                    fetched.extend(await self._read_shards(priority, max_count))
-                else:  # one Redis: every shard in one blocking read
-                    reply: Any = await self._redis.xreadgroup(
-                        GROUP,
-                        self._consumer,
-                        dict.fromkeys(self._streams[priority], ">"),
-                        count=max_count,
-                        block=self._block_ms,
-                    )
-                    for stream, entries in reply or ():
-                        fetched.extend(self._decode(_text(stream), entries))
+                # One Redis: every shard in one blocking read.
+                reply: Any = await self._redis.xreadgroup(
+                    GROUP,
+                    self._consumer,
+                    dict.fromkeys(self._streams[priority], ">"),
+                    count=max_count,
+                    block=self._block_ms,
+                )
+                for stream, entries in reply or ():
+                    fetched.extend(self._decode(_text(stream), entries))
             except RETRYABLE as exc:
                 _reraise_if_cancelled()
                 log.warning("redis queue %s: %s; retrying", priority.value, exc)
@@ -491,29 +494,39 @@ class RedisQueue:
         for stream in self._streams[priority]:
             if stream not in reads:
                 reads[stream] = asyncio.create_task(
-                    self._read_shard(stream, max_count), name=f"queue-read-{stream}"
+                    self._read_shard(stream, priority, max_count), name=f"queue-read-{stream}"
                 )
         await asyncio.wait(reads.values(), return_when=asyncio.FIRST_COMPLETED)
         messages: list[Message] = []
-        failure: BaseException | None = None
         for stream, task in list(reads.items()):
-            if not task.done():
-                continue
-            del reads[stream]
-            if task.cancelled():
-                continue
-            if (exc := task.exception()) is not None:
-                failure = failure or exc
-                continue
-            messages.extend(task.result())
-        if failure is not None and not messages:
-            raise failure
+            if task.done():
+                del reads[stream]
+                if not task.cancelled():
+                    messages.extend(task.result())  # a shard's outage was handled in the task
         return messages
 
-    async def _read_shard(self, stream: str, max_count: int) -> list[Message]:
-        reply: Any = await self._redis.xreadgroup(
-            GROUP, self._consumer, {stream: ">"}, count=max_count, block=self._block_ms
-        )
+    async def _read_shard(self, stream: str, priority: Priority, max_count: int) -> list[Message]:
+        """Cluster: one shard's claimable entries, or a blocking read of its new ones."""
+        try:
+            if stream not in self._groups_ready:
+                await self._create_group(stream)
+            if time.monotonic() >= self._claim_due.get(stream, 0.0):
+                claimed = await self._claim(stream, priority, max_count)
+                if claimed:
+                    return claimed
+            reply: Any = await self._redis.xreadgroup(
+                GROUP, self._consumer, {stream: ">"}, count=max_count, block=self._block_ms
+            )
+        except RETRYABLE as exc:
+            log.warning("redis queue %s: %s: %s; retrying", priority.value, stream, exc)
+            self._groups_ready.discard(stream)
+            await asyncio.sleep(0.5)
+            return []
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._groups_ready.discard(stream)  # its primary came back empty
+            return []
         return self._decode(stream, reply[0][1]) if reply else []
 
     async def _claim_due_shards(self, priority: Priority, max_count: int) -> list[Message]:
