@@ -174,6 +174,7 @@ async def test_pushes_to_an_offline_user_arrive_after_connect_oldest_first_once(
     sent.append(await push(api, {"devices": ["cleo-tablet"]}, {"n": 3}))
     await push(api, {"users": ["someone-else"]}, {"n": -1})
     await store_holds(gnode, 5)
+    await wait_event(gnode, sent[0], "dispatched")  # the store is written before the 202
     assert events(gnode, sent[0]) == ["accepted", "stored", "queued", "dispatched"]
     trace = gnode.tracer.trace(sent[0])
     assert trace is not None
