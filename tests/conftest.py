@@ -145,12 +145,21 @@ async def api(node: Node) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="session")
-def redis_cluster_url() -> Iterator[str]:
-    """A private 3-primary Redis Cluster for the session (``redis+cluster://…``)."""
-    from tests.redis_server import redis_cluster_url as cluster_url
+def redis_cluster() -> Iterator[Any]:
+    """The session's 3-primary Redis Cluster: a RedisClusterServers, or None (external)."""
+    from tests.redis_server import redis_cluster_servers
 
-    with cluster_url() as url:
-        yield url
+    with redis_cluster_servers() as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: Any) -> str:
+    """``redis+cluster://…`` of the session's cluster (``LONGLINK_TEST_REDIS_CLUSTER_URL``)."""
+    if redis_cluster is None:
+        return os.environ["LONGLINK_TEST_REDIS_CLUSTER_URL"]
+    url: str = redis_cluster.url
+    return url
 
 
 @pytest.fixture(scope="session")

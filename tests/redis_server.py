@@ -169,6 +169,31 @@ class RedisClusterServers:
         for server in self.servers:
             server.stop()
 
+    def owner(self, key: str) -> RedisServer:
+        """The primary that serves ``key``'s slot now."""
+        from longlink.bus.keys import slot
+
+        port = self._slot_owner(slot(key))
+        return next(s for s in self.servers if s.port == port)
+
+    def _slot_owner(self, slot: int) -> int:
+        for line in _cli(self.servers[0].port, "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "master" not in fields[2]:
+                continue
+            port = int(fields[1].split("@")[0].rpartition(":")[2])
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return port
+        raise LookupError(f"no primary serves slot {slot}")
+
+    def restart(self, server: RedisServer) -> None:
+        """SIGKILL ``server`` and start it again on its port with its data (AOF, nodes.conf)."""
+        server.stop(kill=True)
+        server.start()
+        self.wait_ok()
+
 
 def redis_cluster_available() -> bool:
     return (
@@ -177,21 +202,21 @@ def redis_cluster_available() -> bool:
 
 
 @contextmanager
-def redis_cluster_url() -> Iterator[str]:
-    """A ``redis+cluster://`` URL for the block's duration (a private cluster when possible)."""
+def redis_cluster_servers() -> Iterator[RedisClusterServers | None]:
+    """A private cluster for the block; None when ``LONGLINK_TEST_REDIS_CLUSTER_URL`` names one."""
     if not redis_cluster_available():
         message = "no redis-server/redis-cli binaries and no LONGLINK_TEST_REDIS_CLUSTER_URL"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
     if os.environ.get("LONGLINK_TEST_REDIS_CLUSTER_URL"):
-        yield os.environ["LONGLINK_TEST_REDIS_CLUSTER_URL"]
+        yield None
         return
     with tempfile.TemporaryDirectory(prefix="longlink-cluster-") as directory:
         cluster = RedisClusterServers(directory)
         try:
             cluster.start()
-            yield cluster.url
+            yield cluster
         finally:
             cluster.stop()
 

@@ -48,6 +48,8 @@ log = logging.getLogger("longlink.trace")
 
 #: The pub/sub channel every process listens on for trace queries.
 CHANNEL = keys.global_key("trace:q")
+#: Redis away (or changing) or a reply late: the responder and the gatherer go on.
+UNREACHABLE: tuple[type[Exception], ...] = (*RETRYABLE, TimeoutError)
 #: Seconds a reply list lives (replies that come after the deadline vanish with it).
 REPLY_TTL_S = 10
 #: Queries gathered at once by one process (each holds a pooled connection while it waits).
@@ -127,7 +129,7 @@ class RedisTraceView:
     async def __aenter__(self) -> Self:
         try:
             await self._subscribe()
-        except (*RETRYABLE, TimeoutError) as exc:  # Redis is down: the responder keeps trying
+        except UNREACHABLE as exc:  # Redis is down: the responder keeps trying
             log.warning("trace responder: %s; subscribing in the background", _reason(exc))
             await self._unsubscribe()
         self._task = asyncio.create_task(self._respond(), name="trace-responder")
@@ -173,7 +175,7 @@ class RedisTraceView:
                     await self._subscribe()
                     log.info("trace responder subscribed again")
                 message = await self._next(ignore_subscribe_messages=True, wait_s=self._poll_s)
-            except (*RETRYABLE, TimeoutError) as exc:
+            except UNREACHABLE as exc:
                 if cancel_requested():
                     raise asyncio.CancelledError from exc
                 log.warning("trace responder: %s; subscribing again", _reason(exc))
@@ -254,7 +256,7 @@ class RedisTraceView:
                         continue
                     if part.origin != self.origin:
                         parts.append(part)
-        except (*RETRYABLE, TimeoutError) as exc:
+        except UNREACHABLE as exc:
             log.warning("trace query (%s): gathering stopped: %s", kind, _reason(exc))
         if answered < asked:
             log.warning(
