@@ -126,6 +126,10 @@ SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "redis+sentin
 Client = aioredis.Redis | aioredis.RedisCluster
 
 
+#: Connections per primary kept beyond ``max_connections`` (see :class:`BoundedCluster`).
+SPARE_CONNECTIONS = 16
+
+
 class BoundedCluster(aioredis.RedisCluster):
     """A RedisCluster client whose commands wait for a free slot instead of failing.
 
@@ -136,7 +140,9 @@ class BoundedCluster(aioredis.RedisCluster):
     """
 
     def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
-        super().__init__(max_connections=max_connections, **kwargs)
+        # Beyond the commands: a sharded subscription holds a connection of its own, and
+        # redis-py's topology refreshes borrow some.
+        super().__init__(max_connections=max_connections + SPARE_CONNECTIONS, **kwargs)
         self._busy = asyncio.Semaphore(max_connections)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
