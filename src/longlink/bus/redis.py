@@ -57,6 +57,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterDownError,
+    NoScriptError,
     ReadOnlyError,
     RedisClusterUnreachableError,
     ResponseError,
@@ -115,6 +116,8 @@ for i = 1, #ARGV do
 end
 return #ARGV
 """
+#: Cluster: how long a fetch that got entries from one shard waits for the others'.
+COALESCE_S = 0.001
 #: Seconds after Redis came back empty before pushes are taken again: every gateway
 #: reports each second and registers its sessions again when it finds itself unknown.
 REBUILD_S = 3.0
@@ -425,8 +428,8 @@ class RedisQueue:
                 if len(per_stream) == 1:  # the usual case: one push, one target
                     [(stream, encoded)] = per_stream.items()
                     await self._append(stream, encoded)
-                else:  # shards are independent: their appends go at once
-                    await asyncio.gather(*(self._append(k, e) for k, e in per_stream.items()))
+                else:
+                    await self._append_many(per_stream)
             self._depth.update(depth)
         except RETRYABLE as exc:
             # Redis is unreachable (restarting): the API answers 503 with Retry-After.
@@ -467,6 +470,34 @@ class RedisQueue:
             if not await self._renew_epoch(epoch):
                 break
         raise QueueFull("Redis restarted without its data; rebuilding the registry, retry")
+
+    async def _append_many(self, per_stream: dict[str, list[bytes]]) -> None:
+        """:meth:`_append` to several shards in one pipeline (a cluster: each primary at once).
+
+        A shard refused (its epoch gone) or whose script Redis forgot goes again
+        through :meth:`_append`, which sorts that out.
+        """
+        sha = self._xadd_many.sha
+        streams = list(per_stream)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                epoch = keys.epoch_key(stream)
+                pipe.execute_command("EVALSHA", sha, 2, stream, epoch, *per_stream[stream])
+            results = await pipe.execute(raise_on_error=False)
+        again: list[str] = []
+        for stream, result in zip(streams, results, strict=True):
+            if isinstance(result, NoScriptError) or (
+                not isinstance(result, Exception) and int(result) < 0
+            ):
+                again.append(stream)
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                self._epochs_seen.add(keys.epoch_key(stream))
+        for stream in again:
+            await self._append(stream, per_stream[stream])
+        if not again:
+            self._lost_at = None
 
     async def _renew_epoch(self, epoch: str) -> bool:
         """The epoch is gone: set it again now (first start) or once :data:`REBUILD_S` passed."""
@@ -530,7 +561,11 @@ class RedisQueue:
                 reads[stream] = asyncio.create_task(
                     self._read_shard(stream, priority, max_count), name=f"queue-read-{stream}"
                 )
-        await asyncio.wait(reads.values(), return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait(reads.values(), return_when=asyncio.FIRST_COMPLETED)
+        if pending and any(task.result() for task in done if not task.cancelled()):
+            # One push request usually lands on several shards at once: take what the
+            # other primaries answer within a millisecond into the same dispatch step.
+            await asyncio.wait(pending, timeout=COALESCE_S)
         messages: list[Message] = []
         for stream, task in list(reads.items()):
             if task.done():
