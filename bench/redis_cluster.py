@@ -15,6 +15,13 @@ process dies). This process is the driver and the bulk of the load generator
     ``LONGLINK_BUS=redis://…`` (queues, node channels, registry and store on Redis)
     and one shared ``LONGLINK_TOKEN_SECRET``; redis-server shares their core.
 
+  - **cluster** (``--setups … cluster``): the same four processes with
+    ``LONGLINK_BUS=redis+cluster://…`` on a 3-primary Redis Cluster started once
+    (``redis-server --cluster-enabled yes`` x 3 + ``redis-cli --cluster create``, AOF
+    ``everysec`` like the one Redis, on the same cores): queues in 8 shards per
+    priority, keys spread by family (``longlink.bus.keys``). Redis commands are also
+    counted per primary (``INFO stats`` of each).
+
 Clients get a token and an endpoint from ``POST /v1/connect`` (demo mode,
 ``{"user", "region", "transports": ["tcp"]}``; alternating regions r1/r2 spread
 them over g1 and g2) and then speak the frame protocol over raw TCP themselves
@@ -57,6 +64,7 @@ rest of its CPU use (``others``, and the kernel's softirq) is printed per run,
     .venv/bin/python bench/redis_cluster.py --conns 8000 --users 2000 --nice -10
     .venv/bin/python bench/redis_cluster.py --server-cpus 0-1 --load-cpus 0-1  # no pinning
     .venv/bin/python bench/redis_cluster.py --scenarios users --setups redis --user-rates 2000
+    .venv/bin/python bench/redis_cluster.py --setups redis cluster   # one Redis vs 3 primaries
 """
 
 from __future__ import annotations
@@ -281,6 +289,61 @@ async def start_redis(procs: Processes) -> tuple[Proc, int, aioredis.Redis]:
     raise SystemExit("redis-server did not start (see the log in the work directory)")
 
 
+@dataclass
+class Cluster:
+    """The 3-primary Redis Cluster of the ``cluster`` setup (started once, like the one Redis)."""
+
+    procs: list[Proc]
+    clients: list[aioredis.Redis]
+    url: str
+
+
+async def start_cluster(procs: Processes, primaries: int = 3) -> Cluster:
+    """``redis-server --cluster-enabled yes`` x ``primaries`` + ``redis-cli --cluster create``.
+
+    Each primary as the single Redis is run (AOF ``everysec``), on the server cores.
+    """
+    started: list[Proc] = []
+    clients: list[aioredis.Redis] = []
+    ports: list[int] = []
+    for i in range(primaries):
+        data = os.path.join(procs.workdir, f"cluster-{i}")
+        os.makedirs(data, exist_ok=True)
+        port = free_port()
+        argv = [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", data,
+            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+            "--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+            "--cluster-config-file", os.path.join(data, "nodes.conf"),
+            "--cluster-node-timeout", "5000",
+            "--daemonize", "no", "--logfile", "",
+        ]  # fmt: skip
+        started.append(await procs.spawn(f"redis-{'abc'[i]}", argv))
+        clients.append(aioredis.Redis(host="127.0.0.1", port=port))
+        ports.append(port)
+    for client in clients:
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                if await client.ping():
+                    break
+            await asyncio.sleep(0.1)
+    addresses = [f"127.0.0.1:{port}" for port in ports]
+    create = await asyncio.create_subprocess_exec(
+        "redis-cli", "--cluster", "create", *addresses, "--cluster-yes",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    if await create.wait() != 0:
+        raise SystemExit("redis-cli --cluster create failed")
+    for _ in range(200):
+        states = [await client.execute_command("CLUSTER", "INFO") for client in clients]  # type: ignore[no-untyped-call]
+        if all(b"cluster_state:ok" in state for state in states):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise SystemExit("the Redis Cluster did not become ok")
+    return Cluster(started, clients, "redis+cluster://" + ",".join(addresses))
+
+
 def redis_version() -> str:
     try:
         out = subprocess.run(
@@ -319,7 +382,9 @@ class Setup:
     name: str
     procs: list[Proc]
     http_port: int
-    redis: Proc | None = None
+    #: The Redis processes (one, or a cluster's primaries) and a client of each.
+    redis: list[Proc] = field(default_factory=list)
+    redis_clients: list[aioredis.Redis] = field(default_factory=list)
 
     @property
     def gateways(self) -> int:
@@ -593,21 +658,21 @@ class Mark:
     cpu: dict[str, float]  # the servers (and redis-server): CPU seconds
     rss: dict[str, float]
     redis_cmds: int
+    redis_each: dict[str, int]  # commands per Redis process (the cluster's primaries)
     nbytes: list[int]
 
 
 async def mark(
     setup: Setup,
-    redis_client: aioredis.Redis,
     conns: list[Conn],
     cores: dict[str, set[int]],
     load: dict[str, Proc] | None = None,
 ) -> Mark:
-    cmds = 0
-    if setup.redis is not None:
-        info = await redis_client.info("stats")
-        cmds = int(info["total_commands_processed"])
-    procs = [*setup.procs, *([setup.redis] if setup.redis else [])]
+    each: dict[str, int] = {}
+    for proc, client in zip(setup.redis, setup.redis_clients, strict=True):
+        info = await client.info("stats")
+        each[proc.name] = int(info["total_commands_processed"])
+    procs = [*setup.procs, *setup.redis]
     return Mark(
         at=time.monotonic(),
         load_cpu={"driver": time.process_time()}
@@ -617,7 +682,8 @@ async def mark(
         machine=machine_ticks(),
         cpu={p.name: p.cpu() for p in procs},
         rss={p.name: p.rss_mib() for p in procs},
-        redis_cmds=cmds,
+        redis_cmds=sum(each.values()),
+        redis_each=each,
         nbytes=[c.nbytes for c in conns],
     )
 
@@ -655,6 +721,7 @@ def usage(first: Mark, last: Mark) -> dict[str, Any]:
         "other_cpu": max(0.0, machine_busy - softirq - sum(cpu.values()) - sum(load.values())),
         "redis_ops": (last.redis_cmds - first.redis_cmds) / wall,
         "redis_cmds": last.redis_cmds - first.redis_cmds,
+        "redis_each": {k: v - first.redis_each[k] for k, v in last.redis_each.items()},
     }
 
 
@@ -744,6 +811,7 @@ class Context:
     redis_client: aioredis.Redis
     redis_url: str
     workdir: str
+    cluster: Cluster | None
     cores: dict[str, set[int]]
     lag: LagMonitor
     started: float = field(default_factory=time.monotonic)
@@ -779,11 +847,18 @@ async def settle(ctx: Context) -> None:
 
 async def with_setup(ctx: Context, name: str, body: Callable[[Setup, Http], Awaitable[Any]]) -> Any:
     await settle(ctx)
+    url = ctx.redis_url
+    procs: list[Proc] = []
+    clients: list[aioredis.Redis] = []
     if name == "redis":
-        await ctx.redis_client.flushall()
-    setup = await start_setup(name, ctx.procs, ctx.args, ctx.redis_url, ctx.workdir)
-    if name == "redis":
-        setup.redis = ctx.redis
+        procs, clients = [ctx.redis], [ctx.redis_client]
+    elif name == "cluster":
+        assert ctx.cluster is not None
+        procs, clients, url = ctx.cluster.procs, ctx.cluster.clients, ctx.cluster.url
+    for client in clients:
+        await client.flushall()
+    setup = await start_setup(name, ctx.procs, ctx.args, url, ctx.workdir)
+    setup.redis, setup.redis_clients = procs, clients
     http = Http(setup.http_port, ctx.args.api_key)
     try:
         return await body(setup, http)
@@ -944,7 +1019,7 @@ async def room_scenario(ctx: Context, name: str) -> dict[str, Any]:
         marks = []
         for at in (args.warmup, args.seconds):
             await asyncio.sleep(max(0.0, begin + at - time.monotonic()))
-            marks.append(await mark(setup, ctx.redis_client, conns, ctx.cores, load))
+            marks.append(await mark(setup, conns, ctx.cores, load))
         published = await publishing
         await quiet(conns, 0.5, 60)
         for conn in conns:
@@ -1024,7 +1099,7 @@ async def user_scenario(ctx: Context, name: str) -> list[dict[str, Any]]:
             tag += 1  # every attempt's messages carry their own tag
             accepted0, refused0, behind0 = publisher.accepted, publisher.refused, publisher.behind
             sent0 = publisher.sent
-            first = await mark(setup, ctx.redis_client, conns, ctx.cores)
+            first = await mark(setup, conns, ctx.cores)
             if rate > 0:
                 await publisher.open_loop(tag, rate, args.step_seconds, args.inflight)
             else:
@@ -1045,7 +1120,7 @@ async def user_scenario(ctx: Context, name: str) -> list[dict[str, Any]]:
                 elif time.monotonic() - still > 3:
                     break
                 await asyncio.sleep(0.05)
-            last = await mark(setup, ctx.redis_client, conns, ctx.cores)
+            last = await mark(setup, conns, ctx.cores)
             used = usage(first, last)
             received = steps.count.get(tag, 0)
             until = steps.last.get(tag, pushed)
@@ -1095,8 +1170,23 @@ def cpu_text(r: dict[str, Any]) -> str:
     return " + ".join(f"{name} {value:.0f}" for name, value in r["cpu"].items())
 
 
+def is_redis(name: str) -> bool:
+    """A Redis process: ``redis``, or a cluster primary ``redis-a`` …"""
+    return name == "redis" or name.startswith("redis-")
+
+
 def rss_text(r: dict[str, Any]) -> str:
-    return " + ".join(f"{value:.0f}" for name, value in r["rss"].items() if name != "redis")
+    return " + ".join(f"{value:.0f}" for name, value in r["rss"].items() if not is_redis(name))
+
+
+def per_primary(r: dict[str, Any], messages: float) -> str:
+    """Redis commands per message on each Redis process, e.g. ``a 1.2 / b 1.1 / c 0.9``."""
+    each = r["redis_each"]
+    if len(each) <= 1:
+        return "—"
+    return " / ".join(
+        f"{name.rpartition('-')[2]} {count / max(1, messages):.1f}" for name, count in each.items()
+    )
 
 
 def cost_us(r: dict[str, Any], messages: float) -> float:
@@ -1186,9 +1276,11 @@ def report(
             total = sum(r["cpu"].values())
             parts = " + ".join(f"{v:.0f}" for v in r["gen_parts"].values())
             redis_cell = "—"
-            if "redis" in r["cpu"]:
+            if r["redis_each"]:
                 per_msg = r["redis_cmds"] / max(1, r["window_messages"])
                 redis_cell = f"{r['redis_ops']:,.0f} ({per_msg:.1f} per msg)"
+                if len(r["redis_each"]) > 1:
+                    redis_cell += f"; per primary {per_primary(r, r['window_messages'])}"
             say(
                 f"| {r['setup']} | {' / '.join(f'{v:,}' for v in r['per_node'].values())} "
                 f"| {r['accepted'] / args.seconds:,.0f} | {r['deliveries_s']:,.0f} "
@@ -1215,19 +1307,24 @@ def report(
         say()
         say(
             "| setup | offered msg/s | accepted/s | delivered/s | push→receipt p50 / p99 ms "
-            "| server CPU % per process (sum) | Redis CPU % | Redis ops/s | Redis cmds per msg "
+            "| server CPU % per process (sum) | Redis CPU % | Redis ops/s "
+            "| Redis cmds per msg (per primary) "
             "| server CPU µs per msg (all processes) | CPU µs per msg per process "
             "| load gen CPU % / loop lag p99 ms | softirq / others % |"
         )
         say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in users:
-            servers = {k: v for k, v in r["cpu"].items() if k != "redis"}
-            redis_cpu = r["cpu"].get("redis")
+            servers = {k: v for k, v in r["cpu"].items() if not is_redis(k)}
+            redis_cpus = [v for k, v in r["cpu"].items() if is_redis(k)]
             offered = "max" if r["rate"] == 0 else f"{r['rate']:,.0f}"
-            if redis_cpu is None:
+            if not redis_cpus:
                 redis_cols = "— | — | —"
             else:
-                redis_cols = f"{redis_cpu:.0f} | {r['redis_ops']:,.0f} | {r['cmds_per_msg']:.1f}"
+                cpu_cell = " + ".join(f"{v:.0f}" for v in redis_cpus)
+                cmds_cell = f"{r['cmds_per_msg']:.1f}"
+                if len(redis_cpus) > 1:
+                    cmds_cell += f" ({per_primary(r, r['received'])})"
+                redis_cols = f"{cpu_cell} | {r['redis_ops']:,.0f} | {cmds_cell}"
             say(
                 f"| {r['setup']} | {offered} | {r['accepted_s']:,.0f} | {r['delivered_s']:,.0f} "
                 f"| {r['p50']:.1f} / {r['p99']:.1f} "
@@ -1282,12 +1379,16 @@ async def run(args: argparse.Namespace) -> None:
     rooms: list[dict[str, Any]] = []
     users: list[dict[str, Any]] = []
     client: aioredis.Redis | None = None
+    cluster: Cluster | None = None
     try:
         redis, port, client = await start_redis(procs)
+        cluster = await start_cluster(procs) if "cluster" in args.setups else None
         ctx = Context(
-            args, procs, redis, client, f"redis://127.0.0.1:{port}/0", workdir, cores, lag
+            args, procs, redis, client, f"redis://127.0.0.1:{port}/0", workdir, cluster, cores, lag
         )
         say(f"redis-server {redis_version()} on port {port} (pid {redis.pid}), work dir {workdir}")
+        if cluster is not None:
+            say(f"Redis Cluster of {len(cluster.procs)} primaries: {cluster.url}")
         if "room" in args.scenarios:
             for name in args.setups:
                 for attempt in range(1 + args.retries):
@@ -1316,6 +1417,10 @@ async def run(args: argparse.Namespace) -> None:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose()
+        if cluster is not None:
+            for one in cluster.clients:
+                with contextlib.suppress(Exception):
+                    await one.aclose()
         await procs.stop()
         if args.keep:
             say(f"logs kept in {workdir}")
@@ -1329,7 +1434,10 @@ def main() -> None:
         "--scenarios", nargs="+", choices=("room", "users"), default=["room", "users"]
     )
     parser.add_argument(
-        "--setups", nargs="+", choices=("embedded", "redis"), default=["embedded", "redis"]
+        "--setups",
+        nargs="+",
+        choices=("embedded", "redis", "cluster"),
+        default=["embedded", "redis"],
     )
     parser.add_argument("--conns", type=int, default=4000, help="A: connections in the room")
     parser.add_argument("--rate", type=float, default=500, help="A: messages per second")

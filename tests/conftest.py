@@ -78,12 +78,43 @@ def node_settings(tmp_path: Any, **changes: Any) -> Settings:
     return base.replace(**changes)
 
 
-@pytest.fixture(params=["memory", "redis"])
+#: The end-to-end modules whose ``bus`` tests also run on the 3-primary Redis Cluster:
+#: a representative subset (pushes of every kind, guaranteed delivery and a real
+#: ``longlink serve`` killed with SIGKILL, room recovery, presence, several nodes, the
+#: backend SDK). All of them pass there too (about 3.5 more minutes on 2 cores); the
+#: contract suites (tests/contracts) run on the cluster in full.
+CLUSTER_MODULES = {
+    "test_push",
+    "test_guaranteed",
+    "test_guaranteed_restart",
+    "test_recovery",
+    "test_presence",
+    "test_nodes",
+    "test_client",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``bus``: memory and Redis for every test; the cluster too in :data:`CLUSTER_MODULES`."""
+    if "bus" in metafunc.fixturenames:
+        buses = ["memory", "redis"]
+        module = metafunc.module.__name__.rpartition(".")[2]
+        if module in CLUSTER_MODULES or os.environ.get("LONGLINK_TEST_CLUSTER_ALL") == "1":
+            buses.append("cluster")
+        metafunc.parametrize("bus", buses, indirect=True)
+
+
+@pytest.fixture
 def bus(request: pytest.FixtureRequest) -> str:
-    """Every end-to-end test on the ``node`` fixture runs on both backends."""
+    """The backend of an end-to-end test on the ``node`` fixture (:func:`pytest_generate_tests`).
+
+    ``cluster``: the session's 3-primary Redis Cluster (``redis+cluster://``);
+    ``LONGLINK_TEST_CLUSTER_ALL=1`` runs every such test on it.
+    """
     if request.param == "memory":
         return "memory"
-    url: str = request.getfixturevalue("redis_server_url")
+    fixture = "redis_cluster_url" if request.param == "cluster" else "redis_server_url"
+    url: str = request.getfixturevalue(fixture)
     return url
 
 
@@ -111,6 +142,24 @@ async def api(node: Node) -> AsyncIterator[httpx.AsyncClient]:
         base_url=node.http_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=WAIT
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """The session's 3-primary Redis Cluster: a RedisClusterServers, or None (external)."""
+    from tests.redis_server import redis_cluster_servers
+
+    with redis_cluster_servers() as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: Any) -> str:
+    """``redis+cluster://…`` of the session's cluster (``LONGLINK_TEST_REDIS_CLUSTER_URL``)."""
+    if redis_cluster is None:
+        return os.environ["LONGLINK_TEST_REDIS_CLUSTER_URL"]
+    url: str = redis_cluster.url
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -34,8 +34,10 @@ from longlink.api.push import Pusher
 from longlink.api.server import HttpServer
 from longlink.api.services import ReadyCheck, Services
 from longlink.bus.base import MessageQueue, NodeChannel
+from longlink.bus.keys import CLUSTER_SHARDS
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
 from longlink.bus.redis import OUTAGES, RedisNodeChannel, RedisQueue
+from longlink.bus.redis import SCHEMES as REDIS_SCHEMES
 from longlink.bus.redis import connect as redis_connect
 from longlink.control.tokens import TokenIssuer
 from longlink.dispatch import Dispatcher
@@ -124,8 +126,18 @@ class Backends:
 
     @classmethod
     def on_redis(cls, settings: Settings) -> Backends:
-        """Every seam on the Redis at ``settings.bus`` (``redis://host:port/db``)."""
-        client = redis_connect(settings.bus)
+        """Every seam on the Redis that ``settings.bus`` names (one, Sentinel's, or a cluster)."""
+        scheme = settings.bus.partition("://")[0]
+        try:
+            client = redis_connect(settings.bus)
+        except ValueError as exc:
+            raise ConfigError(f"bus {settings.bus!r}: {exc}") from exc
+        shards = settings.queue_shards or (CLUSTER_SHARDS if scheme == "redis+cluster" else 1)
+        replicas = settings.store_wait_replicas
+        if replicas < 0:  # auto: a Sentinel deployment has a replica to wait for
+            replicas = 1 if scheme == "redis+sentinel" else 0
+        if replicas and scheme == "redis+cluster":
+            raise ConfigError("store_wait_replicas: not on a Redis Cluster (docs/deployment.md)")
         registry = RedisRegistry(client, node_ttl_ms=settings.node_ttl_ms)
         history = RedisHistory(client, settings.history_size, settings.history_ttl_s)
         queue = RedisQueue(
@@ -133,12 +145,13 @@ class Backends:
             maxsize=settings.queue_size,
             consumer=f"{settings.node_id}-{os.getpid()}",
             claim_idle_ms=settings.claim_idle_ms,
+            shards=shards,
         )
         return cls(
             queue=queue,
             channel=RedisNodeChannel(client, history=history),
             registry=registry,
-            store=RedisStore(client),
+            store=RedisStore(client, wait_replicas=replicas, wait_ms=settings.store_wait_ms),
             tracer=Tracer.from_settings(settings),
             numbers=RedisNumbers(client),
             sweep=registry,
@@ -150,12 +163,16 @@ class Backends:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backends:
-        """The backends ``settings.bus`` names: ``memory`` or ``redis://…``."""
+        """The backends ``settings.bus`` names: ``memory`` or Redis (PROTOCOL.md §3)."""
         if settings.bus == "memory":
             return cls.memory(settings)
-        if settings.bus.startswith(("redis://", "rediss://", "unix://")):
+        if settings.bus.startswith(REDIS_SCHEMES):
             return cls.on_redis(settings)
-        raise ConfigError(f"bus {settings.bus!r}: use 'memory' or 'redis://HOST:PORT/DB'")
+        raise ConfigError(
+            f"bus {settings.bus!r}: use 'memory', 'redis://HOST:PORT/DB', "
+            "'redis+cluster://HOST:PORT[,HOST:PORT…]' or "
+            "'redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER/DB'"
+        )
 
     async def close(self) -> None:
         await self.queue.close()

@@ -113,6 +113,12 @@ class Settings:
     trace_max_messages: int = 50_000  # traces kept at most (~0.5 KiB each; oldest go first)
     reach_window_s: int = 300  # sliding window of GET /v1/stats/reach
     bus: str = "memory"
+    # Redis bus: streams per queue priority (0: 8 on a Redis Cluster, else 1; docs/deployment.md).
+    queue_shards: int = 0
+    # Redis store: replicas that must hold a guaranteed message before its 202 (WAIT);
+    # -1: 1 under Sentinel, else 0. And how long to wait for them (ms).
+    store_wait_replicas: int = -1
+    store_wait_ms: int = 1_000
     claim_idle_ms: int = 10_000  # Redis bus: a dispatch worker's unacked messages move after this
     node_ttl_ms: int = 5_000  # Redis registry: a node silent this long is gone from counts
     sweep_after_s: float = 30.0  # Redis registry: a node gone this long has its sessions removed
@@ -311,6 +317,10 @@ def load_settings(
             raise ConfigError(f"{ENV_NAMES[name]}: must be >= 0 (0 turns room history off)")
     if not 1 <= settings.write_join <= 1024:
         raise ConfigError(f"{ENV_NAMES['write_join']}: must be 1..1024 (1: one write per message)")
+    if not 0 <= settings.queue_shards <= 256:
+        raise ConfigError(f"{ENV_NAMES['queue_shards']}: give 0 (automatic) to 256")
+    if settings.store_wait_replicas < -1:
+        raise ConfigError(f"{ENV_NAMES['store_wait_replicas']}: give -1 (automatic) or more")
     bad_roles = set(settings.roles) - set(ROLES)
     if bad_roles:
         raise ConfigError(f"unknown roles {sorted(bad_roles)}; choose from {', '.join(ROLES)}")

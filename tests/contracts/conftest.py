@@ -1,8 +1,9 @@
 """One contract suite per seam, run against every backend (memory and Redis).
 
 A suite takes ``backend`` (the name) or ``client`` (None for the embedded
-backends, a Redis client on an empty database for Redis) and builds the
-seam's implementation from it; ``registry`` is the registry of that backend.
+backends, a Redis client on an empty database for Redis, a RedisCluster
+client on an empty 3-primary cluster for ``cluster``) and builds the seam's
+implementation from it; ``registry`` is the registry of that backend.
 A suite whose backends are others (the offline store: SQLite and Redis)
 overrides ``backend`` in its module.
 """
@@ -19,7 +20,7 @@ from longlink.logic.base import Registry
 from longlink.logic.memory import MemoryRegistry
 from longlink.logic.redis import RedisRegistry
 
-BACKENDS = ["memory", "redis"]
+BACKENDS = ["memory", "redis", "cluster"]
 
 
 @pytest.fixture
@@ -31,11 +32,20 @@ async def redis_client(redis_server_url: str) -> AsyncIterator[Any]:
     await client.aclose()
 
 
+def bus_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """``LONGLINK_BUS`` of a Redis backend: the test Redis, or the test cluster."""
+    fixture = "redis_cluster_url" if backend == "cluster" else "redis_server_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend name; Redis-backed tests also request the Redis server up front."""
     if request.param == "redis":
         request.getfixturevalue("redis_server_url")
+    elif request.param == "cluster":
+        request.getfixturevalue("redis_cluster_url")
     return str(request.param)
 
 
@@ -45,8 +55,8 @@ async def client(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[
     if backend == "memory":
         yield None
         return
-    redis = redis_connect(request.getfixturevalue("redis_server_url"))
-    await redis.flushdb()
+    redis = redis_connect(bus_url(backend, request))
+    await redis.flushdb()  # a cluster: on every primary
     yield redis
     await redis.aclose()
 

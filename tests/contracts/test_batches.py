@@ -19,6 +19,7 @@ import pytest
 
 from longlink.api.app import build_app
 from longlink.api.services import Services
+from longlink.bus import keys
 from longlink.bus.base import MessageQueue, NodeChannel
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
 from longlink.bus.redis import RedisNodeChannel, RedisQueue, node_key, queue_key
@@ -142,10 +143,10 @@ async def test_redis_nodes_for_many_skips_dead_nodes(redis_client: Any) -> None:
     await report(registry, "n1", "n2")
     await connect(registry, "c1", "n1", "alice", "r")
     await connect(registry, "c2", "n2", "alice", "r")
-    await client.delete("{ll}:alive:n2")  # n2 stopped reporting: its TTL ran out
+    await client.delete(keys.node_alive("n2"))  # n2 stopped reporting: its TTL ran out
     targets = [Target(users=["alice"]), Target(rooms=["r"]), Target(all=True)]
     assert await registry.nodes_for_many(targets) == [{"n1"}, {"n1"}, {"n1"}]
-    await client.delete("{ll}:alive:n1")
+    await client.delete(keys.node_alive("n1"))
     assert await registry.nodes_for_many(targets) == [set(), set(), set()]
 
 
@@ -191,6 +192,7 @@ async def test_send_per_node_keeps_each_nodes_order(setup: Backend) -> None:
 async def test_redis_publish_many_is_one_command_per_priority(redis_client: Any) -> None:
     client = redis_client
     queue = RedisQueue(client, consumer="w1", block_ms=100)
+    await queue.start()  # sets the shards' epochs (else the first append to each sets its own)
     batch = [message(i, "u", Priority.HIGH if i in (3, 6) else Priority.LOW) for i in range(1, 9)]
     await queue.publish_many(batch[:1])  # reads the queue lengths once (cached for 100 ms)
     before = await client.info("commandstats")

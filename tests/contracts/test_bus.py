@@ -7,10 +7,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from redis.asyncio import RedisCluster
 
 from longlink.bus.base import MessageQueue, NodeChannel, QueueFull
 from longlink.bus.memory import MemoryNodeChannel, MemoryQueue
-from longlink.bus.redis import RedisNodeChannel, RedisQueue, high_first, node_key, split_by_priority
+from longlink.bus.redis import (
+    RedisNodeChannel,
+    RedisQueue,
+    high_first,
+    node_key,
+    queue_key,
+    split_by_priority,
+)
 from longlink.bus.redis import connect as redis_connect
 from longlink.model import Envelope, Message, NodeCommand, Priority, Target
 from tests.conftest import WAIT
@@ -23,13 +31,44 @@ def message(msg_id: int, priority: Priority = Priority.LOW) -> Message:
 
 
 def make_queue(client: Any, maxsize: int = 100, consumer: str = "w1", **kw: Any) -> MessageQueue:
+    """The backend's queue; on a Redis Cluster: 4 shards per priority (over the primaries)."""
     if client is None:
         return MemoryQueue(maxsize)
+    if isinstance(client, RedisCluster):
+        kw.setdefault("shards", 4)
     return RedisQueue(client, maxsize=maxsize, consumer=consumer, block_ms=100, **kw)
 
 
 def make_channel(client: Any) -> NodeChannel:
     return MemoryNodeChannel() if client is None else RedisNodeChannel(client, block_ms=100)
+
+
+async def test_sharded_queue_keeps_each_targets_order(client: Any) -> None:
+    """Pushes to many rooms and users, interleaved, over 4 shards: each target's in order."""
+    kw = {} if client is None else {"shards": 4}
+    queue = make_queue(client, maxsize=10_000, **kw)
+    targets = [Target(rooms=[f"r{i}"]) for i in range(6)] + [
+        Target(users=[f"u{i}"]) for i in range(6)
+    ]
+    sent: list[Message] = []
+    for msg_id in range(1, 601):
+        target = targets[(msg_id * 7) % len(targets)]
+        sent.append(Message(msg_id=msg_id, target=target, payload=b"x"))
+    for start in range(0, len(sent), 50):  # push requests of 50, as the API does
+        assert await queue.publish_many(sent[start : start + 50]) == 50
+    got: list[Message] = []
+    async with asyncio.timeout(WAIT):
+        while len(got) < len(sent):
+            batch = await queue.fetch(Priority.LOW, 64)
+            got.extend(batch)
+            await queue.ack(Priority.LOW, batch)
+    assert sorted(m.msg_id for m in got) == [m.msg_id for m in sent]  # each once
+    for target in targets:
+        mine = [m.msg_id for m in got if m.target == target]
+        assert mine == sorted(mine), target
+    if client is not None and not isinstance(client, RedisCluster):
+        assert len({k for k in await client.keys("ll:q:*") if not k.endswith(b"epoch")}) == 4
+    await queue.close()
 
 
 async def test_queue_is_fifo_per_priority_and_separate(client: Any) -> None:
@@ -84,8 +123,8 @@ async def test_redis_unacked_messages_are_claimed_by_another_worker(
         claimed += await asyncio.wait_for(alive.fetch(Priority.LOW, 10), WAIT)
     assert [m.msg_id for m in claimed] == [1, 2, 3]
     await alive.ack(Priority.LOW, claimed)
-    assert await client.xpending("{ll}:q:low", "dispatch") is not None
-    pending = await client.xpending("{ll}:q:low", "dispatch")
+    assert await client.xpending(queue_key(Priority.LOW), "dispatch") is not None
+    pending = await client.xpending(queue_key(Priority.LOW), "dispatch")
     assert pending["pending"] == 0
     await client.aclose()
 

@@ -12,6 +12,7 @@ from longlink.model import Target
 from longlink.node import Backends
 from longlink.settings import Settings
 from tests.conftest import WAIT, eventually
+from tests.contracts.conftest import bus_url
 from tests.contracts.registry_helpers import report, session
 
 
@@ -44,7 +45,7 @@ async def test_a_report_tells_whether_the_node_was_known(registry: NodeDirectory
 async def test_backends_declare_a_sweep_where_a_node_can_vanish(
     backend: str, tmp_path: Path, request: Any
 ) -> None:
-    bus = "memory" if backend == "memory" else request.getfixturevalue("redis_server_url")
+    bus = "memory" if backend == "memory" else bus_url(backend, request)
     backends = Backends.from_settings(Settings(bus=bus, data_dir=str(tmp_path)))
     try:
         # The embedded registry dies with its one process; a shared one outlives its nodes.

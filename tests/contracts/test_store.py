@@ -26,17 +26,18 @@ from longlink.store.base import (
 )
 from longlink.store.redis import RedisStore
 from longlink.store.sqlite import SqliteStore
+from tests.contracts.conftest import bus_url
 
 #: ``await opener()`` opens the backend's store on the same data as the last one.
 Opener = Callable[[], Awaitable[OfflineStore]]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest) -> str:
     """The store's backends (this suite's own: the others' are memory and Redis)."""
     name: str = request.param
-    if name == "redis":
-        request.getfixturevalue("redis_server_url")
+    if name != "sqlite":
+        bus_url(name, request)
     return name
 
 
@@ -46,17 +47,17 @@ async def open_store(
 ) -> AsyncIterator[Opener]:
     """Opens stores of ``backend`` that share one data set (to check what survives a reopen)."""
     opened: list[OfflineStore] = []
-    clients: list[aioredis.Redis] = []
-    if backend == "redis":
-        first = redis_connect(request.getfixturevalue("redis_server_url"))
+    clients: list[aioredis.Redis | aioredis.RedisCluster] = []
+    if backend != "sqlite":
+        first = redis_connect(bus_url(backend, request))
         await first.flushdb()
         await first.aclose()
 
     async def opener() -> OfflineStore:
         if backend == "sqlite":
             store: OfflineStore = SqliteStore.in_dir(tmp_path)
-        elif backend == "redis":
-            client = redis_connect(request.getfixturevalue("redis_server_url"))
+        elif backend in ("redis", "cluster"):
+            client = redis_connect(bus_url(backend, request))
             clients.append(client)
             store = RedisStore(client)
         else:  # pragma: no cover - another backend needs its branch here

@@ -24,6 +24,7 @@ from longlink.model import MsgIdGenerator
 from longlink.trace import LocalTraceView, Tracer, TraceView
 from longlink.trace.redis import CHANNEL, RedisTraceView
 from tests.conftest import WAIT, eventually
+from tests.contracts.conftest import bus_url
 from tests.redis_server import RedisServer, require_redis
 
 #: The views' deadline in these tests (production: 1 s).
@@ -61,8 +62,7 @@ async def deployment(backend: str, request: pytest.FixtureRequest) -> AsyncItera
         tracer = Tracer()
         yield Deployment(dict.fromkeys(ROLES, tracer), LocalTraceView(tracer))
         return
-    url: str = request.getfixturevalue("redis_server_url")
-    async with on_redis(url) as running:
+    async with on_redis(bus_url(backend, request)) as running:
         yield running
 
 

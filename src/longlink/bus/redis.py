@@ -1,14 +1,21 @@
 """The bus on Redis Streams: queues with consumer groups, one stream per gateway node.
 
-Queues (``{ll}:q:high``, ``{ll}:q:low``): physically separate streams, each
-read by the consumer group ``dispatch``. A message stays pending in the
+The parts: :mod:`longlink.bus.redis_client` (the clients of ``LONGLINK_BUS``
+and their outages), :mod:`longlink.bus.redis_queue` (the queues), this module
+(the node channels; everything re-exported here).
+
+Queues (``ll:q:{high.<i>.<k>}``, ``ll:q:{low.<i>.<k>}``: key layout in
+:mod:`longlink.bus.keys`): physically separate streams per priority, split
+into ``shards`` streams each (a message goes to the shard of its first
+target, so a room's or a user's pushes keep their order), all read by the
+consumer group ``dispatch``. A message stays pending in the
 group until :meth:`RedisQueue.ack` (after dispatch handed it to the nodes);
 a dispatch worker that dies leaves its entries pending and another worker
 claims them with ``XAUTOCLAIM`` after ``claim_idle_ms``. Nothing accepted is
 lost; a message may be dispatched twice after a crash (gateways and SDKs
 drop duplicates by msg id).
 
-Node channels (``{ll}:node:<id>`` and ``{ll}:node:<id>:hi``): two streams
+Node channels (``ll:node:{n:<id>}`` and ``ll:node:{n:<id>}:hi``): two streams
 per gateway node, high-priority messages on their own so a low-priority
 backlog never delays them; the node reads both with one ``XREAD`` and
 handles the high stream's entries first. Each capped at
@@ -17,9 +24,9 @@ entries written while a node is down are skipped when it comes back —
 guaranteed messages do not depend on this path, they are in the offline
 store). Each entry holds one msgpack list of envelopes.
 
-A push batch is appended to its queue by one command (:data:`XADD_MANY`, a
-Lua script on that one key) rather than one ``XADD`` per message: the cost
-that matters is redis-py's CPU per command, not Redis's.
+A push batch is appended to each of its shards by one command
+(:data:`XADD_MANY`, a Lua script on that shard's stream and epoch) rather
+than one ``XADD`` per message: the cost that matters is redis-py's CPU per command, not Redis's.
 
 Room history: a channel built with a
 :class:`~longlink.history.redis.RedisHistory` queues the history appends of
@@ -27,8 +34,10 @@ a :meth:`RedisNodeChannel.send_many` first in the pipeline that writes the
 node streams (one round trip; Redis runs a connection's commands in order,
 so the history holds a message before any node can read it).
 
-Redis Cluster: every operation touches one key but a node's ``XREAD`` (its
-two streams: they must share a hash tag); see docs/deployment.md.
+Redis Cluster (``redis+cluster://``, :func:`connect`): every command and
+script touches one slot: a shard's stream and its epoch share the shard's
+tag, a node's two streams the node's tag; the shards are spread over the
+slot space, so over the primaries (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -36,89 +45,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from longlink.bus.base import DeliveryHandler, QueueFull
+from longlink.bus import keys
+from longlink.bus.base import DeliveryHandler
+from longlink.bus.redis_client import (
+    OUTAGES,
+    RETRYABLE,
+    SCHEMES,
+    BoundedCluster,
+    Client,
+    SentinelManaged,
+    connect,
+)
+from longlink.bus.redis_client import reraise_if_cancelled as _reraise_if_cancelled
+from longlink.bus.redis_queue import GROUP, XADD_MANY, RedisQueue, queue_key
 from longlink.history.base import Kept
 from longlink.history.redis import RedisHistory
 from longlink.model import Envelope, Message, Priority
 
+__all__ = [
+    "GROUP",
+    "OUTAGES",
+    "PREFIX",
+    "RETRYABLE",
+    "SCHEMES",
+    "XADD_MANY",
+    "BoundedCluster",
+    "Client",
+    "RedisNodeChannel",
+    "RedisQueue",
+    "SentinelManaged",
+    "connect",
+    "high_first",
+    "node_key",
+    "queue_key",
+    "split_by_priority",
+]
+
 log = logging.getLogger("longlink.bus.redis")
 
-PREFIX = "{ll}"
-GROUP = "dispatch"
-DEPTH_TTL_S = 0.1  # how old the queue length used for the bound may be
-_message_decoder = msgspec.msgpack.Decoder(Message)
+PREFIX = keys.GLOBAL
 _envelopes_decoder = msgspec.msgpack.Decoder(list[Envelope])
 _encoder = msgspec.msgpack.Encoder()
-RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-#: What redis-py raises while Redis is unreachable or loading (BusyLoadingError is a
-#: ConnectionError): callers answer "unavailable, retry", never "internal error".
-OUTAGES: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
-
-#: Appends every ARGV to the stream KEYS[1] as a queue entry (field ``m``), in order:
-#: one command for a whole push batch. redis-py's CPU (measured here): ~50 µs per
-#: command sent alone, ~9 µs per command of a pipeline, under 1 µs per argument.
-#: Refused (-1) while KEYS[2], the epoch, is missing: Redis came back empty and the
-#: registry is being rebuilt (:class:`RedisQueue`, "Redis restarts").
-XADD_MANY = """
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  return -1
-end
-for i = 1, #ARGV do
-  redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
-end
-return #ARGV
-"""
-#: Set once the registry is known whole; gone when Redis restarts without its data.
-EPOCH_KEY = PREFIX + ":epoch"
-#: Seconds after Redis came back empty before pushes are taken again: every gateway
-#: reports each second and registers its sessions again when it finds itself unknown.
-REBUILD_S = 3.0
-
-
-def connect(url: str, *, max_connections: int = 64) -> aioredis.Redis:
-    """A client for ``url`` (``redis://host:port/db``) that reconnects on its own.
-
-    The pool blocks (up to 10 s) when all ``max_connections`` are busy, so a
-    burst of concurrent pushes waits for a connection instead of failing.
-    """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=10,
-        health_check_interval=10,
-        socket_keepalive=True,
-        retry_on_timeout=True,
-    )
-    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
-
-
-def _reraise_if_cancelled() -> None:
-    """redis-py may turn a cancellation into a connection error: never retry those."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-def queue_key(priority: Priority) -> str:
-    return f"{PREFIX}:q:{priority.value}"
 
 
 def node_key(node_id: str, priority: Priority = Priority.LOW) -> str:
     """A gateway node's stream: high priority has its own, read first (never behind low)."""
-    suffix = ":hi" if priority == Priority.HIGH else ""
-    return f"{PREFIX}:node:{node_id}{suffix}"
+    return keys.node_stream(node_id, high=priority == Priority.HIGH)
 
 
 def split_by_priority(envelopes: Sequence[Envelope]) -> tuple[list[Envelope], list[Envelope]]:
@@ -150,237 +127,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisQueue:
-    """The high and low queues as two Redis streams with one consumer group.
-
-    Redis restarts: while Redis is unreachable :meth:`publish_many` raises
-    :class:`~longlink.bus.base.QueueFull` (the API answers 503 with
-    ``Retry-After``). When it comes back *without* its data, the registry
-    is empty until every gateway has registered its sessions again; a push
-    accepted meanwhile would find no route and be lost. So every append
-    checks, in the same command, that the :data:`EPOCH_KEY` exists: a
-    process that saw it and finds it gone refuses pushes for
-    :data:`REBUILD_S` (gateways re-register within a report interval), then
-    sets it again. A process sets it at :meth:`start` (and, had Redis been
-    away then, on its first push).
-    """
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        maxsize: int = 100_000,
-        consumer: str | None = None,
-        claim_idle_ms: int = 10_000,
-        block_ms: int = 1_000,
-        rebuild_s: float = REBUILD_S,
-    ) -> None:
-        self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
-        self._maxsize = maxsize
-        self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self._claim_idle_ms = claim_idle_ms
-        self._block_ms = block_ms
-        self._entries: dict[int, bytes] = {}  # msg_id -> stream entry id, until acked
-        self._groups_ready: set[Priority] = set()
-        self._depth: dict[Priority, int] = {p: 0 for p in Priority}
-        self._depth_read: dict[Priority, float] = {p: -DEPTH_TTL_S for p in Priority}
-        self._closed = False
-        self._claim_cursor: dict[Priority, bytes] = {p: b"0-0" for p in Priority}
-        # XAUTOCLAIM runs before a fetch at most this often while it finds nothing
-        # (an entry is only claimable after claim_idle_ms anyway): one command per
-        # fetch, not two. While it finds entries, or has more to scan, it runs every fetch.
-        self._claim_every_s = min(claim_idle_ms, block_ms) / 1000
-        self._claim_due: dict[Priority, float] = {p: 0.0 for p in Priority}
-        self._xadd_many = self._redis.register_script(XADD_MANY)
-        self._rebuild_s = rebuild_s
-        self._epoch_seen = False
-        self._lost_at: float | None = None  # when this process found the epoch gone
-
-    async def _ensure_group(self, priority: Priority) -> None:
-        if priority in self._groups_ready:
-            return
-        try:
-            await self._redis.xgroup_create(queue_key(priority), GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._groups_ready.add(priority)
-
-    async def publish(self, message: Message) -> None:
-        if not await self.publish_many([message]):
-            depth = self._depth[message.priority]
-            raise QueueFull(f"{message.priority.value} queue holds {depth} messages")
-
-    async def publish_many(self, messages: Sequence[Message]) -> int:
-        """Hold ``messages`` in order, in one command per priority; return how many were held.
-
-        As :meth:`publish` one after another: the first message whose queue is
-        at its bound stops the rest, which are not held (the count is then
-        below ``len(messages)``). Raises QueueFull when Redis is unreachable;
-        then, as for one ``publish`` whose reply was lost, some of them may
-        have been held all the same.
-        """
-        if self._closed:
-            raise QueueFull("queue is closed")
-        if not messages:
-            return 0
-        try:
-            now = time.monotonic()
-            stale = [
-                p
-                for p in dict.fromkeys(m.priority for m in messages)
-                if now - self._depth_read[p] >= DEPTH_TTL_S
-            ]
-            # The lengths are read at most every DEPTH_TTL_S, not per push: the bound
-            # may be passed by one interval's pushes.
-            if stale:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for priority in stale:
-                        pipe.xlen(queue_key(priority))
-                    lengths = await pipe.execute()
-                for priority, length in zip(stale, lengths, strict=True):
-                    self._depth[priority] = int(length)
-                    self._depth_read[priority] = now
-            depth = dict(self._depth)
-            held = 0
-            for message in messages:
-                if depth[message.priority] >= self._maxsize:
-                    break
-                depth[message.priority] += 1
-                held += 1
-            if held:
-                per_queue: dict[Priority, list[bytes]] = {}
-                for message in messages[:held]:
-                    per_queue.setdefault(message.priority, []).append(_encoder.encode(message))
-                for priority, encoded in per_queue.items():  # usually one
-                    await self._append(priority, encoded)
-            self._depth.update(depth)
-        except RETRYABLE as exc:
-            # Redis is unreachable (restarting): the API answers 503 with Retry-After.
-            # A rebuild under way starts over once it is back (it may come back empty).
-            self._lost_at = None
-            raise QueueFull(f"the queue is unavailable: {exc}") from exc
-        return held
-
-    async def start(self) -> None:
-        """Set the epoch if missing (a process starting: whatever is stored is whole)."""
-        with contextlib.suppress(*RETRYABLE):
-            await self._redis.set(EPOCH_KEY, int(time.time() * 1000), nx=True)
-            self._epoch_seen = True
-
-    async def _append(self, priority: Priority, encoded: list[bytes]) -> None:
-        """Append to the queue unless Redis lost its data and the registry is not rebuilt."""
-        for _ in range(2):
-            if await self._xadd_many(keys=[queue_key(priority), EPOCH_KEY], args=encoded) >= 0:
-                self._epoch_seen = True
-                self._lost_at = None
-                return
-            if not await self._renew_epoch():
-                break
-        raise QueueFull("Redis restarted without its data; rebuilding the registry, retry")
-
-    async def _renew_epoch(self) -> bool:
-        """The epoch is gone: set it again now (first start) or once :data:`REBUILD_S` passed."""
-        now = time.monotonic()
-        if self._epoch_seen:
-            if self._lost_at is None:
-                self._lost_at = now
-                log.warning(
-                    "Redis lost its data: pushes wait %.1f s for the registry", self._rebuild_s
-                )
-            if now - self._lost_at < self._rebuild_s:
-                return False
-        await self._redis.set(EPOCH_KEY, int(time.time() * 1000), nx=True)
-        return True
-
-    async def fetch(self, priority: Priority, max_count: int) -> list[Message]:
-        key = queue_key(priority)
-        reply: Any
-        while not self._closed:
-            _reraise_if_cancelled()  # a cancellation redis-py swallowed must still stop us
-            try:
-                await self._ensure_group(priority)
-                if time.monotonic() >= self._claim_due[priority]:
-                    claimed = await self._claim(priority, max_count)
-                    if claimed:
-                        return claimed
-                reply = await self._redis.xreadgroup(
-                    GROUP,
-                    self._consumer,
-                    {key: ">"},
-                    count=max_count,
-                    block=self._block_ms,
-                )
-            except RETRYABLE as exc:
-                _reraise_if_cancelled()
-                log.warning("redis queue %s: %s; retrying", priority.value, exc)
-                self._groups_ready.discard(priority)
-                await asyncio.sleep(0.5)
-                continue
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):  # Redis restarted empty: make the group again
-                    self._groups_ready.discard(priority)
-                    continue
-                raise
-            if reply:
-                return self._decode(reply[0][1])
-        return []
-
-    async def _claim(self, priority: Priority, max_count: int) -> list[Message]:
-        """Entries another worker fetched and never acked (it died): take them over."""
-        reply = await self._redis.xautoclaim(
-            queue_key(priority),
-            GROUP,
-            self._consumer,
-            min_idle_time=self._claim_idle_ms,
-            start_id=self._claim_cursor[priority],
-            count=max_count,
-        )
-        cursor = bytes(reply[0]) if reply[0] else b"0-0"
-        self._claim_cursor[priority] = cursor
-        entries = [entry for entry in reply[1] if entry and entry[1]]
-        if entries:
-            log.info("claimed %d pending %s messages", len(entries), priority.value)
-        elif cursor == b"0-0":  # scanned to the end, nothing idle: look again later
-            self._claim_due[priority] = time.monotonic() + self._claim_every_s
-        return self._decode(entries)
-
-    def _decode(self, entries: Sequence[Any]) -> list[Message]:
-        messages: list[Message] = []
-        for entry_id, fields in entries:
-            message = _message_decoder.decode(fields[b"m"])
-            self._entries[message.msg_id] = entry_id
-            messages.append(message)
-        return messages
-
-    async def ack(self, priority: Priority, messages: Sequence[Message]) -> None:
-        ids = [self._entries.pop(m.msg_id) for m in messages if m.msg_id in self._entries]
-        if ids:
-            key = queue_key(priority)
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.xack(key, GROUP, *ids)
-                    pipe.xdel(key, *ids)
-                    await pipe.execute()
-            except RETRYABLE as exc:
-                # Redis is away: the entries stay pending and are claimed again later
-                # (dispatched twice at worst; gateways and SDKs drop duplicates).
-                _reraise_if_cancelled()
-                log.warning("redis queue %s: ack of %d failed: %s", priority.value, len(ids), exc)
-
-    def depth(self, priority: Priority) -> int:
-        return self._depth[priority]
-
-    async def refresh_depths(self) -> dict[Priority, int]:
-        """Read both queue lengths from Redis (for metrics and overload checks)."""
-        for priority in Priority:
-            self._depth[priority] = int(await self._redis.xlen(queue_key(priority)))
-        return dict(self._depth)
-
-    async def close(self) -> None:
-        self._closed = True
-
-
 class RedisNodeChannel:
     """One capped stream per gateway node; the node reads new entries as they come.
 
@@ -390,7 +136,7 @@ class RedisNodeChannel:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         *,
         node_stream_max: int = 100_000,
         block_ms: int = 1_000,

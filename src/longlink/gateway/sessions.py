@@ -435,7 +435,11 @@ class Sessions:
         conn.shutdown()
 
     async def _unregister(self, conn_id: str) -> None:
-        await self.registry.remove_session(conn_id)
+        try:
+            await self.registry.remove_session(conn_id)
+        except Exception as exc:  # the registry is away (Redis down, a primary restarting)
+            # Its entry stays until the node's sweep; routes to it find no connection.
+            log.warning("could not unregister %s: %s", conn_id, exc)
 
     # ------------------------------------------------------------------ the registry again
 

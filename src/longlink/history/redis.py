@@ -34,6 +34,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from longlink.bus import keys
 from longlink.history.base import HistoryEntry, Kept
 
 __all__ = ["APPEND", "RedisHistory", "history_key"]
@@ -62,14 +63,16 @@ Command = tuple[Any, ...]
 
 
 def history_key(room: str) -> str:
-    """The stream of ``room``'s history (hash tag: the room)."""
-    return f"ll:room:{{{room}}}:history"
+    """The stream of ``room``'s history (hash tag: the room; :mod:`longlink.bus.keys`)."""
+    return keys.room_history(room)
 
 
 class RedisHistory:
     """Each room's history as a capped Redis stream (see the module docstring)."""
 
-    def __init__(self, client: aioredis.Redis, size: int = 100, ttl_s: float = 300.0) -> None:
+    def __init__(
+        self, client: aioredis.Redis | aioredis.RedisCluster, size: int = 100, ttl_s: float = 300.0
+    ) -> None:
         if size < 0 or ttl_s < 0:
             raise ValueError("size and ttl_s must be >= 0")
         self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union

@@ -20,11 +20,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from longlink.bus import keys
 from longlink.idlease.base import NUMBERS, Grant
 
-PREFIX = "{ll}"
-HOLDERS = f"{PREFIX}:idn"
-AFTER = f"{PREFIX}:idn:after"
+HOLDERS = keys.global_key("idn")
+AFTER = keys.global_key("idn:after")
 
 #: A lease lapses this long after its claim or last renewal.
 TTL_MS = 10_000
@@ -117,7 +117,9 @@ def _s(value: Any) -> str:
 class RedisNumbers:
     """:class:`~longlink.idlease.base.NodeNumbers` on Redis (see the module docstring)."""
 
-    def __init__(self, client: aioredis.Redis, *, ttl_ms: int = TTL_MS) -> None:
+    def __init__(
+        self, client: aioredis.Redis | aioredis.RedisCluster, *, ttl_ms: int = TTL_MS
+    ) -> None:
         self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
         self._ttl_ms = ttl_ms
         self._claim = self._redis.register_script(CLAIM)

@@ -1,18 +1,18 @@
 """The registry on Redis: sessions, presence and nodes shared by many processes.
 
-Keys (prefix ``{ll}``):
+Keys (:mod:`longlink.bus.keys` gives each its hash tag):
 
 ==========================  =====================================================
-``sess:<conn>``             hash: user, device, node, rooms (JSON), connected_ms
-``user:<user>``             hash: conn -> node
-``dev:<device>``            hash: conn -> node
-``nconns:<node>``           set: the node's conns
-``nrooms:<node>``           hash: room -> how many of the node's conns are in it
-``alive:<node>``            string with a TTL, refreshed by every node report
-``nodes``                   hash: node -> NodeInfo (msgpack)
-``room_area`` / ``area:<a>``  hash room -> area / set of the area's rooms
-``announce``                set: rooms whose enters and exits are sent as EVENT frames
-``revoked:<user>``          string with a TTL: tokens issued before this (unix ms) are
+``sess:{c:<conn>}``         hash: user, device, node, rooms (JSON), connected_ms
+``user:{u:<user>}``         hash: conn -> node
+``dev:{d:<device>}``        hash: conn -> node
+``nconns:{n:<node>}``       set: the node's conns
+``nrooms:{n:<node>}``       hash: room -> how many of the node's conns are in it
+``alive:{n:<node>}``        string with a TTL, refreshed by every node report
+``{ll}:nodes``              hash: node -> NodeInfo (msgpack)
+``{ll}:room_area`` / ``area:{a:<a>}``  hash room -> area / set of the area's rooms
+``{ll}:announce``           set: rooms whose enters and exits are sent as EVENT frames
+``revoked:{u:<user>}``      string with a TTL: tokens issued before this (unix ms) are
                             refused (a kick; as long as a token lives)
 ==========================  =====================================================
 
@@ -23,14 +23,15 @@ sessions. Reads filter out sessions of dead nodes, so nothing routes to them
 meanwhile. No query scans all sessions.
 
 Dispatch resolves a whole step's targets with :meth:`RedisRegistry.nodes_for_many`:
-the nodes of all its users in one call of the :data:`NODES_OF` script, not one
-``HGETALL`` each (redis-py's CPU per command is the cost that matters).
+on one Redis, the nodes of all its users in one call of the :data:`NODES_OF`
+script, not one ``HGETALL`` each (redis-py's CPU per command is the cost that
+matters).
 
-Redis Cluster: every other command touches one key (pipelines are not
-transactions), so keys may sit in any slot; the ``{ll}`` hash tag can be
-changed per key family if one slot gets hot. :data:`NODES_OF` reads many keys
-of one family (``user:*``, or ``dev:*``) in one call: such a family must keep
-one hash tag of its own (``{llu}``, ``{lld}``), not lose it.
+Redis Cluster (``clustered``): every command and script touches keys of one
+slot (pipelines are not transactions, and redis-py's cluster pipeline sends
+each primary its share at once). The users of a step sit in as many slots as
+there are users, so there :data:`NODES_OF` is replaced by one pipelined
+``HVALS`` per user.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from longlink.bus import keys
 from longlink.logic.base import NodeInfo, Online, SessionInfo
 from longlink.model import Target
 
-PREFIX = "{ll}"
+NODES = keys.global_key("nodes")
+ROOM_AREA = keys.global_key("room_area")
+ANNOUNCE = keys.global_key("announce")
 
 #: The nodes (``HVALS``) of each of KEYS, user or device hashes (conn -> node): the
 #: nodes of a whole dispatch step's users in one command. redis-py's CPU (measured
@@ -82,10 +86,6 @@ _node_encoder = msgspec.msgpack.Encoder()
 _node_decoder = msgspec.msgpack.Decoder(NodeInfo)
 
 
-def _k(*parts: str) -> str:
-    return ":".join((PREFIX, *parts))
-
-
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -97,7 +97,11 @@ class RedisRegistry:
     """
 
     def __init__(
-        self, client: aioredis.Redis, *, node_ttl_ms: int = 5_000, live_cache_s: float = 0.5
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        *,
+        node_ttl_ms: int = 5_000,
+        live_cache_s: float = 0.5,
     ) -> None:
         self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
         self._node_ttl_ms = node_ttl_ms
@@ -105,6 +109,7 @@ class RedisRegistry:
         self._live: tuple[float, list[str]] = (0.0, [])
         self._live_epoch = 0  # bumped when the node set changed here: a read in flight is stale
         self._nodes_of = self._redis.register_script(NODES_OF)
+        self._clustered = isinstance(client, aioredis.RedisCluster)
 
     # ------------------------------------------------------------ nodes
 
@@ -114,11 +119,11 @@ class RedisRegistry:
         if not fresh and now - self._live[0] < self._live_cache_s:
             return self._live[1]
         epoch = self._live_epoch
-        names = sorted(_s(n) for n in await self._redis.hkeys(_k("nodes")))
+        names = sorted(_s(n) for n in await self._redis.hkeys(NODES))
         if names:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for name in names:
-                    pipe.exists(_k("alive", name))
+                    pipe.exists(keys.node_alive(name))
                 alive = await pipe.execute()
             names = [n for n, ok in zip(names, alive, strict=True) if ok]
         if epoch == self._live_epoch:  # else a node came or went meanwhile: do not cache
@@ -137,14 +142,14 @@ class RedisRegistry:
         """
         if not info.reported_ms:
             info.reported_ms = int(time.time() * 1000)
-        old = await self._redis.hget(_k("nodes"), info.node)
+        old = await self._redis.hget(NODES, info.node)
         if old is not None and _node_decoder.decode(old).draining:
             info.draining = True
         ttl = self._node_ttl_ms
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(_k("alive", info.node), b"1", px=ttl, get=True)
-            pipe.hset(_k("nodes"), info.node, _node_encoder.encode(info))
-            pipe.pexpire(_k("nrooms", info.node), ttl)
+            pipe.set(keys.node_alive(info.node), b"1", px=ttl, get=True)
+            pipe.hset(NODES, info.node, _node_encoder.encode(info))
+            pipe.pexpire(keys.node_rooms(info.node), ttl)
             results = await pipe.execute()
         known = results[0] is not None
         if not known:
@@ -152,25 +157,25 @@ class RedisRegistry:
         return known
 
     async def nodes(self) -> list[NodeInfo]:
-        raw = await self._redis.hgetall(_k("nodes"))
+        raw = await self._redis.hgetall(NODES)
         return [_node_decoder.decode(v) for _, v in sorted(raw.items())]
 
     async def set_draining(self, node: str, draining: bool) -> bool:
-        raw = await self._redis.hget(_k("nodes"), node)
+        raw = await self._redis.hget(NODES, node)
         if raw is None:
             return False
         info = _node_decoder.decode(raw)
         info.draining = draining
-        await self._redis.hset(_k("nodes"), node, _node_encoder.encode(info))
+        await self._redis.hset(NODES, node, _node_encoder.encode(info))
         return True
 
     async def forget_node(self, node: str) -> None:
-        conns = [_s(c) for c in await self._redis.smembers(_k("nconns", node))]
+        conns = [_s(c) for c in await self._redis.smembers(keys.node_conns(node))]
         for conn_id in conns:
             await self.remove_session(conn_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(_k("nconns", node), _k("nrooms", node), _k("alive", node))
-            pipe.hdel(_k("nodes"), node)
+            pipe.delete(keys.node_conns(node), keys.node_rooms(node), keys.node_alive(node))
+            pipe.hdel(NODES, node)
             await pipe.execute()
         self._forget_live()
 
@@ -190,9 +195,9 @@ class RedisRegistry:
         ]
         lost: list[SessionInfo] = []
         for node in dead:
-            if not await self._redis.set(_k("sweeping", node), b"1", nx=True, px=60_000):
+            if not await self._redis.set(keys.node_sweeping(node), b"1", nx=True, px=60_000):
                 continue  # another process is on it
-            conns = [_s(c) for c in await self._redis.smembers(_k("nconns", node))]
+            conns = [_s(c) for c in await self._redis.smembers(keys.node_conns(node))]
             for conn_id in conns:
                 session = await self._session(conn_id)
                 if session is not None:
@@ -204,23 +209,23 @@ class RedisRegistry:
 
     async def revoke_user(self, user: str, before_ms: int, ttl_s: int) -> None:
         # The later of two kicks wins (GT needs Redis 7; a Lua max works on any).
-        await self._redis.eval(REVOKE, 1, _k("revoked", user), before_ms, max(1, ttl_s))
+        await self._redis.eval(REVOKE, 1, keys.user_revoked(user), before_ms, max(1, ttl_s))
 
     async def revoked_before(self, user: str) -> int:
-        value = await self._redis.get(_k("revoked", user))
+        value = await self._redis.get(keys.user_revoked(user))
         return int(value) if value is not None else 0
 
     # ------------------------------------------------------------ sessions
 
     async def add_session(self, session: SessionInfo) -> None:
-        if await self._redis.exists(_k("sess", session.conn_id)):
+        if await self._redis.exists(keys.session(session.conn_id)):
             await self.remove_session(session.conn_id)
         rooms = list(dict.fromkeys(session.rooms))
         session.rooms = rooms
         node = session.node
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(
-                _k("sess", session.conn_id),
+                keys.session(session.conn_id),
                 mapping={
                     "user": session.user,
                     "device": session.device,
@@ -229,15 +234,15 @@ class RedisRegistry:
                     "connected_ms": session.connected_ms,
                 },
             )
-            pipe.hset(_k("user", session.user), session.conn_id, node)
-            pipe.hset(_k("dev", session.device), session.conn_id, node)
-            pipe.sadd(_k("nconns", node), session.conn_id)
+            pipe.hset(keys.user_conns(session.user), session.conn_id, node)
+            pipe.hset(keys.device_conns(session.device), session.conn_id, node)
+            pipe.sadd(keys.node_conns(node), session.conn_id)
             for room in rooms:
-                pipe.hincrby(_k("nrooms", node), room, 1)
+                pipe.hincrby(keys.node_rooms(node), room, 1)
             await pipe.execute()
 
     async def _session(self, conn_id: str) -> SessionInfo | None:
-        raw = await self._redis.hgetall(_k("sess", conn_id))
+        raw = await self._redis.hgetall(keys.session(conn_id))
         if not raw:
             return None
         fields = {_s(k): v for k, v in raw.items()}
@@ -255,12 +260,12 @@ class RedisRegistry:
         if session is None:
             return None
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(_k("sess", conn_id))
-            pipe.hdel(_k("user", session.user), conn_id)
-            pipe.hdel(_k("dev", session.device), conn_id)
-            pipe.srem(_k("nconns", session.node), conn_id)
+            pipe.delete(keys.session(conn_id))
+            pipe.hdel(keys.user_conns(session.user), conn_id)
+            pipe.hdel(keys.device_conns(session.device), conn_id)
+            pipe.srem(keys.node_conns(session.node), conn_id)
             if session.rooms:
-                pipe.eval(LEAVE_ROOMS, 1, _k("nrooms", session.node), *session.rooms)
+                pipe.eval(LEAVE_ROOMS, 1, keys.node_rooms(session.node), *session.rooms)
             await pipe.execute()
         return session
 
@@ -269,8 +274,8 @@ class RedisRegistry:
         if session is not None and room not in session.rooms:
             session.rooms.append(room)
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(_k("sess", conn_id), "rooms", msgspec.json.encode(session.rooms))
-                pipe.hincrby(_k("nrooms", session.node), room, 1)
+                pipe.hset(keys.session(conn_id), "rooms", msgspec.json.encode(session.rooms))
+                pipe.hincrby(keys.node_rooms(session.node), room, 1)
                 await pipe.execute()
         return (await self.room_online([room]))[room]
 
@@ -279,8 +284,8 @@ class RedisRegistry:
         if session is not None and room in session.rooms:
             session.rooms.remove(room)
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(_k("sess", conn_id), "rooms", msgspec.json.encode(session.rooms))
-                pipe.eval(LEAVE_ROOMS, 1, _k("nrooms", session.node), room)
+                pipe.hset(keys.session(conn_id), "rooms", msgspec.json.encode(session.rooms))
+                pipe.eval(LEAVE_ROOMS, 1, keys.node_rooms(session.node), room)
                 await pipe.execute()
         return (await self.room_online([room]))[room]
 
@@ -291,7 +296,7 @@ class RedisRegistry:
         return {_s(c): _s(n) for c, n in raw.items() if _s(n) in live}
 
     async def user_sessions(self, user: str) -> list[SessionInfo]:
-        conns = await self._conns_of(_k("user", user))
+        conns = await self._conns_of(keys.user_conns(user))
         sessions = [await self._session(c) for c in sorted(conns)]
         return [s for s in sessions if s is not None]
 
@@ -306,9 +311,8 @@ class RedisRegistry:
         ``all``: one ``SCARD`` per live node; areas: their rooms first. It reads
         what :meth:`nodes_for` would read at that moment: nothing is cached but
         the live nodes (``live_cache_s``), so a user who just connected to a new
-        node is routed there. Redis Cluster: a call of the script reads many
-        keys of one family (``user:*``, or ``dev:*``), so that family must keep
-        one hash tag (see the module docstring).
+        node is routed there. Redis Cluster: one ``HVALS`` per user instead
+        of the script (see the module docstring).
         """
         if not targets:
             return []
@@ -325,7 +329,7 @@ class RedisRegistry:
         if areas:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for area in areas:
-                    pipe.smembers(_k("area", area))
+                    pipe.smembers(keys.area_rooms(area))
                 members = await pipe.execute()
             area_rooms = {a: [_s(r) for r in m] for a, m in zip(areas, members, strict=True)}
         rooms_of = [[*t.rooms, *(r for a in t.areas for r in area_rooms[a])] for t in targets]
@@ -336,9 +340,9 @@ class RedisRegistry:
         if rooms or want_all:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for node in live if rooms else ():
-                    pipe.hmget(_k("nrooms", node), rooms)
+                    pipe.hmget(keys.node_rooms(node), rooms)
                 for node in live if want_all else ():
-                    pipe.scard(_k("nconns", node))
+                    pipe.scard(keys.node_conns(node))
                 replies = iter(await pipe.execute())
             for node in live if rooms else ():
                 for room, count in zip(rooms, next(replies), strict=True):
@@ -363,7 +367,14 @@ class RedisRegistry:
         """name -> its live nodes, for users (``family`` "user") or devices ("dev")."""
         if not names:
             return {}
-        replies = await self._nodes_of(keys=[_k(family, name) for name in names])
+        key_of = keys.user_conns if family == "user" else keys.device_conns
+        if self._clustered:  # one slot per name: no script can read them together
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hvals(key_of(name))
+                replies = await pipe.execute()
+        else:
+            replies = await self._nodes_of(keys=[key_of(name) for name in names])
         return {
             name: {node for node in map(_s, nodes) if node in alive}
             for name, nodes in zip(names, replies, strict=True)
@@ -377,9 +388,9 @@ class RedisRegistry:
         async with self._redis.pipeline(transaction=False) as pipe:
             for node in live:
                 if rooms is None:
-                    pipe.hgetall(_k("nrooms", node))
+                    pipe.hgetall(keys.node_rooms(node))
                 else:
-                    pipe.hmget(_k("nrooms", node), rooms)
+                    pipe.hmget(keys.node_rooms(node), rooms)
             replies = await pipe.execute()
         for reply in replies:
             pairs = reply.items() if rooms is None else zip(rooms, reply, strict=True)
@@ -400,12 +411,12 @@ class RedisRegistry:
         if live:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for node in live:
-                    pipe.scard(_k("nconns", node))
+                    pipe.scard(keys.node_conns(node))
                 total = sum(await pipe.execute())
         areas: dict[str, int] = {}
         if rooms:
             room_names = list(rooms)
-            owners = await self._redis.hmget(_k("room_area"), room_names)
+            owners = await self._redis.hmget(ROOM_AREA, room_names)
             for room, area in zip(room_names, owners, strict=True):
                 if area is not None:
                     areas[_s(area)] = areas.get(_s(area), 0) + rooms[room]
@@ -414,34 +425,34 @@ class RedisRegistry:
     # ------------------------------------------------------------ areas
 
     async def set_room_area(self, room: str, area: str | None) -> None:
-        old = await self._redis.hget(_k("room_area"), room)
+        old = await self._redis.hget(ROOM_AREA, room)
         async with self._redis.pipeline(transaction=False) as pipe:
             if old is not None:
-                pipe.srem(_k("area", _s(old)), room)
-                pipe.hdel(_k("room_area"), room)
+                pipe.srem(keys.area_rooms(_s(old)), room)
+                pipe.hdel(ROOM_AREA, room)
             if area is not None:
-                pipe.hset(_k("room_area"), room, area)
-                pipe.sadd(_k("area", area), room)
+                pipe.hset(ROOM_AREA, room, area)
+                pipe.sadd(keys.area_rooms(area), room)
             await pipe.execute()
 
     async def room_area(self, room: str) -> str | None:
-        area = await self._redis.hget(_k("room_area"), room)
+        area = await self._redis.hget(ROOM_AREA, room)
         return None if area is None else _s(area)
 
     async def set_room_announce(self, room: str, announce: bool) -> None:
         if announce:
-            await self._redis.sadd(_k("announce"), room)
+            await self._redis.sadd(ANNOUNCE, room)
         else:
-            await self._redis.srem(_k("announce"), room)
+            await self._redis.srem(ANNOUNCE, room)
 
     async def announced_rooms(self, rooms: list[str]) -> set[str]:
         if not rooms:
             return set()
-        flags = await self._redis.smismember(_k("announce"), rooms)
+        flags = await self._redis.smismember(ANNOUNCE, rooms)
         return {room for room, flag in zip(rooms, flags, strict=True) if flag}
 
     async def rooms_in_areas(self, areas: list[str]) -> list[str]:
         rooms: set[str] = set()
         for area in areas:
-            rooms.update(_s(r) for r in await self._redis.smembers(_k("area", area)))
+            rooms.update(_s(r) for r in await self._redis.smembers(keys.area_rooms(area)))
         return sorted(rooms)

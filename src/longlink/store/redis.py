@@ -7,17 +7,27 @@ replies, so :meth:`RedisStore.put` returning means the message is on disk.
 (With ``appendfsync everysec`` a Redis crash may lose the last second; the
 deployment docs say which to choose.)
 
-Keys (prefix ``{ll}``):
+Keys (:mod:`longlink.bus.keys` gives each its hash tag):
 
-=======================  ======================================================
-``gm:<msg_id>``          the message (msgpack); removed by ack or by :meth:`expire`
-``grcpt:<msg_id>``       set: recipients still holding it
-``inbox:<recipient>``    sorted set: msg ids (score = id, so oldest first)
-``gexp``                 sorted set: msg ids by expiry (ms)
-=======================  ======================================================
+=========================  ======================================================
+``gm:{m:<msg_id>}``        the message (msgpack); removed by ack or by :meth:`expire`
+``grcpt:{m:<msg_id>}``     set: recipients still holding it
+``inbox:{<recipient>}``    sorted set: msg ids (score = id, so oldest first); a
+                           user's inbox (``u:<user>``) shares the user's slot
+``{ll}:gexp``              sorted set: msg ids by expiry (ms)
+=========================  ======================================================
 
 A message leaves when its last recipient acks it or when it expires.
-Every command touches one key, so Redis Cluster may spread the keys.
+Every command touches one slot (``DEL`` of a message's two keys: the
+message's), so Redis Cluster spreads them; there the messages of a
+:meth:`RedisStore.pending` are read with one ``GET`` each (pipelined), not
+one ``MGET``.
+
+Replicas (Sentinel): with ``wait_replicas`` > 0, :meth:`RedisStore.put` ends
+with ``WAIT wait_replicas wait_ms`` and fails (:class:`StoreError`: the API
+answers 503) unless that many replicas have the writes, so a guaranteed
+message accepted with 202 survives the primary's loss and a failover
+(docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -28,14 +38,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from longlink.bus import keys
 from longlink.model import Message, pack_message, unpack_message
 from longlink.store.base import StoreError, recipients_of
 
-PREFIX = "{ll}"
-
-
-def _k(*parts: str) -> str:
-    return ":".join((PREFIX, *parts))
+EXPIRIES = keys.global_key("gexp")
 
 
 def _s(value: Any) -> str:
@@ -45,9 +52,18 @@ def _s(value: Any) -> str:
 class RedisStore:
     """:class:`~longlink.store.base.OfflineStore` on Redis (see the module docstring)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        *,
+        wait_replicas: int = 0,
+        wait_ms: int = 1_000,
+    ) -> None:
         self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
         self._closed = False
+        self._clustered = isinstance(client, aioredis.RedisCluster)
+        self._wait_replicas = wait_replicas
+        self._wait_ms = wait_ms
 
     def _check(self) -> None:
         if self._closed:
@@ -65,14 +81,21 @@ class RedisStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for message, recipients in planned:
                     mid = str(message.msg_id)
-                    pipe.set(_k("gm", mid), pack_message(message), nx=True)
-                    pipe.sadd(_k("grcpt", mid), *recipients)
+                    pipe.set(keys.stored_message(mid), pack_message(message), nx=True)
+                    pipe.sadd(keys.stored_recipients(mid), *recipients)
                     for recipient in recipients:
-                        pipe.zadd(_k("inbox", recipient), {mid: message.msg_id})
-                    pipe.zadd(_k("gexp"), {mid: message.expires_ms})
-                await pipe.execute()
+                        pipe.zadd(keys.inbox(recipient), {mid: message.msg_id})
+                    pipe.zadd(EXPIRIES, {mid: message.expires_ms})
+                if self._wait_replicas:
+                    # After the writes, on the same connection: how many replicas have them.
+                    pipe.execute_command("WAIT", self._wait_replicas, self._wait_ms)
+                replies = await pipe.execute()
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
+        if self._wait_replicas and int(replies[-1]) < self._wait_replicas:
+            raise StoreError(
+                f"redis: {replies[-1]} of {self._wait_replicas} replicas have the messages"
+            )
 
     async def pending(
         self, recipients: Sequence[str], now_ms: int, *, after: int = 0, limit: int = 500
@@ -82,13 +105,19 @@ class RedisStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for recipient in recipients:
                     pipe.zrangebyscore(
-                        _k("inbox", recipient), f"({after}", "+inf", start=0, num=limit
+                        keys.inbox(recipient), f"({after}", "+inf", start=0, num=limit
                     )
                 replies = await pipe.execute()
             ids = sorted({int(m) for reply in replies for m in reply})[:limit]
             if not ids:
                 return []
-            blobs = await self._redis.mget([_k("gm", str(i)) for i in ids])
+            if self._clustered:  # one slot per message
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for i in ids:
+                        pipe.get(keys.stored_message(i))
+                    blobs = await pipe.execute()
+            else:
+                blobs = await self._redis.mget([keys.stored_message(i) for i in ids])
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
         messages = [unpack_message(blob) for blob in blobs if blob is not None]
@@ -109,11 +138,11 @@ class RedisStore:
                 for recipients, msg_ids in acks:
                     mids = [str(i) for i in dict.fromkeys(msg_ids)]
                     for recipient in recipients:
-                        pipe.zrem(_k("inbox", recipient), *mids)
+                        pipe.zrem(keys.inbox(recipient), *mids)
                     commands += len(recipients)
                     for mid in mids:
-                        pipe.srem(_k("grcpt", mid), *recipients)
-                        pipe.scard(_k("grcpt", mid))
+                        pipe.srem(keys.stored_recipients(mid), *recipients)
+                        pipe.scard(keys.stored_recipients(mid))
                         scards.append((mid, commands + 1))
                         commands += 2
                 replies = await pipe.execute()
@@ -128,21 +157,21 @@ class RedisStore:
     async def _forget(self, mids: list[str]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for mid in mids:
-                pipe.delete(_k("gm", mid), _k("grcpt", mid))
-            pipe.zrem(_k("gexp"), *mids)
+                pipe.delete(keys.stored_message(mid), keys.stored_recipients(mid))
+            pipe.zrem(EXPIRIES, *mids)
             await pipe.execute()
 
     async def expire(self, now_ms: int, limit: int = 10_000) -> list[int]:
         self._check()
         try:
-            due = await self._redis.zrangebyscore(_k("gexp"), "-inf", now_ms, start=0, num=limit)
+            due = await self._redis.zrangebyscore(EXPIRIES, "-inf", now_ms, start=0, num=limit)
             if not due:
                 return []
             mids = [_s(m) for m in due]
             async with self._redis.pipeline(transaction=False) as pipe:
                 for mid in mids:
-                    pipe.zrem(_k("gexp"), mid)  # 1 for exactly one caller: it owns the expiry
-                    pipe.smembers(_k("grcpt", mid))
+                    pipe.zrem(EXPIRIES, mid)  # 1 for exactly one caller: it owns the expiry
+                    pipe.smembers(keys.stored_recipients(mid))
                 replies = await pipe.execute()
             expired: list[int] = []
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -151,8 +180,8 @@ class RedisStore:
                         continue
                     expired.append(int(mid))
                     for recipient in holders:
-                        pipe.zrem(_k("inbox", _s(recipient)), mid)
-                    pipe.delete(_k("gm", mid), _k("grcpt", mid))
+                        pipe.zrem(keys.inbox(_s(recipient)), mid)
+                    pipe.delete(keys.stored_message(mid), keys.stored_recipients(mid))
                 await pipe.execute()
         except RedisError as exc:
             raise StoreError(f"redis: {exc}") from exc
@@ -160,7 +189,7 @@ class RedisStore:
 
     async def count(self) -> int:
         self._check()
-        return int(await self._redis.zcard(_k("gexp")))
+        return int(await self._redis.zcard(EXPIRIES))
 
     async def close(self) -> None:
         self._closed = True

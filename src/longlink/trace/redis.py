@@ -6,10 +6,13 @@ rare (an operator, a dashboard) and pays for the whole view:
 
 1. The asking process PUBLISHes a :class:`TraceQuery` on ``{ll}:trace:q``.
    PUBLISH answers how many subscribers received it: that many replies are
-   awaited.
+   awaited. On a Redis Cluster the channel is a shard channel (SPUBLISH,
+   SSUBSCRIBE: Redis 7): every subscriber is on the primary that owns the
+   channel's slot, so SPUBLISH's count covers every process (a plain
+   PUBLISH would count only the subscribers of the node that took it).
 2. Every process subscribed there (each :class:`RedisTraceView`, one per
    process) answers with its local part: RPUSH of a :class:`TracePart` on
-   the query's reply list ``{ll}:trace:r:<id>``, which expires after
+   the query's reply list ``ll:trace:r:{<id>}``, which expires after
    ``REPLY_TTL_S``.
 3. The asker BLPOPs the replies until it has them all or ``timeout_s`` has
    passed, then merges them with its own part (taken from its tracer, its own
@@ -20,10 +23,6 @@ What a process does not answer in time is left out (logged), never waited
 for past the deadline; a dead process is not subscribed, so it is not waited
 for at all, and its part of every trace is gone with it. With Redis down the
 answer is the asker's part alone.
-
-Redis Cluster: PUBLISH reaches every node, but its count covers only the
-subscribers connected to the node that took it, so a cluster would need
-sharded pub/sub (SPUBLISH on one slot) for the count to be complete.
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ from typing import Any, Self
 import msgspec
 import redis.asyncio as aioredis
 
-from longlink.bus.redis import PREFIX, RETRYABLE
+from longlink.bus import keys
+from longlink.bus.redis import RETRYABLE
 from longlink.lifetime import cancel_requested, stop_tasks
 from longlink.trace.tracer import MessageTrace, Reach, Tracer
 from longlink.trace.view import merge_reach, merge_traces
@@ -47,7 +47,9 @@ __all__ = ["CHANNEL", "RedisTraceView", "TracePart", "TraceQuery"]
 log = logging.getLogger("longlink.trace")
 
 #: The pub/sub channel every process listens on for trace queries.
-CHANNEL = f"{PREFIX}:trace:q"
+CHANNEL = keys.global_key("trace:q")
+#: Redis away (or changing) or a reply late: the responder and the gatherer go on.
+UNREACHABLE: tuple[type[Exception], ...] = (*RETRYABLE, TimeoutError)
 #: Seconds a reply list lives (replies that come after the deadline vanish with it).
 REPLY_TTL_S = 10
 #: Queries gathered at once by one process (each holds a pooled connection while it waits).
@@ -59,7 +61,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def reply_key(query_id: str) -> str:
-    return f"{PREFIX}:trace:r:{query_id}"
+    return keys.trace_reply(query_id)
 
 
 class TraceQuery(msgspec.Struct, frozen=True):
@@ -101,7 +103,7 @@ class RedisTraceView:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | aioredis.RedisCluster,
         tracer: Tracer,
         *,
         name: str = "",
@@ -110,6 +112,8 @@ class RedisTraceView:
         retry_s: float = 0.5,
     ) -> None:
         self._redis: Any = client  # redis-py types RESP2 and RESP3 replies as one union
+        #: A cluster: the channel is a shard channel (SSUBSCRIBE, SPUBLISH).
+        self._sharded = isinstance(client, aioredis.RedisCluster)
         self.tracer = tracer
         #: This view's id in queries and replies (the node id helps reading the logs).
         self.origin = f"{name or 'node'}-{secrets.token_hex(4)}"
@@ -125,7 +129,7 @@ class RedisTraceView:
     async def __aenter__(self) -> Self:
         try:
             await self._subscribe()
-        except (*RETRYABLE, TimeoutError) as exc:  # Redis is down: the responder keeps trying
+        except UNREACHABLE as exc:  # Redis is down: the responder keeps trying
             log.warning("trace responder: %s; subscribing in the background", _reason(exc))
             await self._unsubscribe()
         self._task = asyncio.create_task(self._respond(), name="trace-responder")
@@ -143,12 +147,19 @@ class RedisTraceView:
     async def _subscribe(self) -> None:
         """Subscribe and wait for Redis to confirm it (from then on PUBLISH counts us)."""
         pubsub = self._pubsub = self._redis.pubsub()
-        await pubsub.subscribe(CHANNEL)
+        if self._sharded:
+            await pubsub.ssubscribe(CHANNEL)
+        else:
+            await pubsub.subscribe(CHANNEL)
         async with asyncio.timeout(5):
             while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] == "subscribe":
+                message = await self._next(wait_s=1.0)
+                if message is not None and message["type"] in ("subscribe", "ssubscribe"):
                     return
+
+    async def _next(self, *, wait_s: float, ignore_subscribe_messages: bool = False) -> Any:
+        get = self._pubsub.get_sharded_message if self._sharded else self._pubsub.get_message
+        return await get(ignore_subscribe_messages=ignore_subscribe_messages, timeout=wait_s)
 
     async def _unsubscribe(self) -> None:
         pubsub = self._pubsub
@@ -163,10 +174,8 @@ class RedisTraceView:
                 if self._pubsub is None:
                     await self._subscribe()
                     log.info("trace responder subscribed again")
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=self._poll_s
-                )
-            except (*RETRYABLE, TimeoutError) as exc:
+                message = await self._next(ignore_subscribe_messages=True, wait_s=self._poll_s)
+            except UNREACHABLE as exc:
                 if cancel_requested():
                     raise asyncio.CancelledError from exc
                 log.warning("trace responder: %s; subscribing again", _reason(exc))
@@ -178,7 +187,7 @@ class RedisTraceView:
                 await self._unsubscribe()
                 await asyncio.sleep(self._retry_s)
                 continue
-            if message is not None and message["type"] == "message":
+            if message is not None and message["type"] in ("message", "smessage"):
                 try:
                     await self._answer(message["data"])
                 except RETRYABLE as exc:
@@ -229,7 +238,8 @@ class RedisTraceView:
         try:
             # A backstop: the BLPOP timeouts below end each wait in time already.
             async with asyncio.timeout_at(deadline + 0.5), self._gathers:
-                asked = int(await self._redis.publish(CHANNEL, _encoder.encode(query)))
+                publish = self._redis.spublish if self._sharded else self._redis.publish
+                asked = int(await publish(CHANNEL, _encoder.encode(query)))
                 while answered < asked:
                     left = deadline - loop.time()
                     if left <= 0:
@@ -246,7 +256,7 @@ class RedisTraceView:
                         continue
                     if part.origin != self.origin:
                         parts.append(part)
-        except (*RETRYABLE, TimeoutError) as exc:
+        except UNREACHABLE as exc:
             log.warning("trace query (%s): gathering stopped: %s", kind, _reason(exc))
         if answered < asked:
             log.warning(
