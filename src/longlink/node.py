@@ -146,6 +146,7 @@ class Backends:
             consumer=f"{settings.node_id}-{os.getpid()}",
             claim_idle_ms=settings.claim_idle_ms,
             shards=shards,
+            consumer_ttl_ms=settings.consumer_ttl_ms,
         )
         return cls(
             queue=queue,

@@ -120,6 +120,7 @@ class Settings:
     store_wait_replicas: int = -1
     store_wait_ms: int = 1_000
     claim_idle_ms: int = 10_000  # Redis bus: a dispatch worker's unacked messages move after this
+    consumer_ttl_ms: int = 1_000  # Redis bus: ... or once its liveness key is this old (0: off)
     node_ttl_ms: int = 5_000  # Redis registry: a node silent this long is gone from counts
     sweep_after_s: float = 30.0  # Redis registry: a node gone this long has its sessions removed
     webhook_url: str | None = None

@@ -24,6 +24,7 @@ key                                tag                        together because
 ``ll:area:{a:<area>}``             the area                   the area's rooms
 ``ll:gm:{m:<id>}``, ``ll:grcpt:…`` the message                deleted together
 ``ll:trace:r:{<query>}``           the trace query            one reply list per query
+``{ll}:consumer:<worker>``         (shared)                   a dispatch worker's liveness
 ``{ll}:nodes``, ``{ll}:room_area``, ``{ll}:announce``, ``{ll}:gexp``,
 ``{ll}:idn``, ``{ll}:idn:after``, ``{ll}:trace:q`` (a shard channel)   small shared keys
 =================================  =========================  ==========================

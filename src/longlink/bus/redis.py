@@ -11,7 +11,9 @@ target, so a room's or a user's pushes keep their order), all read by the
 consumer group ``dispatch``. A message stays pending in the
 group until :meth:`RedisQueue.ack` (after dispatch handed it to the nodes);
 a dispatch worker that dies leaves its entries pending and another worker
-claims them with ``XAUTOCLAIM`` after ``claim_idle_ms``. Nothing accepted is
+claims them as soon as the dead one's liveness key expires (``consumer_ttl_ms``,
+:mod:`longlink.bus.consumers`), or with ``XAUTOCLAIM`` after ``claim_idle_ms``
+(the fallback). Nothing accepted is
 lost; a message may be dispatched twice after a crash (gateways and SDKs
 drop duplicates by msg id).
 

@@ -22,6 +22,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from longlink.bus import keys
 from longlink.bus.base import QueueFull
+from longlink.bus.consumers import ConsumerWatch
 from longlink.bus.redis_client import RETRYABLE
 from longlink.bus.redis_client import reraise_if_cancelled as _reraise_if_cancelled
 from longlink.model import Message, Priority
@@ -96,7 +97,8 @@ class RedisQueue:
         maxsize: int = 100_000,
         consumer: str | None = None,
         claim_idle_ms: int = 10_000,
-        block_ms: int = 1_000,
+        consumer_ttl_ms: int = 1_000,
+        block_ms: int = 500,
         rebuild_s: float = REBUILD_S,
         shards: int = 1,
     ) -> None:
@@ -127,6 +129,21 @@ class RedisQueue:
         self._rebuild_s = rebuild_s
         self._epochs_seen: set[str] = set()  # the shards' epochs this process has seen
         self._lost_at: float | None = None  # when this process found an epoch gone
+        # A dead worker's entries move once its liveness key expires (0: XAUTOCLAIM only,
+        # after claim_idle_ms). What the watch claims waits for the next fetch of its
+        # shard, at most one block_ms away (longlink.bus.consumers).
+        self._watch = (
+            ConsumerWatch(
+                client,
+                group=GROUP,
+                consumer=self._consumer,
+                streams=[stream for p in Priority for stream in self._streams[p]],
+                key_prefix=keys.global_key("consumer:"),
+                ttl_ms=consumer_ttl_ms,
+            )
+            if consumer_ttl_ms > 0
+            else None
+        )
 
     def streams(self, priority: Priority) -> tuple[str, ...]:
         """The shard streams of ``priority``'s queue."""
@@ -289,6 +306,9 @@ class RedisQueue:
                 continue
             try:
                 await self._ensure_groups(priority)
+                if taken := await self._taken(self._streams[priority]):
+                    fetched.extend(taken)
+                    continue
                 claimed = await self._claim_due_shards(priority, max_count)
                 if claimed:
                     return claimed
@@ -344,6 +364,8 @@ class RedisQueue:
         try:
             if stream not in self._groups_ready:
                 await self._create_group(stream)
+            if taken := await self._taken([stream]):
+                return taken
             if time.monotonic() >= self._claim_due.get(stream, 0.0):
                 claimed = await self._claim(stream, priority, max_count)
                 if claimed:
@@ -362,6 +384,16 @@ class RedisQueue:
             self._groups_ready.discard(stream)  # its primary came back empty
             return []
         return self._decode(stream, reply[0][1]) if reply else []
+
+    async def _taken(self, streams: Sequence[str]) -> list[Message]:
+        """What the consumer watch took over from dead workers on ``streams``, now ours.
+
+        Starts the watch first: its liveness key exists before this consumer reads.
+        """
+        if self._watch is None:
+            return []
+        await self._watch.start()
+        return [m for stream in streams for m in self._decode(stream, self._watch.take(stream))]
 
     async def _claim_due_shards(self, priority: Priority, max_count: int) -> list[Message]:
         now = time.monotonic()
@@ -431,6 +463,8 @@ class RedisQueue:
     async def close(self) -> None:
         """Refuse publishes, wake fetches; reads still in flight end within ``block_ms``."""
         self._closed = True
+        if self._watch is not None:
+            await self._watch.close()
         reads = [task for per in self._reads.values() for task in per.values()]
         for per in self._reads.values():
             per.clear()
