@@ -13,7 +13,9 @@ a bad ``data_dir`` stops the process at start. After that:
   (``executemany`` releases the GIL at every step), each up to the 5 ms
   switch interval while the loop is busy. Only the ``COMMIT`` that waits for
   the disk (``synchronous=FULL``) runs on a writer thread: one hand-over per
-  transaction, and the loop never waits for an fsync.
+  transaction, and the loop never waits for an fsync. A batch of reads only
+  (every client that connects asks for its pending messages) writes nothing
+  and commits nothing: it is answered in the same loop turn, no thread.
 
 Durability: WAL with ``synchronous=FULL`` (the default) fsyncs every commit,
 so an accepted message survives a process kill and a power loss;
@@ -70,6 +72,8 @@ BATCH_JOBS = 256
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
+#: A queued job: what it runs, who waits for it, whether it writes.
+Queued = tuple[Job, asyncio.Future[Any], bool]
 
 
 def _sql(msg_id: int) -> int:
@@ -108,7 +112,7 @@ class SqliteStore:
         self._db = db
         self._fsync = sync == "FULL"
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="longlink-store")
-        self._jobs: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._jobs: list[Queued] = []
         self._busy = False  # a batch is being run or committed
         self._idle = asyncio.Event()
         self._idle.set()
@@ -160,7 +164,7 @@ class SqliteStore:
         def job(db: sqlite3.Connection) -> list[bytes]:
             return [row[0] for row in db.execute(query, args)]
 
-        return [unpack_message(body) for body in await self._run(job)]
+        return [unpack_message(body) for body in await self._run(job, write=False)]
 
     async def ack(self, recipients: Sequence[str], msg_ids: Sequence[int]) -> None:
         await self.ack_many([(recipients, msg_ids)])
@@ -204,7 +208,7 @@ class SqliteStore:
         def job(db: sqlite3.Connection) -> int:
             return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
 
-        return await self._run(job)
+        return await self._run(job, write=False)
 
     async def close(self) -> None:
         if self._closed:
@@ -221,13 +225,16 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ group commit
 
-    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Queue ``job`` for the next transaction and wait for its commit."""
+    async def _run(self, job: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Queue ``job`` for the next transaction and wait for its commit.
+
+        ``write=False``: the job only reads; a batch of such jobs needs no commit.
+        """
         if self._closed:
             raise StoreError("the offline store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.append((job, future))
+        self._jobs.append((job, future, write))
         if not self._busy:
             self._busy = True
             loop.call_soon(self._flush)  # after the callers of this loop turn have queued
@@ -243,19 +250,21 @@ class SqliteStore:
             return
         self._idle.clear()
         db = self._db
+        writes = any(write for _, _, write in batch)
         try:
-            db.execute("BEGIN IMMEDIATE")
+            # Reads only: one read transaction (a consistent view), nothing to commit.
+            db.execute("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
             try:
-                results = [job(db) for job, _ in batch]
+                results = [job(db) for job, _, _ in batch]
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         except Exception as exc:
             self._settle(batch, None, exc)
             return
-        if not self._fsync:
+        if not self._fsync or not writes:
             try:
-                db.execute("COMMIT")  # no fsync: microseconds, done here
+                db.execute("COMMIT")  # no fsync (or nothing written): microseconds, done here
             except Exception as exc:
                 self._rollback()
                 self._settle(batch, None, exc)
@@ -274,9 +283,7 @@ class SqliteStore:
             self._rollback()
             raise
 
-    def _committed(
-        self, batch: list[tuple[Job, asyncio.Future[Any]]], results: list[Any], done: Any
-    ) -> None:
+    def _committed(self, batch: list[Queued], results: list[Any], done: Any) -> None:
         exc = done.exception()
         self._settle(batch, None if exc is not None else results, exc)
 
@@ -287,19 +294,19 @@ class SqliteStore:
 
     def _settle(
         self,
-        batch: list[tuple[Job, asyncio.Future[Any]]],
+        batch: list[Queued],
         results: list[Any] | None,
         exc: BaseException | None,
     ) -> None:
         """Answer the batch's callers, then start the next batch (jobs queued meanwhile)."""
         if results is not None:
             self.commits += 1
-            for (_, future), result in zip(batch, results, strict=True):
+            for (_, future, _), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
         else:
             error = StoreError(f"offline store {self.path}: {exc!r}")
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(error)
         # The next batch in the next loop turn: a burst (every client reconnecting
