@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import time
+import warnings
 
 import jwt
 import pytest
@@ -156,3 +157,81 @@ def test_tokens_rotate_by_kid_without_dropping_holders() -> None:
     with pytest.raises(ValueError):
         rotated.reload(SECRET, "k2")  # malformed: refused, nothing changed
     assert rotated.verify(fresh).user == "u2"
+
+
+# ---------------------------------------------------------------- HmacJwt.decode_compact
+# The AUTH path verifies without PyJWT (8x cheaper); it must refuse whatever PyJWT refuses.
+
+
+def _sign(header: dict[str, object], claims: dict[str, object], secret: str = SECRET) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256", headers=header)
+
+
+def _claims(**extra: object) -> dict[str, object]:
+    return {"typ": "conn", "sub": "u1", "dev": "d1", "exp": int(time.time()) + 60, **extra}
+
+
+def test_every_single_character_change_is_refused() -> None:
+    issuer = TokenIssuer(SECRET, 60)
+    token, _ = issuer.issue("u1", "d1")
+    for i, char in enumerate(token):
+        for other in {"A", "B", "a", "-", "_", "0", ".", "=", " ", "é"} - {char}:
+            forged = token[:i] + other + token[i + 1 :]
+            with pytest.raises((TokenInvalid, TokenExpired)):
+                issuer.verify(forged)
+
+
+@pytest.mark.parametrize(
+    ("header", "claims"),
+    [
+        ({"alg": "HS384"}, _claims()),  # another algorithm
+        ({"crit": ["x"], "x": 1}, _claims()),  # a critical extension
+        ({"b64": False}, _claims()),  # detached payload
+        ({}, _claims(exp="soon")),  # exp not a number
+        ({}, _claims(exp=True)),
+        ({}, _claims(nbf=int(time.time()) + 600)),  # not yet valid
+        ({}, _claims(sub=5)),  # sub not a string
+        ({}, _claims(jti=5)),
+    ],
+)
+def test_what_pyjwt_refuses_is_refused(
+    header: dict[str, object], claims: dict[str, object]
+) -> None:
+    if header.get("alg") == "HS384":
+        with warnings.catch_warnings():  # the secret is short for HS384: beside the point
+            warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+            token = jwt.encode(claims, SECRET, algorithm="HS384")
+    else:
+        token = _sign(header, claims)
+    with pytest.raises(jwt.InvalidTokenError):
+        jwt.decode(token, SECRET, algorithms=["HS256"])
+    with pytest.raises(TokenInvalid):
+        TokenIssuer(SECRET, 60).verify(token)
+
+
+def test_a_key_id_nobody_has_is_refused() -> None:
+    with pytest.raises(TokenInvalid):
+        TokenIssuer(SECRET, 60).verify(_sign({"kid": "nope"}, _claims()))
+
+
+def test_malformed_segments_are_refused() -> None:
+    good, _ = TokenIssuer(SECRET, 60).issue("u1", "d1")
+    head, payload, sig = good.split(".")
+    array = base64.urlsafe_b64encode(b"[1]").rstrip(b"=").decode()
+    for token in [
+        f"{head}.{payload}.{sig}.x",  # four segments
+        f"{head}.{payload}",  # two
+        f"{head}.{payload}.{sig}==",  # padding
+        f"{head}.{payload}.{sig}A",  # a length base64 has not
+        f"{array}.{payload}.{sig}",  # header not an object
+        f"{head}.{array}.{sig}",  # payload not an object
+        f"..{sig}",
+    ]:
+        with pytest.raises(TokenInvalid):
+            TokenIssuer(SECRET, 60).verify(token)
+
+
+def test_a_token_signed_elsewhere_with_the_secret_verifies() -> None:
+    exp = int(time.time()) + 60
+    token = _sign({}, _claims(iat_ms=123, nbf=int(time.time()) - 1, exp=exp))
+    assert TokenIssuer(SECRET, 60).verify(token) == TokenClaims("u1", "d1", exp, 123)

@@ -28,6 +28,8 @@ Errors::
 
 from __future__ import annotations
 
+import binascii
+import hmac
 import logging
 import time
 import warnings
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import msgspec
 from jwt.types import Options
 
 from longlink.protocol.errors import LonglinkError
@@ -55,6 +58,10 @@ TOKEN_TYPE = "conn"
 ALGORITHMS = ["HS256"]
 #: Below this many bytes PyJWT warns about an HMAC key on every use.
 MIN_SECRET_BYTES = 32
+#: The characters of unpadded base64url (RFC 7515 §2): the only ones a token segment has.
+_BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_BASE64 = bytes.maketrans(b"-_", b"+/")
+_json = msgspec.json.Decoder()
 
 
 class TokenError(LonglinkError):
@@ -118,7 +125,7 @@ class HmacJwt:
     is silenced.
     """
 
-    __slots__ = ("_by_kid", "_jwt", "_keys")
+    __slots__ = ("_by_kid", "_jwt", "_keys", "_require")
 
     def __init__(self, keys: list[SigningKey] | str, *, purpose: str, require: list[str]) -> None:
         if isinstance(keys, str):
@@ -136,6 +143,7 @@ class HmacJwt:
                 )
         self._keys = keys
         self._by_kid = {key.kid: key for key in keys if key.kid is not None}
+        self._require = require
         # iat is informational: a token issued on a host whose clock runs a little
         # ahead must not be refused as "not yet valid". exp is checked with 0 leeway.
         options: Options = {"require": require, "verify_iat": False, "verify_aud": False}
@@ -169,13 +177,103 @@ class HmacJwt:
                     error = exc
         raise error
 
+    def decode_compact(self, token: str, now: float | None = None) -> dict[str, Any]:
+        """:meth:`decode` for the tokens this module signs, without PyJWT: 8× cheaper.
+
+        The gateway verifies one token per AUTH, so it is on the connect path
+        (PyJWT checks each character of a segment in Python and parses the
+        header twice here: ~40 µs a token; this ~5 µs). Same checks, stricter
+        form: three unpadded base64url segments, a JSON object header with
+        ``alg`` HS256 and no ``crit`` or ``b64``, a signature by the key its
+        ``kid`` names (or any key, without one), compared in constant time,
+        then a JSON object payload with the required claims, ``exp`` (a
+        number) not past, ``nbf`` (if any) reached, ``sub`` and ``jti`` (if
+        any) strings. Raises PyJWT's exceptions, as :meth:`decode` does.
+        """
+        try:
+            raw = token.encode("ascii")
+        except (UnicodeEncodeError, AttributeError):
+            raise jwt.DecodeError("Invalid token type") from None
+        signing_input, _, crypto = raw.rpartition(b".")
+        header_segment, dot, payload_segment = signing_input.partition(b".")
+        if not dot or b"." in payload_segment:
+            raise jwt.DecodeError("Not enough segments")
+        header = _object(_segment(header_segment, "header"), "header")
+        if header.get("alg") != "HS256":
+            raise jwt.InvalidAlgorithmError("The specified alg value is not allowed")
+        if "crit" in header or "b64" in header:
+            raise jwt.DecodeError("Unsupported header parameter")
+        signature = _segment(crypto, "crypto")
+        kid = header.get("kid")
+        if kid is not None:
+            key = self._by_kid.get(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise jwt.InvalidSignatureError(f"unknown key id {str(kid)[:40]!r}")
+            candidates = [key]
+        else:
+            candidates = self._keys
+        for key in candidates:
+            if hmac.compare_digest(hmac.digest(key.secret, signing_input, "sha256"), signature):
+                break
+        else:
+            raise jwt.InvalidSignatureError("Signature verification failed")
+        claims = _object(_segment(payload_segment, "payload"), "payload")
+        for name in self._require:
+            if claims.get(name) is None:
+                raise jwt.MissingRequiredClaimError(name)
+        now = time.time() if now is None else now
+        exp = claims.get("exp")
+        if exp is not None:
+            if not isinstance(exp, int | float) or isinstance(exp, bool):
+                raise jwt.DecodeError("Expiration Time claim (exp) must be a number.")
+            if exp <= now:
+                raise jwt.ExpiredSignatureError("Signature has expired")
+        nbf = claims.get("nbf")
+        if nbf is not None:
+            if not isinstance(nbf, int | float) or isinstance(nbf, bool):
+                raise jwt.DecodeError("Not Before claim (nbf) must be a number.")
+            if nbf > now:
+                raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
+        for name in ("sub", "jti"):
+            if name in claims and not isinstance(claims[name], str):
+                raise jwt.InvalidTokenError(f"{name} must be a string")
+        return claims
+
+
+def _segment(segment: bytes, name: str) -> bytes:
+    """One unpadded base64url segment, decoded; canonical form only (one encoding per value)."""
+    if not segment or len(segment) % 4 == 1 or segment.translate(None, _BASE64URL):
+        raise jwt.DecodeError(f"Invalid {name} padding")
+    try:
+        decoded = binascii.a2b_base64(
+            segment.translate(_TO_BASE64) + b"=" * (-len(segment) % 4), strict_mode=True
+        )
+    except binascii.Error:
+        raise jwt.DecodeError(f"Invalid {name} padding") from None
+    if binascii.b2a_base64(decoded, newline=False).translate(_TO_BASE64).rstrip(b"=") != (
+        segment.translate(_TO_BASE64)
+    ):
+        raise jwt.DecodeError(f"Invalid {name} padding")
+    return decoded
+
+
+def _object(data: bytes, name: str) -> dict[str, Any]:
+    try:
+        value = _json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise jwt.DecodeError(f"Invalid {name} string: {exc}") from None
+    if not isinstance(value, dict):
+        raise jwt.DecodeError(f"Invalid {name} string: must be a json object")
+    return value
+
 
 class TokenIssuer:
     """Issues and verifies connection tokens.
 
     Every process that verifies tokens issued by another must share ``secret``
     (``LONGLINK_TOKEN_SECRET``, PROTOCOL.md §3). ``verify`` sits on the
-    gateway's AUTH path: one HMAC and one small JSON decode, no I/O.
+    gateway's AUTH path: one HMAC and two small JSON decodes, no I/O, no
+    PyJWT (:meth:`HmacJwt.decode_compact`).
     """
 
     __slots__ = ("_jwt", "_ttl_s")
@@ -218,7 +316,7 @@ class TokenIssuer:
     def verify(self, token: str) -> TokenClaims:
         """The token's claims; raises :class:`TokenExpired` or :class:`TokenInvalid`."""
         try:
-            claims = self._jwt.decode(token)
+            claims = self._jwt.decode_compact(token)
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpired("connection token has expired") from exc
         except jwt.InvalidTokenError as exc:
