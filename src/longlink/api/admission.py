@@ -104,11 +104,20 @@ class _PushMetrics:
 
     def count_accepted(self, key: str, push: PushRequest) -> None:
         """One more message queued (label children cached: this runs per message)."""
-        labels = (key, push.target.kind, push.priority.value)
-        child = self._accepted.get(labels)
-        if child is None:
-            child = self._accepted[labels] = self.accepted.labels(*labels)
-        child.inc()
+        self.count_accepted_many(key, [push])
+
+    def count_accepted_many(self, key: str, pushes: Sequence[PushRequest]) -> None:
+        """Messages queued, counted per (kind, priority): a batch moves a counter or two."""
+        counts: dict[tuple[str, str], int] = {}
+        for push in pushes:
+            kind = (push.target.kind, push.priority.value)
+            counts[kind] = counts.get(kind, 0) + 1
+        for (target, priority), count in counts.items():
+            labels = (key, target, priority)
+            child = self._accepted.get(labels)
+            if child is None:
+                child = self._accepted[labels] = self.accepted.labels(*labels)
+            child.inc(count)
 
 
 def _overload_mark(settings: Settings) -> int:
@@ -204,6 +213,10 @@ class PushGate:
     def accepted(self, key: ApiKey, push: PushRequest) -> None:
         """Count a queued message."""
         self.metrics.count_accepted(key.name, push)
+
+    def accepted_many(self, key: ApiKey, pushes: Sequence[PushRequest]) -> None:
+        """Count queued messages: one counter step per kind of push, not per message."""
+        self.metrics.count_accepted_many(key.name, pushes)
 
     def queue_full(self, key: ApiKey, priority: Priority, count: int) -> None:
         """``count`` admitted messages were not queued (their queue was full)."""

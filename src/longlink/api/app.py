@@ -248,8 +248,7 @@ class _Api:
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             ) from exc
         except PushNotQueued as exc:
-            for push in pushes[: len(exc.queued)]:
-                self.gate.accepted(key, push)
+            self.gate.accepted_many(key, pushes[: len(exc.queued)])
             self.gate.queue_full(key, exc.priority, exc.refused)
             raise ApiError(
                 503,
@@ -258,8 +257,7 @@ class _Api:
                 headers={"Retry-After": str(RETRY_AFTER_S)},
                 extra={"msg_ids": [str(i) for i in exc.queued]} if exc.queued else None,
             ) from exc
-        for push in pushes:
-            self.gate.accepted(key, push)
+        self.gate.accepted_many(key, pushes)
         if access.isEnabledFor(logging.DEBUG):
             _log_pushes(key, pushes, ids)
         return ids

@@ -174,6 +174,13 @@ class Delivery:
         self.node = node
         self.stats = DeliveryMetrics(metrics.registry)
         self.stats.backlog.set_function(lambda: float(self.backlog))
+        # Per message (per-user pushes: one write each), so the label children and the
+        # trace details are looked up once, not built per call.
+        self._per_priority = {
+            p: (self.stats.deliveries.labels(p.value), self.stats.latency.labels(p.value))
+            for p in Priority
+        }
+        self._written: dict[int, Any] = {}  # written count -> frozen "written" trace detail
         #: High-priority msg ids written lately (the second copy is dropped).
         self.seen = SeenIds(dedup_window_s, dedup_size)
         self._low: deque[_Job] = deque()
@@ -481,16 +488,19 @@ class Delivery:
                     tracer.record(msg_id, "written", detail, at_ms)
 
     def _finish_message(self, message: Message, written: int) -> None:
-        label = message.priority.value
-        self.stats.deliveries.labels(label).inc(written)
+        deliveries, latency = self._per_priority[message.priority]
+        deliveries.inc(written)
         self.metrics.pushes_written.inc(written)
         if message.accepted_ms:
-            self.stats.latency.labels(label).observe(
-                max(0.0, time.time() - message.accepted_ms / 1000)
-            )
+            latency.observe(max(0.0, time.time() - message.accepted_ms / 1000))
         tracer = self.tracer
         if tracer.wants(message):
-            detail = {"node": self.node, "written": written}
+            detail = self._written.get(written)
+            if detail is None:
+                if len(self._written) >= 256:
+                    self._written.clear()
+                detail = tracer.freeze("written", {"node": self.node, "written": written})
+                self._written[written] = detail
             tracer.record(message.msg_id, "written", detail)
 
 
