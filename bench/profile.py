@@ -5,9 +5,10 @@
     .venv/bin/python bench/profile.py fanout --conns 15000 --rate 1000
     .venv/bin/python bench/profile.py connect --no-profile          # the figure alone
 
-The server runs pinned to core 0 as in ``make bench`` (``bench/harness.py``); py-spy
-(``pip install py-spy``: the ``profile`` extra, not a dependency of longlink) samples it
-while the workload runs and writes a flame graph (SVG) and the raw collapsed stacks.
+The server runs pinned to core 0 as in ``make bench`` (``bench/harness.py``); py-spy (in
+the ``bench`` extra, which ``make bench-setup`` installs; not a dependency of longlink)
+samples it while the workload runs and writes a flame graph (SVG, or ``--format raw``:
+collapsed stacks).
 The load generator's figure of the same run is printed as JSON. ``--env K=V`` passes
 settings to the server (e.g. ``--env LONGLINK_AGGREGATE_MS=50``).
 """
