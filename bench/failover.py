@@ -6,7 +6,8 @@ connections in one room and publishes ``--failover-rate`` messages/s to it. One 
 after counting starts one process is killed with SIGKILL, by kind:
 
 * ``dispatch``: two dispatch workers, one killed; its unacknowledged messages wait
-  until the other claims them (``claim_idle_ms``);
+  until the other finds it dead (its liveness key expired: ``consumer_ttl_ms``,
+  ``longlink.bus.consumers``) and claims them;
 * ``gateway``: two gateways, the clients spread over both; the clients of the killed
   one reconnect, with the SDK's backoff and full jitter, to the other;
 * ``api``: two API processes; the publisher's connections to the killed one fail and
