@@ -114,3 +114,27 @@ async def test_a_consumer_that_reads_is_never_removed(client: Any) -> None:
     assert await survivor.check() == 0
     assert "reader" in await consumers(client)
     await survivor.close()
+
+
+async def test_the_watch_stops_when_cancelled_even_if_redis_py_swallows_it(client: Any) -> None:
+    """redis-py may turn a cancellation into a connection error: the task ends all the same
+    (else a loop's shutdown, which cancels every task and waits, would wait for ever)."""
+    survivor = watch(client, "survivor")
+    in_check = asyncio.Event()
+
+    async def check() -> int:
+        in_check.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("Connection closed by server.") from None
+        return 0
+
+    survivor.check = check  # type: ignore[method-assign]
+    await survivor.start()
+    task = survivor._task
+    assert task is not None
+    await asyncio.wait_for(in_check.wait(), WAIT)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, WAIT)

@@ -129,6 +129,7 @@ class ConsumerWatch:
             await self._redis.delete(self.key(self.consumer))
 
     async def _run(self) -> None:
+        me = asyncio.current_task()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.tick_s)
@@ -137,6 +138,11 @@ class ConsumerWatch:
             try:
                 await self.check()
             except Exception as exc:  # Redis away: the next tick tries again
+                # ... unless this task is being cancelled: redis-py may turn a
+                # cancellation into a connection error, and swallowing it would
+                # keep the task (and whoever awaits its end) alive for ever.
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError from exc
                 log.debug("consumer watch %s: %s", self.consumer, exc)
 
     async def _renew(self) -> None:
