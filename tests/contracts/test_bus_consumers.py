@@ -1,9 +1,9 @@
 """Dispatch workers' liveness on Redis (longlink.bus.consumers): a dead worker's entries move
 at once, a live one's never do.
 
-Redis only: the embedded queue has one consumer. A "dead" worker is a consumer that read
-entries with a plain ``XREADGROUP`` and keeps no liveness key, as a worker killed with
-SIGKILL leaves it once its key expired.
+Redis and Redis Cluster only: the embedded queue has one consumer. A "dead" worker is a
+consumer that read entries with a plain ``XREADGROUP`` and keeps no liveness key, as a
+worker killed with SIGKILL leaves it once its key expired.
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ from longlink.bus.redis import GROUP, PREFIX, RedisQueue, queue_key
 from longlink.bus.redis import connect as redis_connect
 from longlink.model import Message, Priority, Target
 from tests.conftest import WAIT, eventually
+from tests.contracts.conftest import bus_url
 
 STREAM = queue_key(Priority.LOW)
 KEYS = f"{PREFIX}:consumer:"
 
 
-@pytest.fixture
-async def client(redis_server_url: str) -> AsyncIterator[Any]:
-    redis = redis_connect(redis_server_url)
-    await redis.flushdb()
+@pytest.fixture(params=["redis", "cluster"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A client on an empty Redis, or an empty 3-primary cluster, with the group made."""
+    redis = redis_connect(bus_url(request.param, request))
+    await redis.flushdb()  # a cluster: on every primary
     await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     yield redis
     await redis.aclose()
