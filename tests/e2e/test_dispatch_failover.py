@@ -49,19 +49,23 @@ async def test_kill_9_dispatch_worker_holding_messages_they_flow_again(cluster: 
         async with Client(url, user="alice") as alice:
 
             async def d1_holds_some() -> bool:
-                # d1 is stopped with a blocking read outstanding: Redis hands it entries
-                # it will never ack. Push until it holds some (d2 takes the others).
-                sent.append(await push(url, {"to": {"users": ["alice"]}, "data": len(sent)}))
                 held = await redis.xpending_range(STREAM, GROUP, "-", "+", 10, consumername=d1)
                 return bool(held)
 
-            for _ in range(10):  # a stopped worker's read lasts one block (0.5 s): try again
+            # d1 is stopped with a blocking read outstanding: Redis hands it entries it will
+            # never ack. Push until it holds some (d2 takes the others); a stopped worker's
+            # read lasts one block (0.5 s), so if it got none, let it read again and retry.
+            # (Every push is awaited to its 202 and recorded: none may go unaccounted.)
+            for _ in range(10):
                 os.kill(proc.pid, signal.SIGSTOP)
-                try:
-                    await eventually(d1_holds_some, within=1.0, what="d1 to hold messages")
-                    break
-                except AssertionError:
+                for _ in range(20):
+                    sent.append(await push(url, {"to": {"users": ["alice"]}, "data": len(sent)}))
+                    if await d1_holds_some():
+                        break
+                else:
                     os.kill(proc.pid, signal.SIGCONT)
+                    continue
+                break
             else:
                 raise AssertionError("d1 never held a message")
             await cluster.kill("d1")  # SIGKILL
