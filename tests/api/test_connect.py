@@ -109,7 +109,8 @@ async def test_expired_ticket(hn: Harness) -> None:
         ticket("wrong-secret-" + "w" * 32, sub="bob"),
         "not-a-jwt",
         ticket(device="tv"),  # no sub
-        TokenIssuer(TICKET_SECRET, 60).issue("bob", "tv")[0],  # a connection token
+        TokenIssuer(TICKET_SECRET, 3600).issue("bob", "tv")[0],  # a connection token (made at
+        # collection: valid long enough for the whole suite to get here)
     ],
 )
 async def test_bad_ticket(hn: Harness, bad: str) -> None:
