@@ -157,16 +157,18 @@ class HmacJwt:
             warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
             return jwt.encode(claims, key.secret, algorithm="HS256", headers=headers)
 
+    def _candidates(self, kid: object) -> list[SigningKey]:
+        """The keys a token may be signed with: the one its ``kid`` names, or all."""
+        if kid is None:
+            return self._keys
+        key = self._by_kid.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise jwt.InvalidSignatureError(f"unknown key id {str(kid)[:40]!r}")
+        return [key]
+
     def decode(self, token: str) -> dict[str, Any]:
         """Verify signature and ``exp``; raises PyJWT's exceptions."""
-        kid = jwt.get_unverified_header(token).get("kid")
-        if kid is not None:
-            key = self._by_kid.get(kid) if isinstance(kid, str) else None
-            if key is None:
-                raise jwt.InvalidSignatureError(f"unknown key id {str(kid)[:40]!r}")
-            candidates = [key]
-        else:
-            candidates = self._keys
+        candidates = self._candidates(jwt.get_unverified_header(token).get("kid"))
         error: jwt.InvalidTokenError = jwt.InvalidSignatureError("no key")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
@@ -204,15 +206,7 @@ class HmacJwt:
         if "crit" in header or "b64" in header:
             raise jwt.DecodeError("Unsupported header parameter")
         signature = _segment(crypto, "crypto")
-        kid = header.get("kid")
-        if kid is not None:
-            key = self._by_kid.get(kid) if isinstance(kid, str) else None
-            if key is None:
-                raise jwt.InvalidSignatureError(f"unknown key id {str(kid)[:40]!r}")
-            candidates = [key]
-        else:
-            candidates = self._keys
-        for key in candidates:
+        for key in self._candidates(header.get("kid")):
             if hmac.compare_digest(hmac.digest(key.secret, signing_input, "sha256"), signature):
                 break
         else:

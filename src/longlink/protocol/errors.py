@@ -44,6 +44,19 @@ class LonglinkError(Exception):
     """Root of every error longlink raises on purpose."""
 
 
+class HttpRefusal(LonglinkError):
+    """An HTTP request on a gateway port to refuse with ``status`` and ``reason``,
+    then close the connection (WebSocket upgrades, the HTTP stream)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}"
+
+
 class ProtocolError(LonglinkError):
     """Malformed or forbidden input on the long connection.
 

@@ -31,7 +31,8 @@ that asks for a protocol upgrade (400), a body that is not whole frames
 Errors (under ``longlink.protocol.errors.LonglinkError``)::
 
     LonglinkError
-     └── RequestError   (status, reason)   answer response(status, reason), close
+     └── HttpRefusal
+          └── RequestError   (status, reason)   answer response(status, reason), close
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from longlink.protocol.errors import LonglinkError, ProtocolError
+from longlink.protocol.errors import HttpRefusal, ProtocolError
 from longlink.protocol.frames import Frame, FrameDecoder
 
 __all__ = [
@@ -76,16 +77,8 @@ LAST_CHUNK: Final = b"0\r\n\r\n"
 PREFLIGHT_MAX_AGE_S: Final = 600
 
 
-class RequestError(LonglinkError):
+class RequestError(HttpRefusal):
     """A request to refuse: answer ``response(status, reason)``, then close the connection."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)

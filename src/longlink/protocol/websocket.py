@@ -39,8 +39,9 @@ CLOSE reason not valid UTF-8                    1007 (§8.1)
 Errors (both under ``longlink.protocol.errors.LonglinkError``)::
 
     LonglinkError
-     ├── HandshakeError   (status, reason)      answer reject_response(), close
-     └── WsError          (close_code, reason)  send encode_close(), close
+     ├── HttpRefusal
+     │    └── HandshakeError   (status, reason)      answer reject_response(), close
+     └── WsError               (close_code, reason)  send encode_close(), close
 
 Not supported, on purpose: extensions (permessage-deflate is never negotiated;
 longlink compresses its batches itself, PROTOCOL §1.1 ``codec``), TLS (the
@@ -59,7 +60,7 @@ from typing import Final
 
 import httptools
 
-from longlink.protocol.errors import LonglinkError
+from longlink.protocol.errors import HttpRefusal, LonglinkError
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -138,16 +139,8 @@ def _close_code_allowed(code: int) -> bool:
 # --------------------------------------------------------------------------- handshake
 
 
-class HandshakeError(LonglinkError):
+class HandshakeError(HttpRefusal):
     """The upgrade request is refused: answer ``reject_response(status, reason)``, then close."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)
