@@ -36,14 +36,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         yield running
 
 
-@pytest.fixture
-async def api(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=node.http_url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=WAIT
-    ) as client:
-        yield client
-
-
 def stream_url(node: Node) -> str:
     assert node.gateway is not None
     return node.gateway.stream_endpoint
