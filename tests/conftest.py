@@ -54,6 +54,43 @@ async def eventually(
         raise AssertionError(f"timed out after {within:g} s waiting for {what}") from None
 
 
+#: How often a task left at a test's end is cancelled, and how long each time is waited.
+LEFTOVER_CANCELS = 10
+LEFTOVER_WAIT_S = 1.0
+
+
+def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """``asyncio.runners._cancel_all_tasks``, bounded: what a test left running is
+    cancelled, and cancelled again while it lasts (a task that swallowed one
+    cancellation — a library turning it into a connection error, or 3.11's
+    ``wait_for`` race — would otherwise hang the whole suite at the loop's close);
+    a task that outlives every attempt is named on stderr and left behind."""
+    leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    everyone = list(leftover)
+    for _ in range(LEFTOVER_CANCELS):
+        if not leftover:
+            break
+        for task in leftover:
+            task.cancel()
+        loop.run_until_complete(asyncio.wait(leftover, timeout=LEFTOVER_WAIT_S))
+        leftover = [task for task in leftover if not task.done()]
+    for task in leftover:
+        print(f"\nconftest: task still running after {LEFTOVER_CANCELS} cancels: {task!r}")
+    for task in everyone:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during asyncio.run() shutdown",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
+
+
+# pytest-asyncio closes each test's loop through asyncio.Runner, which calls this.
+asyncio.runners._cancel_all_tasks = _cancel_leftover_tasks  # type: ignore[attr-defined]
+
+
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
     """Every async test runs on uvloop, the loop longlink runs on in production."""
     return {"uvloop": uvloop.new_event_loop}

@@ -131,8 +131,11 @@ class ConsumerWatch:
     async def _run(self) -> None:
         me = asyncio.current_task()
         while not self._stop.is_set():
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that arrives as its inner wait ends, and this loop would then go on for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.tick_s)
+                async with asyncio.timeout(self.tick_s):
+                    await self._stop.wait()
             if self._stop.is_set():
                 return
             try:
