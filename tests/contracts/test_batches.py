@@ -384,3 +384,4 @@ async def test_redis_dispatch_acks_a_step_only_after_the_node_write(redis_client
     finally:
         channel.gate.set()
         await receiver.detach(nodes)
+        await queue.close()  # its consumer watch too: left running, it outlived the client
