@@ -142,31 +142,18 @@ class Lines:
         return line
 
 
-class Child:
-    """A copy of ``script`` in a child process, spoken to with one-line commands and answers."""
+class Commanded:
+    """A child process spoken to with one-line commands on its stdin; its lines read by
+    :class:`Lines`; ``quit`` asks it to end (killed if it does not within 10 s)."""
 
-    def __init__(self, script: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(script), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.lines = Lines(self.proc)
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines = Lines(proc)
 
     def send(self, command: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
-
-    def expect(self, word: str, timeout: float) -> list[str]:
-        """The words after ``word`` on the next line starting with it (others are skipped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.lines.next(max(0.0, deadline - time.monotonic()), repr(word))
-            fields = line.split()
-            if fields and fields[0] == word:
-                return fields[1:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -176,6 +163,29 @@ class Child:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Child(Commanded):
+    """A copy of ``script`` in a child process, spoken to with one-line commands and answers."""
+
+    def __init__(self, script: str, *args: str) -> None:
+        super().__init__(
+            subprocess.Popen(
+                [sys.executable, os.path.abspath(script), *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+
+    def expect(self, word: str, timeout: float) -> list[str]:
+        """The words after ``word`` on the next line starting with it (others are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.lines.next(max(0.0, deadline - time.monotonic()), repr(word))
+            fields = line.split()
+            if fields and fields[0] == word:
+                return fields[1:]
 
 
 # =========================================================================== connections

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import CORES, Lines, cpu_seconds, rss_kib
+from common import CORES, Commanded, Lines, cpu_seconds, rss_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -143,7 +143,7 @@ class Server:
         self._log.close()
 
 
-class LoadGen:
+class LoadGen(Commanded):
     """The load generator (bench/loadgen/main.c has its commands) pinned to core 1."""
 
     def __init__(self, port: int, proto: str, **options: object) -> None:
@@ -151,24 +151,20 @@ class LoadGen:
         for key, value in options.items():
             if value is not None:
                 argv += [f"--{key.replace('_', '-')}", str(value)]
-        self.proc = subprocess.Popen(
-            [*pinned(LOAD_CORE), *argv],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+        super().__init__(
+            subprocess.Popen(
+                [*pinned(LOAD_CORE), *argv],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
         )
-        self.lines = Lines(self.proc)
         self.answer("ready", 10)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
 
     def answer(
         self, word: str, timeout: float, on_mark: Callable[[int], None] | None = None
@@ -211,15 +207,6 @@ class LoadGen:
     def close(self) -> None:
         self.send("close")
         self.answer("close", 30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.send("quit")
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
 
 
 # =========================================================================== usage
