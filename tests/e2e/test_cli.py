@@ -18,8 +18,10 @@ READY = re.compile(r"^longlink ready http=(\d+) ws=(\d+) tcp=(\d+)$")
 
 
 async def start_server(
-    tmp_path: Any, **env: str
+    tmp_path: Any, *args: str, stderr: int = asyncio.subprocess.DEVNULL, **env: str
 ) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+    """``longlink serve *args`` in demo mode on free ports with ``env`` added; its ports
+    from the ready line (``stderr``: PIPE to read the server's log)."""
     environ = {
         **os.environ,
         "LONGLINK_HTTP_PORT": "0",
@@ -32,10 +34,10 @@ async def start_server(
         **env,
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "longlink", "serve",
+        sys.executable, "-m", "longlink", "serve", *args,
         env=environ,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
     )  # fmt: skip
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), WAIT * 2)).decode().strip()

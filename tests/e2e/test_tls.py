@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import os
 import signal
 import ssl
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from longlink.client import Client
 from tests.conftest import API_KEY, WAIT
-from tests.e2e.test_cli import READY
+from tests.e2e.test_cli import start_server
 
 
 def make_ca(directory: Path, name: str) -> tuple[Path, Any, Any]:
@@ -106,26 +104,7 @@ async def start_tls_server(
     tmp_path: Path, cert: Path, key: Path, config: Path
 ) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
     config.write_text(f'tls_cert = "{cert}"\ntls_key = "{key}"\n')  # noqa: ASYNC240
-
-    env = {
-        **os.environ,
-        "LONGLINK_HTTP_PORT": "0",
-        "LONGLINK_WS_PORT": "0",
-        "LONGLINK_TCP_PORT": "0",
-        "LONGLINK_DEMO": "1",
-        "LONGLINK_API_KEY": API_KEY,
-        "LONGLINK_DATA_DIR": str(tmp_path),
-        "LONGLINK_LOG_LEVEL": "warning",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "longlink", "serve", "--config", str(config),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), WAIT * 2)).decode().strip()
-    match = READY.match(line)
-    assert match, f"unexpected first line {line!r}"
-    return proc, dict(zip(("http", "ws", "tcp"), map(int, match.groups()), strict=True))
+    return await start_server(tmp_path, "--config", str(config), stderr=asyncio.subprocess.PIPE)
 
 
 async def peer_certificate_cn(port: int, ca: Path) -> str:
