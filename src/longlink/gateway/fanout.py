@@ -85,8 +85,10 @@ def message_parts(hub: Hub, message: Message, conns: list[Connection] | None = N
 
 
 def _room_message_parts(hub: Hub, message: Message, rooms: list[str]) -> list[Part]:
+    if len(rooms) == 1:
+        return room_messages_parts(hub, [message])
     parts: list[Part] = []
-    done: set[Connection] | None = None  # several rooms: each connection once
+    done: set[Connection] = set()  # several rooms: each connection once
     for room in rooms:
         groups = hub.groups.get(room)
         if not groups:
@@ -98,11 +100,6 @@ def _room_message_parts(hub: Hub, message: Message, rooms: list[str]) -> list[Pa
             data = written[kind]
             if data is None:
                 data = written[kind] = framed(kind, [frame])
-            if len(rooms) == 1:
-                parts.append((list(members), data))
-                continue
-            if done is None:
-                done = set()
             fresh = [conn for conn in members if conn not in done]
             done.update(fresh)
             if fresh:
@@ -118,7 +115,7 @@ def room_messages_parts(hub: Hub, messages: list[Message]) -> list[Part]:
     write carrying them in order. The members are the room's as they are now
     (as when the messages are written one after the other in one loop turn).
     """
-    room = messages[0].target.rooms[0]
+    room = messages[0].target.rooms[0]  # every message's only room
     groups = hub.groups.get(room)
     if not groups:
         return []
